@@ -1,0 +1,223 @@
+//! The command line: `[OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]`. Pure: parses an
+//! iterator of arguments (without the program name), reads no environment.
+//!
+//! Help and version are results, not exits, so they are testable. KServe passes exactly
+//! `[storageUri, "/mnt/models"]`, or `uri1 path1 uri2 path2 ...` for `storageUris`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::error::Error;
+use crate::uri::REGISTRY_SCHEME;
+
+/// One line saying how to call the program; printed with every usage error.
+pub const USAGE: &str = "usage: mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]\n       mr-storage-initializer --resolve MODEL_REGISTRY_URI [DEST_DIR]";
+
+/// `--help`.
+pub const HELP: &str = "\
+mr-storage-initializer: put a model where a KServe model server can load it.
+
+Resolves model-registry:// URIs through the Kubeflow Model Registry, picks the newest model
+artifact, and downloads its files into DEST_DIR.
+
+USAGE:
+    mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]
+    mr-storage-initializer --resolve MODEL_REGISTRY_URI [DEST_DIR]
+
+ARGS:
+    SRC_URI     model-registry://[HOST[:PORT]/]MODEL[/VERSION][?namespace=NS]
+                (names may be percent-encoded: my%20model, v1%2Frc)
+    DEST_DIR    where the files go; created if missing (KServe: /mnt/models)
+
+OPTIONS:
+    --resolve       resolve a model-registry:// URI, print the result as one JSON object on
+                    stdout, download nothing
+    -h, --help      print this help
+    -V, --version   print the version
+
+ENVIRONMENT (empty counts as unset):
+    MODEL_REGISTRY_BASE_URL        default registry, host[:port] or a URL with a path prefix
+                                   (default localhost:8080)
+    MODEL_REGISTRY_SCHEME          http or https when the base URL has no scheme (default http)
+    MODEL_REGISTRY_SERVICE_NAME    service name for ?namespace= (default model-registry-service)
+    MODEL_REGISTRY_CLUSTER_DOMAIN  cluster domain for ?namespace= (default svc.cluster.local)
+    MODEL_REGISTRY_TOKEN           bearer token for the registry
+    MODEL_REGISTRY_TOKEN_FILE      file holding the bearer token (re-read on each run)
+    MODEL_REGISTRY_CA_FILE         extra PEM CA bundle to trust for the registry
+    ALLOWED_ARTIFACT_URI_PREFIXES  comma-separated prefixes an artifact URI must start with
+    SSL_CERT_FILE                  PEM bundle that replaces the system CA bundle
+    CA_BUNDLE_CONFIGMAP_NAME       with CA_BUNDLE_VOLUME_MOUNT_POINT: KServe's CA bundle
+    HTTPS_PROXY, HTTP_PROXY, NO_PROXY
+    RUST_LOG                       log level (default info)
+
+EXIT STATUS:
+    0 success, 1 failure at run time, 2 bad command line.
+    On failure the last line on stderr says what failed, where and why.
+";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Download each pair in order, stopping at the first failure.
+    Run(Vec<Pair>),
+    /// Resolve one `model-registry://` URI and print the result.
+    Resolve(String),
+    /// Print help.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// One `SRC_URI DEST_DIR` pair.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Pair {
+    pub src: String,
+    pub dest: PathBuf,
+}
+
+/// Parses arguments that do not start with the program name.
+pub fn parse_args<I>(args: I) -> Result<Command, Error>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    use lexopt::prelude::*;
+    let usage = |e: lexopt::Error| Error::Usage(e.to_string());
+    let mut resolve = false;
+    let mut values: Vec<OsString> = Vec::new();
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Long("resolve") => resolve = true,
+            Value(v) => values.push(v),
+            _ => return Err(usage(arg.unexpected())),
+        }
+    }
+
+    if resolve {
+        if values.is_empty() || values.len() > 2 {
+            return Err(Error::Usage(format!(
+                "--resolve takes one model-registry:// URI (and optionally DEST_DIR), got {} argument(s)",
+                values.len()
+            )));
+        }
+        let uri = utf8(values.swap_remove(0))?;
+        if !uri
+            .get(..REGISTRY_SCHEME.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(REGISTRY_SCHEME))
+        {
+            return Err(Error::Usage(format!(
+                "--resolve needs a model-registry:// URI, got '{uri}'"
+            )));
+        }
+        return Ok(Command::Resolve(uri));
+    }
+
+    if values.is_empty() || values.len() % 2 != 0 {
+        return Err(Error::Usage(format!(
+            "expected SRC_URI DEST_DIR pairs, got {} argument(s)",
+            values.len()
+        )));
+    }
+    let mut pairs = Vec::with_capacity(values.len() / 2);
+    let mut it = values.into_iter();
+    while let (Some(src), Some(dest)) = (it.next(), it.next()) {
+        pairs.push(Pair {
+            src: utf8(src)?,
+            dest: PathBuf::from(dest),
+        });
+    }
+    Ok(Command::Run(pairs))
+}
+
+fn utf8(value: OsString) -> Result<String, Error> {
+    value
+        .into_string()
+        .map_err(|v| Error::Usage(format!("SRC_URI {v:?} is not valid UTF-8")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &str) -> Result<Command, String> {
+        parse_args(args.split_whitespace()).map_err(|e| e.to_string())
+    }
+
+    fn pair(src: &str, dest: &str) -> Pair {
+        Pair {
+            src: src.into(),
+            dest: dest.into(),
+        }
+    }
+
+    #[test]
+    fn pairs() {
+        assert_eq!(
+            parse("model-registry://iris /mnt/models"),
+            Ok(Command::Run(vec![pair(
+                "model-registry://iris",
+                "/mnt/models"
+            )]))
+        );
+        assert_eq!(
+            parse("s3://a/b /mnt/a gs://c/d /mnt/c"),
+            Ok(Command::Run(vec![
+                pair("s3://a/b", "/mnt/a"),
+                pair("gs://c/d", "/mnt/c")
+            ]))
+        );
+    }
+
+    #[test]
+    fn counts_that_are_not_pairs() {
+        assert_eq!(
+            parse(""),
+            Err("expected SRC_URI DEST_DIR pairs, got 0 argument(s)".into())
+        );
+        assert_eq!(
+            parse("a b c"),
+            Err("expected SRC_URI DEST_DIR pairs, got 3 argument(s)".into())
+        );
+    }
+
+    #[test]
+    fn help_and_version_win_anywhere() {
+        assert_eq!(parse("x -h"), Ok(Command::Help));
+        assert_eq!(parse("--help a b c"), Ok(Command::Help));
+        assert_eq!(parse("-V"), Ok(Command::Version));
+    }
+
+    #[test]
+    fn unknown_option() {
+        assert_eq!(parse("--nope a b"), Err("invalid option '--nope'".into()));
+    }
+
+    #[test]
+    fn double_dash_lets_a_dash_path_through() {
+        assert_eq!(
+            parse("-- s3://a/b -weird-dir"),
+            Ok(Command::Run(vec![pair("s3://a/b", "-weird-dir")]))
+        );
+    }
+
+    #[test]
+    fn resolve_takes_one_uri_and_an_optional_dest() {
+        assert_eq!(
+            parse("--resolve model-registry://iris"),
+            Ok(Command::Resolve("model-registry://iris".into()))
+        );
+        assert_eq!(
+            parse("--resolve model-registry://iris/v1 /mnt/models"),
+            Ok(Command::Resolve("model-registry://iris/v1".into()))
+        );
+        assert_eq!(
+            parse("--resolve s3://a/b"),
+            Err("--resolve needs a model-registry:// URI, got 's3://a/b'".into())
+        );
+        assert!(parse("--resolve").is_err());
+        assert!(parse("--resolve a b c").is_err());
+    }
+}

@@ -1,0 +1,307 @@
+//! The one error type of the program, and how it is shown to a person.
+//!
+//! Every variant says what was being done to what; `Display` writes the whole sentence on one
+//! line, because KServe turns the tail of the log into the pod's termination message
+//! (`FallbackToLogsOnError`). Hints for the user are separate (`Error::hint`) and are printed
+//! before the error line, which is always the last line on stderr.
+//!
+//! Nothing here may hold a secret: URLs put into errors are stripped of their query string
+//! (`redact_url`), and tokens never reach an error at all.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can make a run fail.
+#[derive(Debug)]
+pub enum Error {
+    /// The command line could not be understood (exit status 2).
+    Usage(String),
+    /// A source URI is malformed.
+    Uri { uri: String, reason: String },
+    /// An environment variable has a value the program cannot use.
+    Env { var: &'static str, reason: String },
+    /// A `model-registry://` URI could not be resolved to an artifact.
+    Resolve {
+        /// The registered model's name as written in the URI.
+        model: String,
+        /// The version name, or `None` for "the newest version".
+        version: Option<String>,
+        /// The registry's base URL (scheme, host and path prefix).
+        registry: String,
+        /// Why it failed (boxed: it is the largest payload, and errors travel in `Result`s).
+        why: Box<Lookup>,
+    },
+    /// The artifact URI the registry gave is refused by the URI policy.
+    Refused { uri: String, reason: String },
+    /// The storage backend for this URI scheme does not exist yet.
+    NotImplemented { uri: String, scheme: String },
+    /// A local file could not be read or written.
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// Why a registry lookup failed. Each variant is a failure a user must be able to tell apart.
+#[derive(Debug)]
+pub enum Lookup {
+    /// No answer at all (connection refused, DNS, timeout, TLS), after retries.
+    Unreachable { url: String, cause: String },
+    /// 401 or 403.
+    Unauthorized {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    /// `findRegisteredModel` said 404.
+    ModelNotFound { message: String },
+    /// `findModelVersion` said 404.
+    VersionNotFound { message: String },
+    /// The model has no versions, or only archived ones.
+    NoVersions { archived: usize },
+    /// The version has no usable artifact of type `model-artifact`.
+    NoModelArtifact { seen: usize, skipped: usize },
+    /// The newest model artifact has no URI.
+    EmptyArtifactUri { artifact_id: String },
+    /// The artifact URI names a scheme this program cannot fetch.
+    UnsupportedScheme { uri: String },
+    /// Any other error status from the registry.
+    Status {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    /// The registry answered 2xx with something that is not what the API promises.
+    Malformed { url: String, reason: String },
+}
+
+impl Error {
+    /// Builds an `Io` error; used as `.map_err(|e| Error::io("create directory", &dir, e))`.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The process exit status for this error: 2 for a bad command line, 1 for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// A suggestion printed as `hint: ...` before the error line, where one helps.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::Resolve { why, .. } => match **why {
+                Lookup::Unreachable { .. } => Some(
+                    "check MODEL_REGISTRY_BASE_URL, or put the registry's host:port in the URI",
+                ),
+                Lookup::Unauthorized { .. } => Some(
+                    "set MODEL_REGISTRY_TOKEN or MODEL_REGISTRY_TOKEN_FILE to a token the registry accepts",
+                ),
+                Lookup::UnsupportedScheme { .. } => Some(
+                    "supported artifact URIs: s3://, gs://, https://ACCOUNT.blob.core.windows.net/..., http(s)://, file://",
+                ),
+                _ => None,
+            },
+            Error::Refused { .. } => Some(
+                "ALLOWED_ARTIFACT_URI_PREFIXES lists the artifact URI prefixes this pod may fetch",
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(msg) => write!(f, "{msg}"),
+            Error::Uri { uri, reason } => write!(f, "invalid URI '{uri}': {reason}"),
+            Error::Env { var, reason } => write!(f, "invalid value in {var}: {reason}"),
+            Error::Resolve {
+                model,
+                version,
+                registry,
+                why,
+            } => {
+                write!(f, "cannot resolve model '{model}'")?;
+                match version {
+                    Some(v) => write!(f, " version '{v}'")?,
+                    None => write!(f, " (newest version)")?,
+                }
+                write!(f, " in model registry {registry}: {why}")
+            }
+            Error::Refused { uri, reason } => {
+                write!(f, "refusing artifact URI '{uri}': {reason}")
+            }
+            Error::NotImplemented { uri, scheme } => write!(
+                f,
+                "cannot download '{uri}': storage download not implemented yet for {scheme}"
+            ),
+            Error::Io {
+                action,
+                path,
+                source,
+            } => write!(f, "cannot {action} '{}': {source}", path.display()),
+        }
+    }
+}
+
+impl fmt::Display for Lookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lookup::Unreachable { url, cause } => {
+                write!(f, "registry unreachable: GET {url}: {cause}")
+            }
+            Lookup::Unauthorized {
+                url,
+                status,
+                message,
+            } => write!(
+                f,
+                "unauthorized (HTTP {status}) on GET {url}{}",
+                said(message)
+            ),
+            Lookup::ModelNotFound { message } => {
+                write!(f, "registered model not found{}", said(message))
+            }
+            Lookup::VersionNotFound { message } => {
+                write!(f, "model version not found{}", said(message))
+            }
+            Lookup::NoVersions { archived: 0 } => write!(f, "the model has no versions"),
+            Lookup::NoVersions { archived } => write!(
+                f,
+                "the model has no live versions ({archived} archived version(s) skipped)"
+            ),
+            Lookup::NoModelArtifact { seen, skipped } => write!(
+                f,
+                "the version has no model artifact ({seen} artifact(s) listed, {skipped} of them model artifacts in state DELETED, MARKED_FOR_DELETION or ABANDONED)"
+            ),
+            Lookup::EmptyArtifactUri { artifact_id } => {
+                write!(f, "model artifact {artifact_id} has an empty URI")
+            }
+            Lookup::UnsupportedScheme { uri } => write!(
+                f,
+                "artifact URI '{}' has a storage scheme this program cannot fetch",
+                redact_url(uri)
+            ),
+            Lookup::Status {
+                url,
+                status,
+                message,
+            } => write!(
+                f,
+                "registry answered HTTP {status} on GET {url}{}",
+                said(message)
+            ),
+            Lookup::Malformed { url, reason } => {
+                write!(f, "malformed registry response to GET {url}: {reason}")
+            }
+        }
+    }
+}
+
+// The server's own `message` must reach the user; an empty one adds nothing.
+fn said(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(" (registry said: {message})")
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// A URL without its query string or fragment, for errors and logs: presigned and SAS query
+/// strings are credentials.
+pub fn redact_url(url: &str) -> String {
+    match url.find(['?', '#']) {
+        Some(i) => format!("{}?<redacted>", &url[..i]),
+        None => url.to_string(),
+    }
+}
+
+/// Folds a foreign message onto one line: server messages and library errors may hold
+/// newlines, and the last stderr line must say everything by itself.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(version: Option<&str>, why: Lookup) -> Error {
+        Error::Resolve {
+            model: "iris".into(),
+            version: version.map(Into::into),
+            registry: "http://mr:8080".into(),
+            why: Box::new(why),
+        }
+    }
+
+    #[test]
+    fn resolve_errors_name_model_version_and_registry() {
+        let e = resolve(
+            Some("v1"),
+            Lookup::VersionNotFound {
+                message: "no model version found".into(),
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot resolve model 'iris' version 'v1' in model registry http://mr:8080: model version not found (registry said: no model version found)"
+        );
+        let e = resolve(None, Lookup::NoVersions { archived: 2 });
+        assert_eq!(
+            e.to_string(),
+            "cannot resolve model 'iris' (newest version) in model registry http://mr:8080: the model has no live versions (2 archived version(s) skipped)"
+        );
+    }
+
+    #[test]
+    fn unsupported_scheme_hides_the_query() {
+        let e = resolve(
+            None,
+            Lookup::UnsupportedScheme {
+                uri: "hdfs://nn/models?token=s3cr3t".into(),
+            },
+        );
+        let text = e.to_string();
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(text.contains("'hdfs://nn/models?<redacted>'"), "{text}");
+    }
+
+    #[test]
+    fn only_usage_errors_exit_2() {
+        assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+        let e = Error::Uri {
+            uri: "x".into(),
+            reason: "y".into(),
+        };
+        assert_eq!(e.exit_code(), 1);
+    }
+
+    #[test]
+    fn one_line_folds_newlines() {
+        assert_eq!(one_line("a\n  b\r\nc "), "a b c");
+    }
+
+    #[test]
+    fn error_stays_small() {
+        assert!(size_of::<Error>() < 128);
+    }
+}

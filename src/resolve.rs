@@ -1,0 +1,288 @@
+//! Look up and select: turn a parsed `model-registry://` URI into one artifact URI.
+//!
+//! Chooses the registry (namespace, host in the URI, probe, or the default), then makes at
+//! most three calls — model, version, artifacts — following further pages only when `select`
+//! says a later page could hold the answer. Every failure carries the model, version and
+//! registry URL.
+
+use serde::Serialize;
+use ureq::Agent;
+
+use crate::error::{Error, Lookup, redact_url};
+use crate::registry::{self, Client, List};
+use crate::select::{self, ArtifactChoice};
+use crate::settings::{BaseUrl, RegistrySettings, split_port};
+use crate::uri::{RegistryUri, StorageKind, Target};
+
+/// What a `model-registry://` URI resolved to; printed as JSON by `--resolve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Resolution {
+    pub registry_url: String,
+    pub model_name: String,
+    pub model_id: String,
+    pub version_name: String,
+    pub version_id: String,
+    pub artifact_id: String,
+    pub artifact_uri: String,
+}
+
+// A safety net against a server whose page tokens never end.
+const MAX_PAGES: usize = 100;
+
+/// Resolves `uri` against the registry it names.
+pub fn resolve(
+    uri: &RegistryUri,
+    settings: &RegistrySettings,
+    agent: &Agent,
+) -> Result<Resolution, Error> {
+    let (base, model, version) = choose_registry(uri, settings, agent);
+    let fail = |why: Lookup| Error::Resolve {
+        model: model.clone(),
+        version: version.clone(),
+        registry: base.url(),
+        why: Box::new(why),
+    };
+    let token = match &settings.token {
+        Some(source) => Some(source.read()?),
+        None => None,
+    };
+    let client = Client::new(agent, base.clone(), token);
+
+    let found = client.find_model(&model).map_err(fail)?;
+    let model_id = found.id.clone().ok_or_else(|| {
+        fail(Lookup::Malformed {
+            url: base.api("/registered_model"),
+            reason: "the registered model has no id".into(),
+        })
+    })?;
+    log::info!("registered model '{}' is id {model_id}", found.name);
+
+    let chosen = match &version {
+        Some(name) => client.find_version(name, &model_id).map_err(fail)?,
+        None => {
+            let versions = collect_pages(
+                |token| client.versions(&model_id, token),
+                |all| {
+                    let choice = select::newest_version(all)?;
+                    Ok(choice
+                        .newest
+                        .map(|i| all[i].create_time_since_epoch.clone().unwrap_or_default()))
+                },
+                |v| v.create_time_since_epoch.as_deref(),
+                &base,
+                &fail,
+            )?;
+            let choice = select::newest_version(&versions).map_err(|reason| {
+                fail(Lookup::Malformed {
+                    url: base.api(&format!("/registered_models/{model_id}/versions")),
+                    reason,
+                })
+            })?;
+            let Some(i) = choice.newest else {
+                return Err(fail(Lookup::NoVersions {
+                    archived: choice.archived,
+                }));
+            };
+            log::info!(
+                "newest version is '{}' (id {}) of {} listed, {} archived skipped",
+                versions[i].name,
+                versions[i].id,
+                versions.len(),
+                choice.archived
+            );
+            versions[i].clone()
+        }
+    };
+    if version.is_some() {
+        log::info!("version '{}' is id {}", chosen.name, chosen.id);
+    }
+
+    let artifacts = collect_pages(
+        |token| client.artifacts(&chosen.id, token),
+        |all| {
+            Ok(match select::newest_model_artifact(all)? {
+                ArtifactChoice::Found(i) => {
+                    Some(all[i].create_time_since_epoch.clone().unwrap_or_default())
+                }
+                _ => None,
+            })
+        },
+        |a| a.create_time_since_epoch.as_deref(),
+        &base,
+        &fail,
+    )?;
+    let artifacts_url = base.api(&format!("/model_versions/{}/artifacts", chosen.id));
+    let choice = select::newest_model_artifact(&artifacts).map_err(|reason| {
+        fail(Lookup::Malformed {
+            url: artifacts_url.clone(),
+            reason,
+        })
+    })?;
+    let artifact = match choice {
+        ArtifactChoice::Found(i) => &artifacts[i],
+        ArtifactChoice::EmptyUri(artifact_id) => {
+            return Err(fail(Lookup::EmptyArtifactUri { artifact_id }));
+        }
+        ArtifactChoice::None { seen, skipped } => {
+            return Err(fail(Lookup::NoModelArtifact { seen, skipped }));
+        }
+    };
+    let artifact_uri = artifact.uri.clone().unwrap_or_default().trim().to_string();
+    let artifact_id = artifact.id.clone().unwrap_or_default();
+    // A registry artifact must name its storage: a bare path is not a URI.
+    if !artifact_uri.contains("://") || StorageKind::of(&artifact_uri).is_none() {
+        return Err(fail(Lookup::UnsupportedScheme { uri: artifact_uri }));
+    }
+    log::info!(
+        "model artifact {artifact_id} of version '{}': {}",
+        chosen.name,
+        redact_url(&artifact_uri)
+    );
+
+    Ok(Resolution {
+        registry_url: base.url(),
+        model_name: found.name,
+        model_id,
+        version_name: chosen.name,
+        version_id: chosen.id,
+        artifact_id,
+        artifact_uri,
+    })
+}
+
+/// Which registry to ask, and the model and version to ask for.
+fn choose_registry(
+    uri: &RegistryUri,
+    settings: &RegistrySettings,
+    agent: &Agent,
+) -> (BaseUrl, String, Option<String>) {
+    let at = |authority: String| BaseUrl {
+        scheme: settings.base.scheme.clone(),
+        authority,
+        path_prefix: String::new(),
+    };
+    let (base, model, version) = match (&uri.target, &uri.namespace) {
+        (
+            Target::Host {
+                host,
+                model,
+                version,
+            },
+            Some(ns),
+        ) => {
+            log::info!("?namespace={ns} names the registry: ignoring host '{host}' in the URI");
+            (namespaced(settings, ns), model.clone(), version.clone())
+        }
+        (Target::Default { model, version }, Some(ns)) => {
+            (namespaced(settings, ns), model.clone(), version.clone())
+        }
+        (Target::Default { model, version }, None) => {
+            (settings.base.clone(), model.clone(), version.clone())
+        }
+        (
+            Target::Host {
+                host,
+                model,
+                version,
+            },
+            None,
+        ) => (at(host.clone()), model.clone(), version.clone()),
+        // The parser folds this into `Default` when a namespace is given.
+        (Target::HostOrModel { first, second }, _) => {
+            if registry::probe(agent, &settings.base.scheme, first) {
+                log::info!(
+                    "'{first}' answers as a model registry: reading the URI as host '{first}', model '{second}'"
+                );
+                (at(first.clone()), second.clone(), None)
+            } else {
+                log::info!(
+                    "'{first}' is not a reachable model registry: reading the URI as model '{first}', version '{second}'"
+                );
+                (settings.base.clone(), first.clone(), Some(second.clone()))
+            }
+        }
+    };
+    log::info!("model registry: {}", base.url());
+    (base, model, version)
+}
+
+/// `<service>.<ns>.<domain>:<port of the base URL, else 8080>`.
+fn namespaced(settings: &RegistrySettings, ns: &str) -> BaseUrl {
+    let port = settings.base.port().unwrap_or(8080);
+    let authority = format!(
+        "{}.{ns}.{}:{port}",
+        settings.service_name, settings.cluster_domain
+    );
+    // Keep the base's host form check honest: a namespace never yields a bracketed host.
+    debug_assert!(split_port(&authority).1.is_some());
+    BaseUrl {
+        scheme: settings.base.scheme.clone(),
+        authority,
+        path_prefix: String::new(),
+    }
+}
+
+/// Reads pages of a list sorted newest first until `chosen` says a later page cannot hold a
+/// better answer. `chosen` returns the create time of the current choice, if any.
+fn collect_pages<T>(
+    mut page: impl FnMut(&str) -> Result<List<T>, Lookup>,
+    chosen: impl Fn(&[T]) -> Result<Option<String>, String>,
+    create_time: impl Fn(&T) -> Option<&str>,
+    base: &BaseUrl,
+    fail: &impl Fn(Lookup) -> Error,
+) -> Result<Vec<T>, Error> {
+    let mut all = Vec::new();
+    let mut token = String::new();
+    for _ in 0..MAX_PAGES {
+        let list = page(&token).map_err(fail)?;
+        token = list.next_page_token;
+        let last_time = list
+            .items
+            .last()
+            .and_then(|i| create_time(i).map(String::from));
+        all.extend(list.items);
+        if token.is_empty() {
+            return Ok(all);
+        }
+        let best = chosen(&all).map_err(|reason| {
+            fail(Lookup::Malformed {
+                url: base.url(),
+                reason,
+            })
+        })?;
+        if !select::needs_next_page(last_time.as_deref(), best.as_deref()) {
+            return Ok(all);
+        }
+        log::debug!("following nextPageToken: no better choice can be ruled out yet");
+    }
+    Err(fail(Lookup::Malformed {
+        url: base.url(),
+        reason: format!("more than {MAX_PAGES} pages of results"),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+
+    #[test]
+    fn namespace_uses_the_base_port_or_8080() {
+        let s = Settings::from_lookup(|k| {
+            (k == "MODEL_REGISTRY_BASE_URL").then(|| "mr.kubeflow:9090".to_string())
+        })
+        .unwrap();
+        assert_eq!(
+            namespaced(&s.registry, "team-a").url(),
+            "http://model-registry-service.team-a.svc.cluster.local:9090"
+        );
+        let s = Settings::from_lookup(|k| {
+            (k == "MODEL_REGISTRY_BASE_URL").then(|| "https://gw.example.com/mr".to_string())
+        })
+        .unwrap();
+        assert_eq!(
+            namespaced(&s.registry, "team-a").url(),
+            "https://model-registry-service.team-a.svc.cluster.local:8080"
+        );
+    }
+}

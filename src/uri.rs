@@ -1,0 +1,519 @@
+//! Source URIs: what a `SRC_URI` argument or a registry artifact URI names. Pure, no I/O.
+//!
+//! `model-registry://[HOST[:PORT]/]MODEL[/VERSION][?namespace=NS]` is parsed into a
+//! `RegistryUri`. The grammar is ambiguous for two segments (`host/model` or `model/version`);
+//! the parser decides what it can without the network and leaves the rest to the registry
+//! stage as `Target::HostOrModel`:
+//!
+//! - three segments: the first is the host;
+//! - two segments: the first is a host when it carries a port (`name:8080`, `[::1]:8080`); it is
+//!   the model when it cannot be a host name at all (`my model`, `Iris_v2`) or when `?namespace=`
+//!   already names the registry; otherwise the registry stage probes it;
+//! - one segment: the model.
+//!
+//! Segments are percent-decoded after splitting, so `%2F` puts a `/` inside a name. Empty
+//! segments, trailing slashes, more than three segments and fragments are errors, never lookups
+//! of an empty or truncated name.
+//!
+//! Every other URI is classified by `StorageKind` for the download stage.
+
+use crate::error::Error;
+use crate::settings::split_port;
+
+/// The scheme of registry URIs.
+pub const REGISTRY_SCHEME: &str = "model-registry://";
+
+/// A parsed `model-registry://` URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryUri {
+    /// Which registry, and which model and version in it.
+    pub target: Target,
+    /// `?namespace=NS`: the registry is `<service>.<NS>.<domain>:<port>`.
+    pub namespace: Option<String>,
+}
+
+/// The path part of a registry URI, as far as it can be decided without the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `MODEL[/VERSION]` at the default (or namespaced) registry.
+    Default {
+        model: String,
+        version: Option<String>,
+    },
+    /// `HOST/MODEL[/VERSION]`: the registry is named in the URI.
+    Host {
+        host: String,
+        model: String,
+        version: Option<String>,
+    },
+    /// `A/B` where `A` could be a host name: `A` is a registry host (model `B`, newest
+    /// version) when a probe of `A` finds a registry, else the model (version `B`).
+    HostOrModel { first: String, second: String },
+}
+
+impl RegistryUri {
+    /// Parses a URI that starts with `model-registry://` (any case).
+    pub fn parse(uri: &str) -> Result<RegistryUri, Error> {
+        let bad = |reason: &str| Error::Uri {
+            uri: uri.to_string(),
+            reason: reason.to_string(),
+        };
+        let rest = strip_prefix_ignore_case(uri, REGISTRY_SCHEME)
+            .ok_or_else(|| bad("not a model-registry:// URI"))?;
+        if rest.contains('#') {
+            return Err(bad(
+                "a '#' is not allowed; write %23 for a '#' inside a name",
+            ));
+        }
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (rest, None),
+        };
+        let namespace = match query {
+            Some(q) => parse_query(q).map_err(|r| bad(&r))?,
+            None => None,
+        };
+
+        if path.is_empty() {
+            return Err(bad("no model name after model-registry://"));
+        }
+        if path.ends_with('/') {
+            return Err(bad("trailing '/' (an empty model or version name)"));
+        }
+        let raw: Vec<&str> = path.split('/').collect();
+        if raw.len() > 3 {
+            return Err(bad(
+                "more than three segments; write %2F for a '/' inside a model or version name",
+            ));
+        }
+        if raw.iter().any(|s| s.is_empty()) {
+            return Err(bad("empty segment between '/'"));
+        }
+        let seg = |i: usize| percent_decode(raw[i]).map_err(|r| bad(&r));
+
+        let target = match raw.len() {
+            1 => Target::Default {
+                model: seg(0)?,
+                version: None,
+            },
+            3 => Target::Host {
+                host: raw[0].to_string(),
+                model: seg(1)?,
+                version: Some(seg(2)?),
+            },
+            _ => {
+                let first = raw[0];
+                if split_port(first).1.is_some() {
+                    Target::Host {
+                        host: first.to_string(),
+                        model: seg(1)?,
+                        version: None,
+                    }
+                } else if namespace.is_some() || !could_be_host(first) {
+                    Target::Default {
+                        model: seg(0)?,
+                        version: Some(seg(1)?),
+                    }
+                } else {
+                    Target::HostOrModel {
+                        first: first.to_string(),
+                        second: seg(1)?,
+                    }
+                }
+            }
+        };
+        Ok(RegistryUri { target, namespace })
+    }
+}
+
+// `?namespace=NS` is the only parameter; others are ignored as upstream does, with a warning.
+fn parse_query(query: &str) -> Result<Option<String>, String> {
+    let mut namespace = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "namespace" {
+            log::warn!("ignoring unknown query parameter '{key}' in model-registry:// URI");
+            continue;
+        }
+        let value = percent_decode(value)?;
+        let valid = !value.is_empty()
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(format!("namespace '{value}' must match ^[a-zA-Z0-9_-]+$"));
+        }
+        if namespace.replace(value).is_some() {
+            return Err("namespace given more than once".into());
+        }
+    }
+    Ok(namespace)
+}
+
+// A segment that could be a DNS host name (RFC 1123 letters, digits, '-' and '.'), so worth a
+// probe. Anything else is a model name.
+fn could_be_host(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !s.starts_with(['-', '.'])
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// Decodes `%XX` escapes; a malformed escape or bytes that are not UTF-8 are errors.
+pub fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad percent-escape in '{s}'"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("'{s}' does not decode to UTF-8"))
+}
+
+/// Encodes a string for a URL query value or path segment: everything but RFC 3986
+/// unreserved characters is escaped.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The kind of storage a non-registry URI names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    /// `s3://BUCKET[/PREFIX]`
+    S3,
+    /// `gs://BUCKET[/PREFIX]`
+    Gcs,
+    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER/...` (or `zNN.blob.storage.azure.net`)
+    Azure,
+    /// `http://` or `https://`: one file
+    Http,
+    /// `file://` or a plain path
+    Local,
+}
+
+impl StorageKind {
+    /// Classifies a storage URI. `None` for a scheme this program cannot fetch. A string
+    /// without `://` is a local path.
+    pub fn of(uri: &str) -> Option<StorageKind> {
+        let Some((scheme, rest)) = uri.split_once("://") else {
+            return Some(StorageKind::Local);
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "s3" => Some(StorageKind::S3),
+            "gs" => Some(StorageKind::Gcs),
+            "file" => Some(StorageKind::Local),
+            "https" if is_azure_blob_host(host_of(rest)) => Some(StorageKind::Azure),
+            "http" | "https" => Some(StorageKind::Http),
+            _ => None,
+        }
+    }
+
+    /// How the kind is written, for messages.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            StorageKind::S3 => "s3://",
+            StorageKind::Gcs => "gs://",
+            StorageKind::Azure => "Azure Blob (https://ACCOUNT.blob.core.windows.net)",
+            StorageKind::Http => "http(s)://",
+            StorageKind::Local => "local files (file://)",
+        }
+    }
+}
+
+/// The host part of the text after `scheme://` (no user info, no port).
+pub fn host_of(after_scheme: &str) -> &str {
+    let authority = after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    split_port(authority).0
+}
+
+fn is_azure_blob_host(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    if let Some(account) = host.strip_suffix(".blob.core.windows.net") {
+        return !account.is_empty() && !account.contains('.');
+    }
+    // Azure's DNS-zone endpoints: ACCOUNT.zNN.blob.storage.azure.net
+    if let Some(rest) = host.strip_suffix(".blob.storage.azure.net") {
+        if let Some((account, zone)) = rest.rsplit_once('.') {
+            let digits = zone.strip_prefix('z').unwrap_or_default();
+            return !account.is_empty()
+                && (1..=2).contains(&digits.len())
+                && digits.bytes().all(|b| b.is_ascii_digit());
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(model: &str, version: Option<&str>) -> Target {
+        Target::Default {
+            model: model.into(),
+            version: version.map(Into::into),
+        }
+    }
+    fn h(host: &str, model: &str, version: Option<&str>) -> Target {
+        Target::Host {
+            host: host.into(),
+            model: model.into(),
+            version: version.map(Into::into),
+        }
+    }
+    fn probe(first: &str, second: &str) -> Target {
+        Target::HostOrModel {
+            first: first.into(),
+            second: second.into(),
+        }
+    }
+
+    // Every row of reference/upstream-csi.md §4's edge-case table, with our decided outcome.
+    // Err(text) is the reason in the error message.
+    #[test]
+    fn upstream_edge_case_table() {
+        let ns = |t: Target, n: &str| {
+            Ok(RegistryUri {
+                target: t,
+                namespace: Some(n.to_string()),
+            })
+        };
+        let plain = |t: Target| {
+            Ok(RegistryUri {
+                target: t,
+                namespace: None,
+            })
+        };
+        let cases: Vec<(&str, Result<RegistryUri, &str>)> = vec![
+            ("model-registry://iris", plain(d("iris", None))),
+            // No port: the registry stage probes `iris` (bounded) and falls back to model/version.
+            ("model-registry://iris/v1", plain(probe("iris", "v1"))),
+            // A port makes it a host: no probe, no misreading when the host is down or says 401.
+            (
+                "model-registry://h:9090/iris",
+                plain(h("h:9090", "iris", None)),
+            ),
+            (
+                "model-registry://h:9090/iris/v1",
+                plain(h("h:9090", "iris", Some("v1"))),
+            ),
+            // Upstream takes version 'v1/rc/2'; we ask for %2F instead of guessing.
+            (
+                "model-registry://h/iris/v1/rc/2",
+                Err("more than three segments; write %2F for a '/' inside a model or version name"),
+            ),
+            (
+                "model-registry://h/iris/v1%2Frc%2F2",
+                plain(h("h", "iris", Some("v1/rc/2"))),
+            ),
+            // Three segments: the first is the host, as the grammar says.
+            (
+                "model-registry://iris/v1/extra",
+                plain(h("iris", "v1", Some("extra"))),
+            ),
+            (
+                "model-registry://iris/v1/",
+                Err("trailing '/' (an empty model or version name)"),
+            ),
+            (
+                "model-registry://iris/",
+                Err("trailing '/' (an empty model or version name)"),
+            ),
+            (
+                "model-registry://",
+                Err("no model name after model-registry://"),
+            ),
+            (
+                "model-registry:///iris/v1",
+                Err("empty segment between '/'"),
+            ),
+            (
+                "model-registry://iris//v1",
+                Err("empty segment between '/'"),
+            ),
+            (
+                "model-registry://iris/v1?namespace=team-a",
+                ns(d("iris", Some("v1")), "team-a"),
+            ),
+            // Upstream looks up a model named 'h:8080'; the registry stage drops the host instead.
+            (
+                "model-registry://h:8080/iris/v1?namespace=team-a",
+                ns(h("h:8080", "iris", Some("v1")), "team-a"),
+            ),
+            // Upstream silently ignores a bad namespace and uses the base registry.
+            (
+                "model-registry://h/iris/v1?namespace=a.b",
+                Err("namespace 'a.b' must match ^[a-zA-Z0-9_-]+$"),
+            ),
+            // Cannot be a host name: no probe.
+            (
+                "model-registry://my model/v1",
+                plain(d("my model", Some("v1"))),
+            ),
+            // Upstream sends the literal 'my%20model'; we decode.
+            (
+                "model-registry://my%20model/v1",
+                plain(d("my model", Some("v1"))),
+            ),
+            (
+                "model-registry://iris/v1#x",
+                Err("a '#' is not allowed; write %23 for a '#' inside a name"),
+            ),
+            (
+                "model-registry://iris/v1?foo=bar",
+                plain(probe("iris", "v1")),
+            ),
+        ];
+        for (uri, want) in cases {
+            let got = RegistryUri::parse(uri).map_err(|e| match e {
+                Error::Uri { reason, .. } => reason,
+                other => panic!("{uri}: unexpected error kind {other:?}"),
+            });
+            assert_eq!(got, want.map_err(String::from), "{uri}");
+        }
+    }
+
+    // The upstream unit test TestParseModelVersion (kubeflow/hub cmd/csi): model and version
+    // for its seven success cases, and an error for its five failure cases.
+    #[test]
+    fn upstream_unit_cases() {
+        let ok = [
+            ("model-registry://iris", "iris", None),
+            ("model-registry://iris/v1", "iris", Some("v1")),
+            ("model-registry://localhost:8080/iris", "iris", None),
+            (
+                "model-registry://localhost:8080/iris/v1",
+                "iris",
+                Some("v1"),
+            ),
+            (
+                "model-registry://iris?namespace=profile-alpha",
+                "iris",
+                None,
+            ),
+            (
+                "model-registry://iris/v1?namespace=profile-alpha",
+                "iris",
+                Some("v1"),
+            ),
+            (
+                "model-registry://localhost:8080/iris/v1?namespace=profile-alpha",
+                "iris",
+                Some("v1"),
+            ),
+        ];
+        for (uri, model, version) in ok {
+            let parsed = RegistryUri::parse(uri).unwrap();
+            let (m, v) = match parsed.target {
+                Target::Default { model, version } | Target::Host { model, version, .. } => {
+                    (model, version)
+                }
+                // The probe fails for `iris` in upstream's test: model/version.
+                Target::HostOrModel { first, second } => (first, Some(second)),
+            };
+            assert_eq!((m.as_str(), v.as_deref()), (model, version), "{uri}");
+        }
+        for uri in [
+            "model-registry://",
+            "model-registry:///iris",
+            "model-registry://localhost:8080/",
+            "model-registry://iris/",
+            "model-registry://localhost:8080/iris/",
+        ] {
+            assert!(RegistryUri::parse(uri).is_err(), "{uri}");
+        }
+    }
+
+    #[test]
+    fn ipv6_host_with_port() {
+        let parsed = RegistryUri::parse("model-registry://[::1]:8080/iris").unwrap();
+        assert_eq!(parsed.target, h("[::1]:8080", "iris", None));
+    }
+
+    #[test]
+    fn names_not_hosts_are_not_probed() {
+        let parsed = RegistryUri::parse("model-registry://Iris_v2/v1").unwrap();
+        assert_eq!(parsed.target, d("Iris_v2", Some("v1")));
+    }
+
+    #[test]
+    fn bad_escapes_are_errors() {
+        for uri in [
+            "model-registry://iris%zz",
+            "model-registry://iris%2",
+            "model-registry://%FF",
+        ] {
+            assert!(RegistryUri::parse(uri).is_err(), "{uri}");
+        }
+    }
+
+    #[test]
+    fn percent_round_trip() {
+        let name = "my model/v1 ü?&=";
+        assert_eq!(percent_decode(&percent_encode(name)).unwrap(), name);
+        assert_eq!(percent_encode("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn storage_kinds() {
+        use StorageKind::*;
+        let cases = [
+            ("s3://bucket/key", Some(S3)),
+            ("S3://bucket", Some(S3)),
+            ("gs://bucket/key", Some(Gcs)),
+            ("https://example.com/model", Some(Http)),
+            ("http://example.com/model", Some(Http)),
+            ("https://acct.blob.core.windows.net/c/p", Some(Azure)),
+            ("https://acct.z12.blob.storage.azure.net/c/p", Some(Azure)),
+            // Only the host decides, unlike KServe's unanchored regex.
+            (
+                "https://example.com/?u=acct.blob.core.windows.net/c",
+                Some(Http),
+            ),
+            ("http://acct.blob.core.windows.net/c/p", Some(Http)),
+            ("file:///models/iris", Some(Local)),
+            ("/mnt/pvc/iris", Some(Local)),
+            ("ftp://example.com/model", None),
+            ("hdfs://nn/model", None),
+            ("oci://registry/model", None),
+        ];
+        for (uri, want) in cases {
+            assert_eq!(StorageKind::of(uri), want, "{uri}");
+        }
+    }
+
+    #[test]
+    fn host_of_strips_userinfo_and_port() {
+        assert_eq!(host_of("user:pw@h.example:9000/x"), "h.example");
+        assert_eq!(host_of("[fd00:ec2::254]/x"), "fd00:ec2::254");
+        assert_eq!(host_of("h?x=1"), "h");
+    }
+}
