@@ -1,0 +1,106 @@
+//! The command line as KServe and a person see it: arguments, help, exit codes, and the
+//! usage line plus one-line error on stderr.
+
+use crate::support::run;
+
+const USAGE_FIRST_LINE: &str =
+    "usage: mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]";
+
+#[test]
+fn help_goes_to_stdout_and_exits_0() {
+    let out = run(&["--help"], &[]);
+    out.expect_code(0);
+    assert!(out.stdout.contains("USAGE:"), "{out:#?}");
+    assert!(out.stdout.contains("MODEL_REGISTRY_BASE_URL"), "{out:#?}");
+    assert_eq!(out.stderr, "");
+}
+
+#[test]
+fn version() {
+    let out = run(&["-V"], &[]);
+    out.expect_code(0);
+    assert_eq!(
+        out.stdout,
+        format!("mr-storage-initializer {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_with_the_usage_then_the_error_last() {
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[],
+            "error: expected SRC_URI DEST_DIR pairs, got 0 argument(s)",
+        ),
+        (
+            &["model-registry://iris"],
+            "error: expected SRC_URI DEST_DIR pairs, got 1 argument(s)",
+        ),
+        (
+            &["a", "b", "c"],
+            "error: expected SRC_URI DEST_DIR pairs, got 3 argument(s)",
+        ),
+        (&["--nope", "a", "b"], "error: invalid option '--nope'"),
+        (
+            &["--resolve", "s3://bucket/model"],
+            "error: --resolve needs a model-registry:// URI, got 's3://bucket/model'",
+        ),
+    ];
+    for (args, last) in cases {
+        let out = run(args, &[]);
+        out.expect_code(2);
+        assert_eq!(out.stdout, "", "{args:?}");
+        assert_eq!(
+            out.stderr.lines().next(),
+            Some(USAGE_FIRST_LINE),
+            "{args:?}"
+        );
+        assert_eq!(out.last_line(), last, "{args:?}");
+    }
+}
+
+#[test]
+fn a_malformed_uri_is_a_run_time_failure_with_the_reason() {
+    let cases = [
+        (
+            "model-registry://iris/",
+            "error: invalid URI 'model-registry://iris/': trailing '/' (an empty model or version name)",
+        ),
+        (
+            "model-registry://",
+            "error: invalid URI 'model-registry://': no model name after model-registry://",
+        ),
+        (
+            "model-registry://iris?namespace=a.b",
+            "error: invalid URI 'model-registry://iris?namespace=a.b': namespace 'a.b' must match ^[a-zA-Z0-9_-]+$",
+        ),
+    ];
+    for (uri, last) in cases {
+        let out = run(&["--resolve", uri], &[]);
+        out.expect_code(1);
+        assert_eq!(out.last_line(), last, "{uri}");
+    }
+}
+
+#[test]
+fn an_unsupported_scheme_is_named() {
+    let out = run(&["oci://registry/model:1", "/tmp/unused-dest"], &[]);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        "error: invalid URI 'oci://registry/model:1': unsupported storage scheme (supported: model-registry://, s3://, gs://, Azure Blob https://, http(s)://, file:// or a path)"
+    );
+}
+
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    let out = run(
+        &["--resolve", "model-registry://iris"],
+        &[("MODEL_REGISTRY_SCHEME", "grpc")],
+    );
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        "error: invalid value in MODEL_REGISTRY_SCHEME: 'grpc' is not http or https"
+    );
+}

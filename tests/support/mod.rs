@@ -1,0 +1,90 @@
+//! Helpers shared by the integration tests: run the real binary hermetically, read its
+//! output, make temporary folders.
+
+pub mod replay;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The last line on stderr: the one-line error report on failure.
+    pub fn last_line(&self) -> &str {
+        self.stderr.lines().last().unwrap_or("")
+    }
+
+    /// stdout parsed as one JSON value (the `--resolve` output).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+
+    /// Panics with the whole output unless the exit code is `code`.
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
+        self
+    }
+}
+
+/// Runs the binary with exactly `env` (plus `NO_PROXY` for loopback): the machine's own
+/// variables (`SSL_CERT_FILE`, `AWS_CA_BUNDLE`, proxies) never leak into a test.
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mr-storage-initializer"));
+    cmd.env_clear()
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("RUST_BACKTRACE", "0")
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run mr-storage-initializer");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A fresh, empty folder under the target directory, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,320 @@
+//! A std-only HTTP replay server on 127.0.0.1 that serves recorded registry responses.
+//!
+//! It reads `fixtures/registry/<scenario>/routes.json` (format in `fixtures/README.md`), answers
+//! one request per connection (`Connection: close`), and records every request so a test can
+//! assert the exact sequence of calls. A request with no route gets a 404 naming the missing
+//! fixture and is recorded as unexpected; dropping the server then fails the test (unless the
+//! test is already failing). Queries are compared decoded and sorted, so fixture keys are
+//! readable and the order of parameters does not matter.
+//!
+//! Shared by the integration tests and by `examples/quickstart.rs` (through `#[path]`).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+
+use serde_json::Value;
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `GET /path?k=v` with the query decoded and sorted: the form of a routes.json key.
+    pub key: String,
+    /// Header names lowercased.
+    pub headers: HashMap<String, String>,
+}
+
+impl Request {
+    /// A header's value, by lowercase name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+struct Response {
+    status: u16,
+    file: PathBuf,
+}
+
+struct State {
+    routes: HashMap<String, Vec<Response>>,
+    hits: HashMap<String, usize>,
+    auth: Option<(String, Response)>,
+    // Stripped from request paths before matching: a registry behind a gateway at `/mr`.
+    prefix: String,
+    requests: Vec<Request>,
+    unexpected: Vec<String>,
+}
+
+/// A running replay server; stops (and checks for unexpected requests) when dropped.
+pub struct Replay {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The folder holding a scenario's fixtures.
+pub fn scenario_dir(scenario: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/registry")
+        .join(scenario)
+}
+
+impl Replay {
+    /// Serves `scenario` on 127.0.0.1 at a free port.
+    pub fn start(scenario: &str) -> Replay {
+        Replay::start_at("127.0.0.1:0", scenario)
+    }
+
+    /// Serves `scenario` at `addr` (a loopback address).
+    pub fn start_at(addr: &str, scenario: &str) -> Replay {
+        Replay::serve_on(addr, scenario, "")
+    }
+
+    /// Serves `scenario` below the path `prefix` (a registry behind a gateway).
+    pub fn start_prefixed(scenario: &str, prefix: &str) -> Replay {
+        Replay::serve_on("127.0.0.1:0", scenario, prefix)
+    }
+
+    fn serve_on(addr: &str, scenario: &str, prefix: &str) -> Replay {
+        let listener = TcpListener::bind(addr)
+            .unwrap_or_else(|e| panic!("replay server cannot bind {addr}: {e}"));
+        let addr = listener.local_addr().unwrap();
+        let mut loaded = load(scenario);
+        loaded.prefix = prefix.to_string();
+        let state = Arc::new(Mutex::new(loaded));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (state, stop) = (state.clone(), stop.clone());
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Ok(stream) = stream {
+                        serve(stream, &state);
+                    }
+                }
+            })
+        };
+        Replay {
+            addr,
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn authority(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// The keys (`GET /path?query`) of every request so far, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.requests().into_iter().map(|r| r.key).collect()
+    }
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let unexpected = self.state.lock().unwrap().unexpected.clone();
+        if !thread::panicking() && !unexpected.is_empty() {
+            panic!("replay server got requests with no fixture: {unexpected:#?}");
+        }
+    }
+}
+
+fn load(scenario: &str) -> State {
+    let dir = scenario_dir(scenario);
+    let text = std::fs::read_to_string(dir.join("routes.json"))
+        .unwrap_or_else(|e| panic!("cannot read {}/routes.json: {e}", dir.display()));
+    let doc: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{}/routes.json is not JSON: {e}", dir.display()));
+    let response = |v: &Value| Response {
+        status: v["status"].as_u64().expect("route status") as u16,
+        file: dir.join(v["body"].as_str().expect("route body file")),
+    };
+    let mut routes = HashMap::new();
+    for (key, value) in doc["routes"].as_object().expect("routes object") {
+        let list = match value {
+            Value::Array(items) => items.iter().map(response).collect(),
+            one => vec![response(one)],
+        };
+        routes.insert(normalize(key), list);
+    }
+    let auth = doc.get("auth").map(|a| {
+        let bearer = a["bearer"].as_str().expect("auth.bearer");
+        (format!("Bearer {bearer}"), response(a))
+    });
+    State {
+        routes,
+        hits: HashMap::new(),
+        auth,
+        prefix: String::new(),
+        requests: Vec::new(),
+        unexpected: Vec::new(),
+    }
+}
+
+fn serve(stream: TcpStream, state: &Mutex<State>) {
+    let mut reader = BufReader::new(&stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = h.split_once(':') {
+            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+        }
+    }
+    let key = normalize(&format!("{method} {target}"));
+
+    let (status, body, content_type) = {
+        let mut s = state.lock().unwrap();
+        s.requests.push(Request {
+            key: key.clone(),
+            headers: headers.clone(),
+        });
+        let denied = s.auth.as_ref().and_then(|(want, resp)| {
+            (headers.get("authorization") != Some(want)).then(|| (resp.status, resp.file.clone()))
+        });
+        match denied {
+            Some(d) => read_fixture(d),
+            None => {
+                // A route that is a list answers in turn; its last answer repeats.
+                let route = key.replacen(
+                    &format!("{method} {}/", s.prefix),
+                    &format!("{method} /"),
+                    1,
+                );
+                let n = s.hits.get(&route).copied().unwrap_or(0);
+                let found = s.routes.get(&route).map(|list| {
+                    let r = &list[n.min(list.len() - 1)];
+                    (r.status, r.file.clone())
+                });
+                match found {
+                    Some(f) => {
+                        s.hits.insert(route, n + 1);
+                        read_fixture(f)
+                    }
+                    None => {
+                        s.unexpected.push(key.clone());
+                        let msg = format!("replay: no fixture for {key}");
+                        (
+                            404,
+                            serde_json::json!({"code": "Not Found", "message": msg})
+                                .to_string()
+                                .into_bytes(),
+                            "application/json",
+                        )
+                    }
+                }
+            }
+        }
+    };
+    let mut out = &stream;
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reason(status),
+        body.len()
+    );
+    let _ = out.write_all(head.as_bytes());
+    let _ = out.write_all(&body);
+    let _ = out.flush();
+}
+
+fn read_fixture((status, file): (u16, PathBuf)) -> (u16, Vec<u8>, &'static str) {
+    let body = std::fs::read(&file)
+        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", file.display()));
+    let content_type = match file.extension().and_then(|e| e.to_str()) {
+        Some("json") => "application/json",
+        Some("html") => "text/html; charset=utf-8",
+        _ => "text/plain; charset=utf-8",
+    };
+    (status, body, content_type)
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Other",
+    }
+}
+
+/// `METHOD /path?query` with the path and query decoded and the query pairs sorted.
+pub fn normalize(request: &str) -> String {
+    let (method, target) = request.split_once(' ').unwrap_or(("", request));
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut pairs: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            format!("{}={}", decode(k), decode(v))
+        })
+        .collect();
+    pairs.sort();
+    if pairs.is_empty() {
+        format!("{method} {}", decode(path))
+    } else {
+        format!("{method} {}?{}", decode(path), pairs.join("&"))
+    }
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| s.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match escaped {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
