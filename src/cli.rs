@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::error::Error;
-use crate::uri::REGISTRY_SCHEME;
+use crate::uri::is_registry_uri;
 
 /// One line saying how to call the program; printed with every usage error.
 pub const USAGE: &str = "usage: mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]\n       mr-storage-initializer --resolve MODEL_REGISTRY_URI [DEST_DIR]";
@@ -104,10 +104,7 @@ where
             )));
         }
         let uri = utf8(values.swap_remove(0))?;
-        if !uri
-            .get(..REGISTRY_SCHEME.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(REGISTRY_SCHEME))
-        {
+        if !is_registry_uri(&uri) {
             return Err(Error::Usage(format!(
                 "--resolve needs a model-registry:// URI, got '{uri}'"
             )));

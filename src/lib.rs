@@ -22,7 +22,7 @@ use crate::cli::Pair;
 use crate::error::Error;
 use crate::resolve::Resolution;
 use crate::settings::Settings;
-use crate::uri::{REGISTRY_SCHEME, RegistryUri, StorageKind};
+use crate::uri::{RegistryUri, StorageKind, is_registry_uri};
 
 /// Resolves a `model-registry://` URI and checks the artifact URI against the policy.
 pub fn resolve_uri(uri: &str, settings: &Settings) -> Result<Resolution, Error> {
@@ -53,11 +53,6 @@ pub fn run(pairs: &[Pair], settings: &Settings) -> Result<(), Error> {
         download(&source)?;
     }
     Ok(())
-}
-
-fn is_registry_uri(uri: &str) -> bool {
-    uri.get(..REGISTRY_SCHEME.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(REGISTRY_SCHEME))
 }
 
 // The download stage. Storage backends are separate issues; until then a run says so rather

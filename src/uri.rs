@@ -23,6 +23,11 @@ use crate::settings::split_port;
 /// The scheme of registry URIs.
 pub const REGISTRY_SCHEME: &str = "model-registry://";
 
+/// Whether `uri` starts with `model-registry://` (in any case).
+pub fn is_registry_uri(uri: &str) -> bool {
+    strip_prefix_ignore_case(uri, REGISTRY_SCHEME).is_some()
+}
+
 /// A parsed `model-registry://` URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryUri {
