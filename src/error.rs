@@ -49,6 +49,8 @@ pub enum Error {
 pub enum Lookup {
     /// No answer at all (connection refused, DNS, timeout, TLS), after retries.
     Unreachable { url: String, cause: String },
+    /// The TLS handshake failed: the certificate is not trusted or not for this host.
+    Tls { url: String, cause: String },
     /// 401 or 403.
     Unauthorized {
         url: String,
@@ -101,6 +103,9 @@ impl Error {
             Error::Resolve { why, .. } => match **why {
                 Lookup::Unreachable { .. } => Some(
                     "check MODEL_REGISTRY_BASE_URL, or put the registry's host:port in the URI",
+                ),
+                Lookup::Tls { .. } => Some(
+                    "trust the registry's CA with MODEL_REGISTRY_CA_FILE, SSL_CERT_FILE or KServe's CA bundle (CA_BUNDLE_CONFIGMAP_NAME)",
                 ),
                 Lookup::Unauthorized { .. } => Some(
                     "set MODEL_REGISTRY_TOKEN or MODEL_REGISTRY_TOKEN_FILE to a token the registry accepts",
@@ -159,6 +164,7 @@ impl fmt::Display for Lookup {
             Lookup::Unreachable { url, cause } => {
                 write!(f, "registry unreachable: GET {url}: {cause}")
             }
+            Lookup::Tls { url, cause } => write!(f, "TLS failure: GET {url}: {cause}"),
             Lookup::Unauthorized {
                 url,
                 status,

@@ -123,14 +123,23 @@ fn read_pem_certs(path: &Path) -> Result<Vec<Certificate<'static>>, Error> {
     Ok(certs)
 }
 
+/// A request that got no HTTP answer.
+#[derive(Debug)]
+pub struct Failed {
+    /// What went wrong, as one line.
+    pub cause: String,
+    /// The TLS handshake failed (an untrusted or wrong certificate): trying again cannot help.
+    pub tls: bool,
+}
+
 /// A GET that is tried again on transport errors, 429 and 5xx, with exponential backoff and
-/// jitter. Returns the last response (whatever its status) or the last transport error, as
-/// one line.
+/// jitter; TLS failures are final at once. Returns the last response (whatever its status) or
+/// the last transport error.
 pub fn get_with_retry(
     agent: &Agent,
     url: &str,
     headers: &[(&str, &str)],
-) -> Result<Response<Body>, String> {
+) -> Result<Response<Body>, Failed> {
     let mut attempt = 1;
     loop {
         let mut request = agent.get(url).header("Accept", "application/json");
@@ -148,8 +157,14 @@ pub fn get_with_retry(
             }
             Err(e) => {
                 let cause = describe(&e);
+                if is_tls(&e) {
+                    return Err(Failed { cause, tls: true });
+                }
                 if attempt == ATTEMPTS {
-                    return Err(format!("{cause} (after {ATTEMPTS} attempts)"));
+                    return Err(Failed {
+                        cause: format!("{cause} (after {ATTEMPTS} attempts)"),
+                        tls: false,
+                    });
                 }
                 log::warn!("GET {url}: {cause}, attempt {attempt} of {ATTEMPTS}");
                 backoff(attempt)
@@ -157,6 +172,15 @@ pub fn get_with_retry(
         };
         thread::sleep(wait);
         attempt += 1;
+    }
+}
+
+// rustls reports handshake failures as I/O errors of kind InvalidData.
+fn is_tls(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Rustls(_) | ureq::Error::Tls(_) => true,
+        ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
     }
 }
 

@@ -143,10 +143,17 @@ impl<'a> Client<'a> {
             .into_iter()
             .collect();
         log::debug!("GET {url}");
-        let mut response = http::get_with_retry(self.agent, &url, &headers).map_err(|cause| {
-            Lookup::Unreachable {
-                url: url.clone(),
-                cause,
+        let mut response = http::get_with_retry(self.agent, &url, &headers).map_err(|f| {
+            let url = url.clone();
+            match f.tls {
+                true => Lookup::Tls {
+                    url,
+                    cause: f.cause,
+                },
+                false => Lookup::Unreachable {
+                    url,
+                    cause: f.cause,
+                },
             }
         })?;
         let status = response.status().as_u16();

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::support::replay::{Replay, normalize};
-use crate::support::{Run, TempDir, closed_port, run};
+use crate::support::{Run, TempDir, closed_port, run, tls};
 
 const API: &str = "/api/model_registry/v1alpha3";
 const TOKEN: &str = "t0ken-for-tests";
@@ -616,4 +616,49 @@ fn probe_reads_a_bare_host_as_a_registry() {
             ]
         );
     }
+}
+
+#[test]
+fn https_registry_with_a_private_ca() {
+    let mr = Replay::start("iris");
+    let dir = TempDir::new("tls");
+    let certs = tls::make_certs(dir.path());
+    let upstream: u16 = mr.authority().rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = tls::TlsProxy::start(&certs, upstream);
+    let base = format!("https://127.0.0.1:{}", proxy.port);
+
+    // Trusted through MODEL_REGISTRY_CA_FILE.
+    let ca = certs.ca.to_str().unwrap();
+    let out = run(
+        &["--resolve", "model-registry://iris"],
+        &[
+            ("MODEL_REGISTRY_BASE_URL", base.as_str()),
+            ("MODEL_REGISTRY_CA_FILE", ca),
+        ],
+    );
+    out.expect_code(0);
+    assert_eq!(out.json()["registry_url"], base);
+    assert_eq!(out.json()["artifact_id"], "12");
+
+    // Not trusted: a clear one-line failure naming the certificate problem.
+    let out = run(
+        &["--resolve", "model-registry://iris"],
+        &[("MODEL_REGISTRY_BASE_URL", base.as_str())],
+    );
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot resolve model 'iris' (newest version) in model registry {base}: TLS failure: GET {base}{API}/registered_model?name=iris: invalid peer certificate: UnknownIssuer"
+        )
+    );
+    assert!(
+        out.stderr
+            .contains("hint: trust the registry's CA with MODEL_REGISTRY_CA_FILE"),
+        "{out:#?}"
+    );
+    // A certificate problem is final: no retries.
+    assert!(!out.stderr.contains("attempt 1 of"), "{out:#?}");
+    // The failed handshake reached the registry zero times; the trusted run three.
+    assert_eq!(mr.keys().len(), 3);
 }

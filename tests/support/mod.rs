@@ -2,6 +2,7 @@
 //! output, make temporary folders.
 
 pub mod replay;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
