@@ -222,14 +222,9 @@ fn said(message: &str) -> String {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+// `Display` already carries each cause, so `source()` stays empty: a chain printer would
+// otherwise show it twice.
+impl std::error::Error for Error {}
 
 /// A URL without its query string or fragment, for errors and logs: presigned and SAS query
 /// strings are credentials.

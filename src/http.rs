@@ -19,7 +19,7 @@ use ureq::http::Response;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::{Agent, Body};
 
-use crate::error::{Error, one_line};
+use crate::error::{Error, one_line, redact_url};
 use crate::settings::TlsSettings;
 
 /// `User-Agent` of every request.
@@ -152,7 +152,10 @@ pub fn get_with_retry(
                 if !is_retryable(status) || attempt == ATTEMPTS {
                     return Ok(response);
                 }
-                log::warn!("GET {url}: HTTP {status}, attempt {attempt} of {ATTEMPTS}");
+                log::warn!(
+                    "GET {}: HTTP {status}, attempt {attempt} of {ATTEMPTS}",
+                    redact_url(url)
+                );
                 retry_after(&response).unwrap_or_else(|| backoff(attempt))
             }
             Err(e) => {
@@ -166,7 +169,10 @@ pub fn get_with_retry(
                         tls: false,
                     });
                 }
-                log::warn!("GET {url}: {cause}, attempt {attempt} of {ATTEMPTS}");
+                log::warn!(
+                    "GET {}: {cause}, attempt {attempt} of {ATTEMPTS}",
+                    redact_url(url)
+                );
                 backoff(attempt)
             }
         };

@@ -13,7 +13,7 @@ use ureq::Agent;
 
 use crate::error::{Lookup, one_line};
 use crate::http;
-use crate::settings::{API_PREFIX, BaseUrl, Secret};
+use crate::settings::{BaseUrl, Secret};
 use crate::uri::percent_encode;
 
 /// How many items a list call asks for. Pages are followed only when needed (see `select`).
@@ -214,11 +214,11 @@ fn excerpt(body: &str) -> String {
 /// The probe's time limit: connect, send and answer together.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Whether `scheme://host` answers like a Model Registry: one cheap request, no credentials,
+/// Whether `base` answers like a Model Registry: one cheap request, no credentials,
 /// no retry, at most `PROBE_TIMEOUT`. A 200 with a list body counts, and so do 401 and 403 (a
 /// registry that wants a token is still a registry).
-pub fn probe(agent: &Agent, scheme: &str, host: &str) -> bool {
-    let url = format!("{scheme}://{host}{API_PREFIX}/registered_models?pageSize=1");
+pub fn probe(agent: &Agent, base: &BaseUrl) -> bool {
+    let url = base.api("/registered_models?pageSize=1");
     let result = agent
         .get(&url)
         .header("Accept", "application/json")

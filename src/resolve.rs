@@ -60,6 +60,7 @@ pub fn resolve(
     let chosen = match &version {
         Some(name) => client.find_version(name, &model_id).map_err(fail)?,
         None => {
+            let versions_url = base.api(&format!("/registered_models/{model_id}/versions"));
             let versions = collect_pages(
                 |token| client.versions(&model_id, token),
                 |all| {
@@ -69,12 +70,12 @@ pub fn resolve(
                         .map(|i| all[i].create_time_since_epoch.clone().unwrap_or_default()))
                 },
                 |v| v.create_time_since_epoch.as_deref(),
-                &base,
+                &versions_url,
                 &fail,
             )?;
             let choice = select::newest_version(&versions).map_err(|reason| {
                 fail(Lookup::Malformed {
-                    url: base.api(&format!("/registered_models/{model_id}/versions")),
+                    url: versions_url,
                     reason,
                 })
             })?;
@@ -97,6 +98,7 @@ pub fn resolve(
         log::info!("version '{}' is id {}", chosen.name, chosen.id);
     }
 
+    let artifacts_url = base.api(&format!("/model_versions/{}/artifacts", chosen.id));
     let artifacts = collect_pages(
         |token| client.artifacts(&chosen.id, token),
         |all| {
@@ -108,13 +110,12 @@ pub fn resolve(
             })
         },
         |a| a.create_time_since_epoch.as_deref(),
-        &base,
+        &artifacts_url,
         &fail,
     )?;
-    let artifacts_url = base.api(&format!("/model_versions/{}/artifacts", chosen.id));
     let choice = select::newest_model_artifact(&artifacts).map_err(|reason| {
         fail(Lookup::Malformed {
-            url: artifacts_url.clone(),
+            url: artifacts_url,
             reason,
         })
     })?;
@@ -189,11 +190,12 @@ fn choose_registry(
         ) => (at(host.clone()), model.clone(), version.clone()),
         // The parser folds this into `Default` when a namespace is given.
         (Target::HostOrModel { first, second }, _) => {
-            if registry::probe(agent, &settings.base.scheme, first) {
+            let candidate = at(first.clone());
+            if registry::probe(agent, &candidate) {
                 log::info!(
                     "'{first}' answers as a model registry: reading the URI as host '{first}', model '{second}'"
                 );
-                (at(first.clone()), second.clone(), None)
+                (candidate, second.clone(), None)
             } else {
                 log::info!(
                     "'{first}' is not a reachable model registry: reading the URI as model '{first}', version '{second}'"
@@ -221,12 +223,13 @@ fn namespaced(settings: &RegistrySettings, ns: &str) -> BaseUrl {
 }
 
 /// Reads pages of a list sorted newest first until `chosen` says a later page cannot hold a
-/// better answer. `chosen` returns the create time of the current choice, if any.
+/// better answer. `chosen` returns the create time of the current choice, if any; `list_url`
+/// names the list in errors.
 fn collect_pages<T>(
     mut page: impl FnMut(&str) -> Result<List<T>, Lookup>,
     chosen: impl Fn(&[T]) -> Result<Option<String>, String>,
     create_time: impl Fn(&T) -> Option<&str>,
-    base: &BaseUrl,
+    list_url: &str,
     fail: &impl Fn(Lookup) -> Error,
 ) -> Result<Vec<T>, Error> {
     let mut all = Vec::new();
@@ -244,7 +247,7 @@ fn collect_pages<T>(
         }
         let best = chosen(&all).map_err(|reason| {
             fail(Lookup::Malformed {
-                url: base.url(),
+                url: list_url.to_string(),
                 reason,
             })
         })?;
@@ -254,7 +257,7 @@ fn collect_pages<T>(
         log::debug!("following nextPageToken: no better choice can be ruled out yet");
     }
     Err(fail(Lookup::Malformed {
-        url: base.url(),
+        url: list_url.to_string(),
         reason: format!("more than {MAX_PAGES} pages of results"),
     }))
 }
