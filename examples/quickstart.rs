@@ -1,44 +1,79 @@
-//! The quickstart: the real pipeline against a registry on 127.0.0.1, no cluster needed.
+//! The quickstart: the whole job on 127.0.0.1, no cluster and no cloud account.
 //!
-//! Starts the replay registry with the `iris` fixtures (`fixtures/registry/iris`), resolves
-//! `model-registry://iris` through it exactly as the binary does, and prints the resolution
-//! and the request sequence. Downloads come with the storage backends; until then this stops
-//! after resolving.
+//! Starts two servers from `fixtures/`: a Model Registry replaying `fixtures/registry/quickstart`
+//! and an artifact server for `fixtures/artifacts`. Then runs the real pipeline on
+//! `model-registry://iris`: look up the model, pick its newest version and newest model
+//! artifact (an `.tar.gz` over HTTP), download it into `./models`, extract it. Prints what it
+//! did.
 //!
 //!     cargo run --example quickstart
 
-// The tests use more of the replay server than the quickstart does.
+// The tests use more of these servers than the quickstart does.
 #[allow(dead_code)]
 #[path = "../tests/support/replay.rs"]
 mod replay;
+#[allow(dead_code)]
+#[path = "../tests/support/server.rs"]
+mod server;
+#[allow(dead_code)]
+#[path = "../tests/support/web.rs"]
+mod web;
 
+use std::path::Path;
+
+use mr_storage_initializer::cli::Pair;
+use mr_storage_initializer::download::Options;
 use mr_storage_initializer::settings::Settings;
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    mr_storage_initializer::init_logging();
 
-    let registry = replay::Replay::start("iris");
-    let base = registry.authority();
-    println!("model registry (replayed fixtures/registry/iris) on http://{base}");
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/artifacts");
+    let files = web::Web::start(&artifacts, web::Behaviour::default());
+    let registry = replay::Replay::start("quickstart");
+    registry.set("artifact_server", &files.url());
+    println!(
+        "model registry on {} (fixtures/registry/quickstart)",
+        registry.url()
+    );
+    println!("artifact server on {} (fixtures/artifacts)", files.url());
 
     let settings = Settings::from_lookup(|k| match k {
-        "MODEL_REGISTRY_BASE_URL" => Some(base.clone()),
+        "MODEL_REGISTRY_BASE_URL" => Some(registry.authority()),
         _ => None,
     })
     .expect("settings");
-    let uri = "model-registry://iris";
-    match mr_storage_initializer::resolve_uri(uri, &settings) {
-        Ok(r) => {
-            println!("{uri} resolved:");
-            println!("{}", serde_json::to_string_pretty(&r).expect("json"));
-            println!("requests the registry saw:");
-            for key in registry.keys() {
-                println!("  {key}");
-            }
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
+    let dest = Path::new("models");
+    let pairs = [Pair {
+        src: "model-registry://iris".into(),
+        dest: dest.to_path_buf(),
+    }];
+    println!("\nmr-storage-initializer model-registry://iris ./models");
+    if let Err(e) = mr_storage_initializer::run(&pairs, &Options::default(), &settings) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+
+    println!("\nthe registry answered:");
+    for key in registry.keys() {
+        println!("  {key}");
+    }
+    println!("the artifact server answered:");
+    for seen in files.seen() {
+        let range = seen
+            .headers
+            .get("range")
+            .map_or(String::new(), |r| format!(" ({r})"));
+        println!("  GET {}{range}", seen.path);
+    }
+    println!("./models now holds:");
+    let mut entries: Vec<_> = std::fs::read_dir(dest)
+        .expect("read ./models")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        println!("  {size:>8}  {}", path.display());
     }
 }

@@ -1,20 +1,34 @@
 //! Serves one recorded registry scenario on 127.0.0.1 until killed, for trying the binary by
-//! hand (`--resolve`) or from a script. Prints `http://127.0.0.1:PORT` on its first line.
+//! hand (`--resolve`, `--dry-run`, a download) or from a script. Also serves
+//! `fixtures/artifacts` over HTTP, so scenarios whose artifacts live there (`quickstart`,
+//! `local-artifact`) work. Prints the registry's `http://127.0.0.1:PORT` on its first line.
 //!
-//!     cargo run --example replay -- iris
-//!     MODEL_REGISTRY_BASE_URL=127.0.0.1:PORT mr-storage-initializer --resolve model-registry://iris
+//!     cargo run --example replay -- quickstart
+//!     MODEL_REGISTRY_BASE_URL=127.0.0.1:PORT mr-storage-initializer --dry-run model-registry://iris ./models
 
-// The tests use more of the replay server than this example does.
+// The tests use more of these servers than this example does.
 #[allow(dead_code)]
 #[path = "../tests/support/replay.rs"]
 mod replay;
+#[allow(dead_code)]
+#[path = "../tests/support/server.rs"]
+mod server;
+#[allow(dead_code)]
+#[path = "../tests/support/web.rs"]
+mod web;
 
 use std::io::Write;
+use std::path::Path;
 
 fn main() {
     let scenario = std::env::args().nth(1).unwrap_or_else(|| "iris".into());
-    let server = replay::Replay::start(&scenario);
-    println!("{}", server.url());
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/artifacts");
+    let files = web::Web::start(&artifacts, web::Behaviour::default());
+    let registry = replay::Replay::start(&scenario);
+    registry.set("artifact_server", &files.url());
+    registry.set("artifacts", &artifacts.display().to_string());
+    println!("{}", registry.url());
+    eprintln!("artifact server for fixtures/artifacts: {}", files.url());
     std::io::stdout().flush().expect("stdout");
     loop {
         std::thread::park();

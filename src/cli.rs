@@ -7,6 +7,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::download::Options;
 use crate::error::Error;
 use crate::uri::is_registry_uri;
 
@@ -18,7 +19,7 @@ pub const HELP: &str = "\
 mr-storage-initializer: put a model where a KServe model server can load it.
 
 Resolves model-registry:// URIs through the Kubeflow Model Registry, picks the newest model
-artifact, and downloads its files into DEST_DIR.
+artifact, and downloads its files into DEST_DIR. Also takes storage URIs directly.
 
 USAGE:
     mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]
@@ -26,14 +27,21 @@ USAGE:
 
 ARGS:
     SRC_URI     model-registry://[HOST[:PORT]/]MODEL[/VERSION][?namespace=NS]
-                (names may be percent-encoded: my%20model, v1%2Frc)
+                (names may be percent-encoded: my%20model, v1%2Frc),
+                http(s)://HOST/PATH/FILE, file:///PATH or a local path
     DEST_DIR    where the files go; created if missing (KServe: /mnt/models)
 
 OPTIONS:
+    -j, --jobs N    parallel transfers (default 8)
+    --dry-run       print what would be written (size and path, one per line), write nothing
     --resolve       resolve a model-registry:// URI, print the result as one JSON object on
                     stdout, download nothing
     -h, --help      print this help
     -V, --version   print the version
+
+A single downloaded .tar, .tar.gz, .tgz or .zip is extracted into DEST_DIR and removed.
+Files are written under hidden .NAME.mrsi-part names and renamed when complete; a rerun
+skips files already complete and resumes large ones.
 
 ENVIRONMENT (empty counts as unset):
     MODEL_REGISTRY_BASE_URL        default registry, host[:port] or a URL with a path prefix
@@ -45,7 +53,9 @@ ENVIRONMENT (empty counts as unset):
     MODEL_REGISTRY_TOKEN_FILE      file holding the bearer token (re-read on each run)
     MODEL_REGISTRY_CA_FILE         extra PEM CA bundle to trust for the registry
     ALLOWED_ARTIFACT_URI_PREFIXES  comma-separated prefixes an artifact URI must start with
-    SSL_CERT_FILE                  PEM bundle that replaces the system CA bundle
+    <hostname>-headers             JSON object of extra HTTP headers for that host
+    SSL_CERT_FILE                  extra PEM CA bundle to trust (built-in and system roots
+                                   are always trusted)
     CA_BUNDLE_CONFIGMAP_NAME       with CA_BUNDLE_VOLUME_MOUNT_POINT: KServe's CA bundle
     HTTPS_PROXY, HTTP_PROXY, NO_PROXY
     RUST_LOG                       log level (default info)
@@ -59,7 +69,7 @@ EXIT STATUS:
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     /// Download each pair in order, stopping at the first failure.
-    Run(Vec<Pair>),
+    Run { pairs: Vec<Pair>, options: Options },
     /// Resolve one `model-registry://` URI and print the result.
     Resolve(String),
     /// Print help.
@@ -84,6 +94,7 @@ where
     use lexopt::prelude::*;
     let usage = |e: lexopt::Error| Error::Usage(e.to_string());
     let mut resolve = false;
+    let mut options = Options::default();
     let mut values: Vec<OsString> = Vec::new();
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next().map_err(usage)? {
@@ -91,6 +102,18 @@ where
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             Long("resolve") => resolve = true,
+            Long("dry-run") => options.dry_run = true,
+            Short('j') | Long("jobs") => {
+                let value = parser.value().map_err(usage)?;
+                options.jobs = match value.to_str().and_then(|v| v.parse().ok()) {
+                    Some(n) if n > 0 => n,
+                    _ => {
+                        return Err(Error::Usage(format!(
+                            "-j/--jobs takes a number of parallel transfers above 0, got {value:?}"
+                        )));
+                    }
+                };
+            }
             Value(v) => values.push(v),
             _ => return Err(usage(arg.unexpected())),
         }
@@ -112,7 +135,7 @@ where
         return Ok(Command::Resolve(uri));
     }
 
-    if values.is_empty() || values.len() % 2 != 0 {
+    if values.is_empty() || !values.len().is_multiple_of(2) {
         return Err(Error::Usage(format!(
             "expected SRC_URI DEST_DIR pairs, got {} argument(s)",
             values.len()
@@ -126,7 +149,7 @@ where
             dest: PathBuf::from(dest),
         });
     }
-    Ok(Command::Run(pairs))
+    Ok(Command::Run { pairs, options })
 }
 
 fn utf8(value: OsString) -> Result<String, Error> {
@@ -138,9 +161,17 @@ fn utf8(value: OsString) -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::download::DEFAULT_JOBS;
 
     fn parse(args: &str) -> Result<Command, String> {
         parse_args(args.split_whitespace()).map_err(|e| e.to_string())
+    }
+
+    fn run(pairs: Vec<Pair>) -> Command {
+        Command::Run {
+            pairs,
+            options: Options::default(),
+        }
     }
 
     fn pair(src: &str, dest: &str) -> Pair {
@@ -154,14 +185,11 @@ mod tests {
     fn pairs() {
         assert_eq!(
             parse("model-registry://iris /mnt/models"),
-            Ok(Command::Run(vec![pair(
-                "model-registry://iris",
-                "/mnt/models"
-            )]))
+            Ok(run(vec![pair("model-registry://iris", "/mnt/models")]))
         );
         assert_eq!(
             parse("s3://a/b /mnt/a gs://c/d /mnt/c"),
-            Ok(Command::Run(vec![
+            Ok(run(vec![
                 pair("s3://a/b", "/mnt/a"),
                 pair("gs://c/d", "/mnt/c")
             ]))
@@ -196,8 +224,28 @@ mod tests {
     fn double_dash_lets_a_dash_path_through() {
         assert_eq!(
             parse("-- s3://a/b -weird-dir"),
-            Ok(Command::Run(vec![pair("s3://a/b", "-weird-dir")]))
+            Ok(run(vec![pair("s3://a/b", "-weird-dir")]))
         );
+    }
+
+    #[test]
+    fn jobs_and_dry_run() {
+        let Ok(Command::Run { options, .. }) = parse("-j 3 --dry-run s3://a/b /d") else {
+            panic!("not a run");
+        };
+        assert_eq!(options.jobs, 3);
+        assert!(options.dry_run);
+        let Ok(Command::Run { options, .. }) = parse("s3://a/b /d --jobs=12") else {
+            panic!("not a run");
+        };
+        assert_eq!(options.jobs, 12);
+        assert!(!options.dry_run);
+        assert_eq!(DEFAULT_JOBS, Options::default().jobs);
+        for bad in ["-j 0 a b", "-j x a b", "-j -1 a b"] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.starts_with("-j/--jobs takes a number"), "{bad}: {err}");
+        }
+        assert!(parse("a b -j").is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub enum Error {
     /// A source URI is malformed.
     Uri { uri: String, reason: String },
     /// An environment variable has a value the program cannot use.
-    Env { var: &'static str, reason: String },
+    Env { var: String, reason: String },
     /// A `model-registry://` URI could not be resolved to an artifact.
     Resolve {
         /// The registered model's name as written in the URI.
@@ -36,6 +36,27 @@ pub enum Error {
     Refused { uri: String, reason: String },
     /// The storage backend for this URI scheme does not exist yet.
     NotImplemented { uri: String, scheme: String },
+    /// A storage request failed: an error status, no answer, a TLS failure, or an answer
+    /// that breaks the protocol (a short body, a wrong range).
+    Fetch {
+        /// What was being done: "list", "download".
+        action: &'static str,
+        /// The URL or URI, without its query string.
+        url: String,
+        reason: String,
+        /// The TLS handshake failed: the hint says how to trust the server.
+        tls: bool,
+    },
+    /// The source URI names nothing to download.
+    Empty { uri: String },
+    /// An object's key cannot be written under `DEST_DIR` (it would leave it, or collide).
+    UnsafeKey {
+        uri: String,
+        key: String,
+        reason: String,
+    },
+    /// An archive could not be extracted, or holds an entry that would leave `DEST_DIR`.
+    Archive { path: PathBuf, reason: String },
     /// A local file could not be read or written.
     Io {
         action: &'static str,
@@ -118,6 +139,9 @@ impl Error {
             Error::Refused { .. } => Some(
                 "ALLOWED_ARTIFACT_URI_PREFIXES lists the artifact URI prefixes this pod may fetch",
             ),
+            Error::Fetch { tls: true, .. } => Some(
+                "trust the server's CA with SSL_CERT_FILE or KServe's CA bundle (CA_BUNDLE_CONFIGMAP_NAME)",
+            ),
             _ => None,
         }
     }
@@ -149,6 +173,19 @@ impl fmt::Display for Error {
                 f,
                 "cannot download '{uri}': storage download not implemented yet for {scheme}"
             ),
+            Error::Fetch {
+                action,
+                url,
+                reason,
+                ..
+            } => write!(f, "cannot {action} {url}: {reason}"),
+            Error::Empty { uri } => write!(f, "nothing to download: no objects under '{uri}'"),
+            Error::UnsafeKey { uri, key, reason } => {
+                write!(f, "refusing object '{key}' of '{uri}': {reason}")
+            }
+            Error::Archive { path, reason } => {
+                write!(f, "cannot extract '{}': {reason}", path.display())
+            }
             Error::Io {
                 action,
                 path,

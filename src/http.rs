@@ -3,14 +3,21 @@
 //! Every remote call the program makes goes through here, so timeouts, proxies, CA bundles
 //! and retry rules are the same for the registry and for every storage backend.
 //!
-//! Trust: with no CA configured, ureq's bundled Mozilla roots (works in an image with no system
-//! store). With any of `SSL_CERT_FILE`, KServe's CA bundle or an extra CA file, the system bundle
-//! (or `SSL_CERT_FILE`, which replaces it as in OpenSSL) plus the extra bundles. ureq cannot add
-//! certificates to its bundled roots, only replace them, hence the two cases.
+//! Trust: the union of Mozilla's roots built into the binary (so an image with no system store
+//! works), the system bundle when there is one, `SSL_CERT_FILE`, KServe's CA bundle and any
+//! extra CA file (the registry's).
 //!
 //! Proxies: ureq reads `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and honours `NO_PROXY`.
+//!
+//! Redirects are followed here, not by ureq, so that each hop passes the address policy (no
+//! metadata or link-local hosts) and credentials never follow a redirect to another host.
+//!
+//! Downloads (`download`) survive dropped connections: a retry asks for the bytes not yet
+//! written (`Range`), and when the server ignores ranges it skips what it already wrote.
 
 use std::hash::{BuildHasher, RandomState};
+use std::io::{Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
@@ -20,7 +27,9 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::{Agent, Body};
 
 use crate::error::{Error, one_line, redact_url};
+use crate::policy::is_blocked_host;
 use crate::settings::TlsSettings;
+use crate::uri::host_of;
 
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("mr-storage-initializer/", env!("CARGO_PKG_VERSION"));
@@ -32,6 +41,10 @@ pub const ATTEMPTS: u32 = 4;
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 // A server's Retry-After is honoured up to this.
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(10);
+// Browsers and curl stop at 20; a model download has no reason to need more than a few.
+const MAX_REDIRECTS: usize = 10;
+/// Bytes read from a response body at a time: with N workers, downloads hold N of these.
+pub const BUFFER_SIZE: usize = 256 * 1024;
 
 // Where Linux distributions keep the system bundle, when there is one.
 const SYSTEM_BUNDLES: [&str; 3] = [
@@ -47,6 +60,7 @@ pub fn agent(tls: &TlsSettings, extra_ca: &[PathBuf]) -> Result<Agent, Error> {
     let config = Agent::config_builder()
         .user_agent(USER_AGENT)
         .http_status_as_error(false)
+        .max_redirects(0)
         .timeout_connect(Some(Duration::from_secs(10)))
         .timeout_recv_response(Some(Duration::from_secs(30)))
         // An idle timeout: a long body is fine as long as bytes keep coming.
@@ -57,35 +71,24 @@ pub fn agent(tls: &TlsSettings, extra_ca: &[PathBuf]) -> Result<Agent, Error> {
 }
 
 fn root_certs(tls: &TlsSettings, extra_ca: &[PathBuf]) -> Result<RootCerts, Error> {
-    let extras: Vec<&Path> = tls
-        .kserve_ca_bundle
+    let mut certs: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
-        .chain(extra_ca)
-        .map(PathBuf::as_path)
+        .map(|der| Certificate::from_der(der.as_ref()))
         .collect();
-    if extras.is_empty() && tls.ssl_cert_file.is_none() {
-        return Ok(RootCerts::WebPki);
+    // The system bundle can be missing (a scratch image) or unreadable: the built-in roots
+    // still stand. Files the user named must exist.
+    if let Some(system) = SYSTEM_BUNDLES.iter().map(Path::new).find(|p| p.is_file()) {
+        match read_pem_certs(system) {
+            Ok(found) => certs.extend(found),
+            Err(e) => log::warn!("ignoring the system CA bundle: {e}"),
+        }
     }
-    let mut certs = Vec::new();
-    let base = match &tls.ssl_cert_file {
-        Some(path) => Some(path.clone()),
-        None => SYSTEM_BUNDLES
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file()),
-    };
-    match &base {
-        Some(path) => certs.extend(read_pem_certs(path)?),
-        None => log::warn!(
-            "no system CA bundle found: trusting only {}",
-            extras
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-    for path in extras {
+    let named = tls
+        .ssl_cert_file
+        .iter()
+        .chain(&tls.kserve_ca_bundle)
+        .chain(extra_ca);
+    for path in named {
         let found = read_pem_certs(path)?;
         log::debug!(
             "trusting {} certificate(s) from {}",
@@ -133,8 +136,8 @@ pub struct Failed {
 }
 
 /// A GET that is tried again on transport errors, 429 and 5xx, with exponential backoff and
-/// jitter; TLS failures are final at once. Returns the last response (whatever its status) or
-/// the last transport error.
+/// jitter; TLS failures and refused redirects are final at once. Returns the last response
+/// (whatever its status) or the last failure.
 pub fn get_with_retry(
     agent: &Agent,
     url: &str,
@@ -142,11 +145,7 @@ pub fn get_with_retry(
 ) -> Result<Response<Body>, Failed> {
     let mut attempt = 1;
     loop {
-        let mut request = agent.get(url).header("Accept", "application/json");
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let wait = match request.call() {
+        let wait = match send(agent, url, headers) {
             Ok(response) => {
                 let status = response.status().as_u16();
                 if !is_retryable(status) || attempt == ATTEMPTS {
@@ -158,7 +157,8 @@ pub fn get_with_retry(
                 );
                 retry_after(&response).unwrap_or_else(|| backoff(attempt))
             }
-            Err(e) => {
+            Err(Sent::Redirect(cause)) => return Err(Failed { cause, tls: false }),
+            Err(Sent::Transport(e)) => {
                 let cause = describe(&e);
                 if is_tls(&e) {
                     return Err(Failed { cause, tls: true });
@@ -179,6 +179,318 @@ pub fn get_with_retry(
         thread::sleep(wait);
         attempt += 1;
     }
+}
+
+// Why `send` got no final response.
+enum Sent {
+    Transport(ureq::Error),
+    // A redirect that cannot be followed: final, never retried.
+    Redirect(String),
+}
+
+// One GET, following redirects. Headers other than `Accept` and `Range` (credentials, a
+// host's `-headers`) go only to the host the caller named.
+fn send(agent: &Agent, url: &str, headers: &[(&str, &str)]) -> Result<Response<Body>, Sent> {
+    let origin = authority_of(url).to_ascii_lowercase();
+    let mut current = url.to_string();
+    for _ in 0..=MAX_REDIRECTS {
+        let same_origin = authority_of(&current).eq_ignore_ascii_case(&origin);
+        let mut request = agent.get(&current);
+        for (name, value) in headers {
+            let portable =
+                name.eq_ignore_ascii_case("accept") || name.eq_ignore_ascii_case("range");
+            if same_origin || portable {
+                request = request.header(*name, *value);
+            }
+        }
+        let response = request.call().map_err(Sent::Transport)?;
+        let status = response.status().as_u16();
+        if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+            return Ok(response);
+        }
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Sent::Redirect(format!("HTTP {status} redirect without a Location")))?;
+        let next = join_url(&current, location).ok_or_else(|| {
+            Sent::Redirect(format!("HTTP {status} redirect to an unusable Location"))
+        })?;
+        let host = next.split_once("://").map_or("", |(_, rest)| host_of(rest));
+        if is_blocked_host(host) {
+            return Err(Sent::Redirect(format!(
+                "refusing a redirect to {host}: it is a link-local or cloud metadata address"
+            )));
+        }
+        log::debug!(
+            "GET {}: HTTP {status}, following to {}",
+            redact_url(&current),
+            redact_url(&next)
+        );
+        current = next;
+    }
+    Err(Sent::Redirect(format!(
+        "more than {MAX_REDIRECTS} redirects"
+    )))
+}
+
+// `scheme://authority` of an absolute URL.
+fn authority_of(url: &str) -> &str {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "";
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    &url[..scheme.len() + 3 + end]
+}
+
+/// Resolves a `Location` against the URL that sent it: absolute, scheme-relative,
+/// absolute-path and relative forms. `None` for a scheme other than http(s).
+pub fn join_url(base: &str, location: &str) -> Option<String> {
+    let location = location.trim();
+    if let Some((scheme, _)) = location.split_once("://") {
+        let scheme = scheme.to_ascii_lowercase();
+        return (scheme == "http" || scheme == "https").then(|| location.to_string());
+    }
+    let origin = authority_of(base);
+    if origin.is_empty() {
+        return None;
+    }
+    if let Some(rest) = location.strip_prefix("//") {
+        let scheme = &origin[..origin.find("://")?];
+        return Some(format!("{scheme}://{rest}"));
+    }
+    if location.starts_with('/') {
+        return Some(format!("{origin}{location}"));
+    }
+    let path = &base[origin.len()..];
+    let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    let dir = if dir.is_empty() { "/" } else { dir };
+    Some(format!("{origin}{dir}{location}"))
+}
+
+/// Writes the bytes of `range` of `url` (all of it for `None`) to `out`.
+///
+/// Dropped connections, timeouts, 429 and 5xx are retried with backoff; each retry asks for
+/// the bytes not yet written. A server that answers a ranged request with the whole body (200)
+/// is read from the start, skipping what was already written. The attempt count starts over
+/// whenever an attempt made progress, so a long download on a flaky link keeps going.
+pub fn download(
+    agent: &Agent,
+    url: &str,
+    headers: &[(&str, &str)],
+    range: Option<Range<u64>>,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let shown = redact_url(url);
+    let fail = |reason: String, tls: bool| Error::Fetch {
+        action: "download",
+        url: shown.clone(),
+        reason,
+        tls,
+    };
+    let ranged = range.is_some();
+    let (mut pos, end) = match range {
+        Some(r) => (r.start, Some(r.end)),
+        None => (0, None),
+    };
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    let mut attempt = 1;
+    loop {
+        if end == Some(pos) {
+            return Ok(());
+        }
+        let from = pos;
+        let range_header = match end {
+            _ if !ranged && pos == 0 => None,
+            Some(end) => Some(format!("bytes={pos}-{}", end - 1)),
+            None => Some(format!("bytes={pos}-")),
+        };
+        let mut all_headers = headers.to_vec();
+        if let Some(value) = &range_header {
+            all_headers.push(("Range", value));
+        }
+        let outcome = match send(agent, url, &all_headers) {
+            Err(Sent::Redirect(reason)) => return Err(fail(reason, false)),
+            Err(Sent::Transport(e)) if is_tls(&e) => return Err(fail(describe(&e), true)),
+            Err(Sent::Transport(e)) => Err((describe(&e), backoff(attempt))),
+            Ok(response) => {
+                let status = response.status();
+                match status.as_u16() {
+                    200 | 206 => {
+                        let skip = if status.as_u16() == 206 {
+                            let start = response
+                                .headers()
+                                .get("content-range")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(content_range)
+                                .map(|(start, _)| start);
+                            if start != Some(pos) {
+                                return Err(fail(
+                                    format!(
+                                        "asked for bytes from {pos}, the server sent a different range"
+                                    ),
+                                    false,
+                                ));
+                            }
+                            0
+                        } else {
+                            if pos > 0 {
+                                log::debug!(
+                                    "GET {shown}: the server ignored Range; skipping {pos} bytes"
+                                );
+                            }
+                            pos
+                        };
+                        let mut body = response.into_body().into_reader();
+                        match stream(&mut body, skip, &mut pos, end, &mut buf, out) {
+                            Ok(()) => Ok(()),
+                            Err(Streamed::Read(cause)) => Err((cause, backoff(attempt))),
+                            Err(Streamed::Write(e)) => {
+                                return Err(fail(format!("writing failed: {e}"), false));
+                            }
+                        }
+                    }
+                    416 if end.is_none() && pos > 0 => Ok(()),
+                    code if is_retryable(code) => {
+                        let wait = retry_after(&response).unwrap_or_else(|| backoff(attempt));
+                        Err((format!("HTTP {code}"), wait))
+                    }
+                    _ => return Err(fail(status_text(response), false)),
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err((cause, wait)) => {
+                if pos > from {
+                    attempt = 1;
+                }
+                if attempt == ATTEMPTS {
+                    return Err(fail(format!("{cause} (after {ATTEMPTS} attempts)"), false));
+                }
+                log::warn!(
+                    "GET {shown}: {cause}; retrying from byte {pos} (attempt {} of {ATTEMPTS})",
+                    attempt + 1
+                );
+                thread::sleep(wait);
+                attempt += 1;
+            }
+        }
+    }
+}
+// How streaming a body stopped short.
+enum Streamed {
+    // The connection broke or the body ended early: worth a retry.
+    Read(String),
+    // The writer failed: final.
+    Write(std::io::Error),
+}
+
+// Copies a body to `out`: drops the first `skip` bytes (already written), advances `pos` by
+// what was written, and stops at `end`. A body that ends before `end` is a `Read` failure.
+fn stream(
+    body: &mut dyn Read,
+    mut skip: u64,
+    pos: &mut u64,
+    end: Option<u64>,
+    buf: &mut [u8],
+    out: &mut dyn Write,
+) -> Result<(), Streamed> {
+    loop {
+        let n = match body.read(buf) {
+            Ok(0) => {
+                return match end {
+                    Some(end) if *pos < end => Err(Streamed::Read(format!(
+                        "the connection closed at byte {pos} of {end}"
+                    ))),
+                    _ if skip > 0 => Err(Streamed::Read(
+                        "the body is shorter than what was already written".into(),
+                    )),
+                    _ => Ok(()),
+                };
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Streamed::Read(one_line(&e.to_string()))),
+        };
+        let mut chunk = &buf[..n];
+        let dropped = skip.min(chunk.len() as u64);
+        chunk = &chunk[dropped as usize..];
+        skip -= dropped;
+        if let Some(end) = end {
+            // A server that sends more than was asked (a 200 for a part) is cut at `end`.
+            let room = end - *pos;
+            if (chunk.len() as u64) > room {
+                chunk = &chunk[..room as usize];
+            }
+        }
+        out.write_all(chunk).map_err(Streamed::Write)?;
+        *pos += chunk.len() as u64;
+        if end == Some(*pos) {
+            return Ok(());
+        }
+    }
+}
+
+/// Parses `Content-Range: bytes START-END/TOTAL` (or `bytes */TOTAL`): the first byte sent,
+/// and the total size when the server knows it.
+pub fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (span, total) = rest.split_once('/')?;
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    let start = match span.trim() {
+        "*" => total?,
+        s => s.split_once('-')?.0.trim().parse().ok()?,
+    };
+    Some((start, total))
+}
+
+/// An error status as a short phrase: `HTTP 404 Not Found`, plus the server's own message
+/// when its body has one (`{"message":...}`, `{"error":{"message":...}}` or XML `<Message>`).
+pub fn status_text(mut response: Response<Body>) -> String {
+    let status = response.status();
+    let mut text = format!("HTTP {}", status.as_u16());
+    if let Some(reason) = status.canonical_reason() {
+        text = format!("{text} {reason}");
+    }
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    match server_message(&body) {
+        Some(message) => format!("{text} (server said: {message})"),
+        None => text,
+    }
+}
+
+fn server_message(body: &str) -> Option<String> {
+    let from_json = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            let m = v
+                .get("message")
+                .or_else(|| v.get("error")?.get("message"))?;
+            m.as_str().map(String::from)
+        });
+    let from_xml = || {
+        let start = body.find("<Message>")? + "<Message>".len();
+        let len = body[start..].find("</Message>")?;
+        Some(body[start..start + len].to_string())
+    };
+    let message = one_line(&from_json.or_else(from_xml)?);
+    if message.is_empty() {
+        return None;
+    }
+    Some(match message.char_indices().nth(200) {
+        Some((i, _)) => format!("{}...", &message[..i]),
+        None => message,
+    })
 }
 
 // rustls reports handshake failures as I/O errors of kind InvalidData.

@@ -1,29 +1,15 @@
 //! The binary: set up logging, parse the command line, run, and report. Nothing below `run`
 //! prints a fatal error; this file prints it once, as the last line on stderr.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use mr_storage_initializer::cli::{self, Command};
 use mr_storage_initializer::error::{Error, one_line};
+use mr_storage_initializer::progress;
 use mr_storage_initializer::settings::Settings;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format(|buf, record| {
-            // At trace level ureq logs full URLs and Location headers: presigned and SAS
-            // query strings are credentials, so those records are dropped.
-            if record.level() == log::Level::Trace && record.target().starts_with("ureq") {
-                return Ok(());
-            }
-            writeln!(
-                buf,
-                "{}: {}",
-                record.level().as_str().to_ascii_lowercase(),
-                record.args()
-            )
-        })
-        .init();
+    mr_storage_initializer::init_logging();
 
     match main_inner() {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,15 +38,19 @@ fn main_inner() -> Result<(), Error> {
             Ok(())
         }
         Command::Resolve(uri) => {
-            let settings = Settings::from_lookup(|k| std::env::var(k).ok())?;
+            let settings = Settings::from_env()?;
             let resolution = mr_storage_initializer::resolve_uri(&uri, &settings)?;
             let json = serde_json::to_string(&resolution).expect("a Resolution always serializes");
             println!("{json}");
             Ok(())
         }
-        Command::Run(pairs) => {
-            let settings = Settings::from_lookup(|k| std::env::var(k).ok())?;
-            mr_storage_initializer::run(&pairs, &settings)
+        Command::Run { pairs, options } => {
+            let settings = Settings::from_env()?;
+            let result = mr_storage_initializer::run(&pairs, &options, &settings);
+            if let Some(kib) = progress::peak_rss_kib() {
+                log::debug!("peak memory (VmHWM): {kib} KiB");
+            }
+            result
         }
     }
 }

@@ -29,16 +29,16 @@ pub fn check(uri: &str, allowed_prefixes: Option<&[String]>) -> Result<(), Error
             reason: "it points at a link-local or cloud metadata address".into(),
         });
     }
-    if let Some(prefixes) = allowed_prefixes {
-        if !prefixes.iter().any(|p| uri.starts_with(p.as_str())) {
-            return Err(Error::Refused {
-                uri: shown,
-                reason: format!(
-                    "it starts with none of ALLOWED_ARTIFACT_URI_PREFIXES ({})",
-                    prefixes.join(", ")
-                ),
-            });
-        }
+    if let Some(prefixes) = allowed_prefixes
+        && !prefixes.iter().any(|p| uri.starts_with(p.as_str()))
+    {
+        return Err(Error::Refused {
+            uri: shown,
+            reason: format!(
+                "it starts with none of ALLOWED_ARTIFACT_URI_PREFIXES ({})",
+                prefixes.join(", ")
+            ),
+        });
     }
     Ok(())
 }

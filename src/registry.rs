@@ -137,11 +137,10 @@ impl<'a> Client<'a> {
             .token
             .as_ref()
             .map(|t| format!("Bearer {}", t.expose()));
-        let headers: Vec<(&str, &str)> = auth
-            .as_deref()
-            .map(|a| ("Authorization", a))
-            .into_iter()
-            .collect();
+        let mut headers = vec![("Accept", "application/json")];
+        if let Some(auth) = &auth {
+            headers.push(("Authorization", auth));
+        }
         log::debug!("GET {url}");
         let mut response = http::get_with_retry(self.agent, &url, &headers).map_err(|f| {
             let url = url.clone();

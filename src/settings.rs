@@ -4,6 +4,7 @@
 //! hand in a map. An empty variable counts as unset, as in both upstream initializers. Errors
 //! name the variable. Secrets are held in `Secret`, whose `Debug` never shows the value.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -21,6 +22,9 @@ pub struct Settings {
     pub tls: TlsSettings,
     /// `ALLOWED_ARTIFACT_URI_PREFIXES`: when set, artifact URIs must start with one of these.
     pub allowed_artifact_prefixes: Option<Vec<String>>,
+    /// `<hostname>-headers`: extra HTTP headers for one host, as KServe reads them (a JSON
+    /// object), keyed by the lowercased host name. Held as secrets: they often carry tokens.
+    pub http_headers: BTreeMap<String, Secret>,
 }
 
 /// The `MODEL_REGISTRY_*` variables.
@@ -131,7 +135,7 @@ impl TokenSource {
                 let token = text.trim();
                 if token.is_empty() {
                     return Err(Error::Env {
-                        var: "MODEL_REGISTRY_TOKEN_FILE",
+                        var: "MODEL_REGISTRY_TOKEN_FILE".into(),
                         reason: format!("'{}' is empty", path.display()),
                     });
                 }
@@ -177,6 +181,29 @@ impl fmt::Debug for Secret {
 const DEFAULT_CA_BUNDLE_MOUNT: &str = "/etc/ssl/custom-certs";
 
 impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Settings, Error> {
+        let vars: HashMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        Settings::from_vars(&vars)
+    }
+
+    /// `from_lookup` over a map, plus the `<hostname>-headers` variables, which can only be
+    /// found by looking at every name.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Settings, Error> {
+        let mut settings = Settings::from_lookup(|k| vars.get(k).cloned())?;
+        settings.http_headers = vars
+            .iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .filter_map(|(k, v)| {
+                let host = k.strip_suffix("-headers")?;
+                Some((host.to_ascii_lowercase(), Secret(v.clone())))
+            })
+            .collect();
+        Ok(settings)
+    }
+
     /// Reads every setting through `lookup` (in `main`: `|k| std::env::var(k).ok()`).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, Error> {
         // Empty counts as unset.
@@ -187,13 +214,13 @@ impl Settings {
             .to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
             return Err(Error::Env {
-                var: "MODEL_REGISTRY_SCHEME",
+                var: "MODEL_REGISTRY_SCHEME".into(),
                 reason: format!("'{scheme}' is not http or https"),
             });
         }
         let base_value = get("MODEL_REGISTRY_BASE_URL").unwrap_or_else(|| "localhost:8080".into());
         let base = BaseUrl::parse(base_value.trim(), &scheme).map_err(|reason| Error::Env {
-            var: "MODEL_REGISTRY_BASE_URL",
+            var: "MODEL_REGISTRY_BASE_URL".into(),
             reason,
         })?;
 
@@ -235,6 +262,7 @@ impl Settings {
                 kserve_ca_bundle,
             },
             allowed_artifact_prefixes,
+            http_headers: BTreeMap::new(),
         })
     }
 }
@@ -328,6 +356,28 @@ mod tests {
             s.allowed_artifact_prefixes.unwrap(),
             vec!["s3://models/".to_string(), "gs://b/".to_string()]
         );
+    }
+
+    #[test]
+    fn header_variables_are_found_by_suffix_and_hidden() {
+        let vars: HashMap<String, String> = [
+            (
+                "Models.Example.com-headers",
+                r#"{"Authorization":"Bearer s3cr3t"}"#,
+            ),
+            ("empty-headers", " "),
+            ("PATH", "/bin"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let s = Settings::from_vars(&vars).unwrap();
+        assert_eq!(
+            s.http_headers.keys().collect::<Vec<_>>(),
+            vec!["models.example.com"]
+        );
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
     }
 
     #[test]

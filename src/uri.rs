@@ -266,13 +266,13 @@ fn is_azure_blob_host(host: &str) -> bool {
         return !account.is_empty() && !account.contains('.');
     }
     // Azure's DNS-zone endpoints: ACCOUNT.zNN.blob.storage.azure.net
-    if let Some(rest) = host.strip_suffix(".blob.storage.azure.net") {
-        if let Some((account, zone)) = rest.rsplit_once('.') {
-            let digits = zone.strip_prefix('z').unwrap_or_default();
-            return !account.is_empty()
-                && (1..=2).contains(&digits.len())
-                && digits.bytes().all(|b| b.is_ascii_digit());
-        }
+    if let Some(rest) = host.strip_suffix(".blob.storage.azure.net")
+        && let Some((account, zone)) = rest.rsplit_once('.')
+    {
+        let digits = zone.strip_prefix('z').unwrap_or_default();
+        return !account.is_empty()
+            && (1..=2).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit());
     }
     false
 }

@@ -142,15 +142,15 @@ impl Spec {
                 return;
             }
         }
-        if let Some(allowed) = schema["enum"].as_array() {
-            if !allowed.contains(value) {
-                errs.push(format!("{at}: {value} is not one of {allowed:?}"));
-            }
+        if let Some(allowed) = schema["enum"].as_array()
+            && !allowed.contains(value)
+        {
+            errs.push(format!("{at}: {value} is not one of {allowed:?}"));
         }
-        if let (Some(min), Some(s)) = (schema["minLength"].as_u64(), value.as_str()) {
-            if (s.chars().count() as u64) < min {
-                errs.push(format!("{at}: shorter than {min}"));
-            }
+        if let (Some(min), Some(s)) = (schema["minLength"].as_u64(), value.as_str())
+            && (s.chars().count() as u64) < min
+        {
+            errs.push(format!("{at}: shorter than {min}"));
         }
         if let (Some(items), Some(list)) = (schema.get("items"), value.as_array()) {
             for (i, item) in list.iter().enumerate() {

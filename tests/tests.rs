@@ -5,7 +5,15 @@ mod support;
 
 // The command line: arguments, help, exit codes.
 mod cli;
+// The download engine against an in-memory source.
+mod engine;
 // Fixtures against the OpenAPI spec, and the replay server's own checks.
 mod fixtures;
 // Resolution through a replayed registry over a real socket.
 mod registry;
+// http(s):// downloads against a file server on 127.0.0.1.
+mod http;
+// Extraction of a lone archive, hostile ones included.
+mod archive;
+// The whole job end to end, and the quickstart.
+mod pipeline;

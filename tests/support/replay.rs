@@ -1,7 +1,7 @@
 //! A std-only HTTP replay server on 127.0.0.1 that serves recorded registry responses.
 //!
 //! It reads `fixtures/registry/<scenario>/routes.json` (format in `fixtures/README.md`), answers
-//! one request per connection (`Connection: close`), and records every request so a test can
+//! one request per connection (`Connection: close`, a thread each), and records every request so a test can
 //! assert the exact sequence of calls. A request with no route gets a 404 naming the missing
 //! fixture and is recorded as unexpected; dropping the server then fails the test (unless the
 //! test is already failing). Queries are compared decoded and sorted, so fixture keys are
@@ -10,15 +10,16 @@
 //! Shared by the integration tests and by `examples/quickstart.rs` (through `#[path]`).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 
 use mr_storage_initializer::uri::percent_decode;
 use serde_json::Value;
+
+use super::server::{Server, read_head};
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -49,14 +50,14 @@ struct State {
     prefix: String,
     requests: Vec<Request>,
     unexpected: Vec<String>,
+    // `{{name}}` in a body is replaced by the value: URLs known only at run time.
+    vars: Vec<(String, String)>,
 }
 
 /// A running replay server; stops (and checks for unexpected requests) when dropped.
 pub struct Replay {
-    addr: SocketAddr,
+    server: Server,
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 /// The folder holding a scenario's fixtures.
@@ -83,42 +84,31 @@ impl Replay {
     }
 
     fn serve_on(addr: &str, scenario: &str, prefix: &str) -> Replay {
-        let listener = TcpListener::bind(addr)
-            .unwrap_or_else(|e| panic!("replay server cannot bind {addr}: {e}"));
-        let addr = listener.local_addr().unwrap();
         let mut loaded = load(scenario);
         loaded.prefix = prefix.to_string();
         let state = Arc::new(Mutex::new(loaded));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (state, stop) = (state.clone(), stop.clone());
-            thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if let Ok(stream) = stream {
-                        serve(stream, &state);
-                    }
-                }
-            })
+        let server = {
+            let state = state.clone();
+            Server::start(addr, move |stream| serve(stream, &state))
         };
-        Replay {
-            addr,
-            state,
-            stop,
-            thread: Some(thread),
-        }
+        Replay { server, state }
+    }
+
+    /// Replaces `{{name}}` with `value` in every body served from now on (fixtures name
+    /// artifact servers whose port is chosen at run time this way).
+    pub fn set(&self, name: &str, value: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.vars.push((format!("{{{{{name}}}}}"), value.to_string()));
     }
 
     /// `127.0.0.1:PORT`.
     pub fn authority(&self) -> String {
-        self.addr.to_string()
+        self.server.addr().to_string()
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// Every request so far, in order.
@@ -134,12 +124,7 @@ impl Replay {
 
 impl Drop for Replay {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.server.stop();
         let unexpected = self.state.lock().unwrap().unexpected.clone();
         if !thread::panicking() && !unexpected.is_empty() {
             panic!("replay server got requests with no fixture: {unexpected:#?}");
@@ -176,30 +161,17 @@ fn load(scenario: &str) -> State {
         prefix: String::new(),
         requests: Vec::new(),
         unexpected: Vec::new(),
+        vars: Vec::new(),
     }
 }
 
 fn serve(stream: TcpStream, state: &Mutex<State>) {
-    let mut reader = BufReader::new(&stream);
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+    let Some((method, target, headers)) = read_head(&stream) else {
         return;
-    }
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = h.split_once(':') {
-            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
-        }
-    }
+    };
     let key = normalize(&format!("{method} {target}"));
 
-    let (status, body, content_type) = {
+    let (status, mut body, content_type) = {
         let mut s = state.lock().unwrap();
         s.requests.push(Request {
             key: key.clone(),
@@ -242,6 +214,14 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             }
         }
     };
+    let vars = state.lock().unwrap().vars.clone();
+    if !vars.is_empty() {
+        let mut text = String::from_utf8_lossy(&body).into_owned();
+        for (name, value) in &vars {
+            text = text.replace(name, value);
+        }
+        body = text.into_bytes();
+    }
     let mut out = &stream;
     let head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

@@ -1,0 +1,291 @@
+//! Archives: when a download yields exactly one `.tar`, `.tar.gz`/`.tgz` or `.zip`, it is
+//! extracted into `DEST_DIR` and removed, as KServe does.
+//!
+//! Extraction follows the download's rules: every entry path passes `plan::safe_relative`
+//! (no `..`, no absolute paths), folders are created through `dest::prepare` (never through a
+//! link), files are written under a temporary name and renamed, and a symbolic link must point
+//! inside `DEST_DIR`. Hard links must name an earlier entry. Memory stays bounded: tar and gzip
+//! are read as streams; a zip's central directory is read, then each entry is streamed.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+
+use crate::dest;
+use crate::error::Error;
+use crate::plan::safe_relative;
+
+/// The archive formats extracted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tar,
+    TarGz,
+    Zip,
+}
+
+impl Kind {
+    /// The format a file name says, if it names an archive.
+    pub fn of(name: &Path) -> Option<Kind> {
+        let name = name.file_name()?.to_str()?.to_ascii_lowercase();
+        if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+            Some(Kind::TarGz)
+        } else if name.ends_with(".tar") {
+            Some(Kind::Tar)
+        } else if name.ends_with(".zip") {
+            Some(Kind::Zip)
+        } else {
+            None
+        }
+    }
+}
+
+/// Extracts `archive` (a file in `dest`) into `dest`, then removes it. Returns the number of
+/// files written.
+pub fn extract(archive: &Path, kind: Kind, dest: &Path) -> Result<usize, Error> {
+    let bad = |reason: String| Error::Archive {
+        path: archive.to_path_buf(),
+        reason,
+    };
+    let file = File::open(archive).map_err(|e| Error::io("open", archive, e))?;
+    let mut out = Extractor {
+        dest,
+        archive,
+        files: 0,
+    };
+    match kind {
+        Kind::Tar => out.tar(BufReader::new(file))?,
+        Kind::TarGz => out.tar(flate2::read::GzDecoder::new(BufReader::new(file)))?,
+        Kind::Zip => {
+            let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
+            out.zip(&mut zip)?;
+        }
+    }
+    std::fs::remove_file(archive).map_err(|e| Error::io("remove", archive, e))?;
+    Ok(out.files)
+}
+
+struct Extractor<'a> {
+    dest: &'a Path,
+    archive: &'a Path,
+    files: usize,
+}
+
+impl Extractor<'_> {
+    fn bad(&self, entry: &str, reason: &str) -> Error {
+        Error::Archive {
+            path: self.archive.to_path_buf(),
+            reason: format!("entry '{entry}': {reason}"),
+        }
+    }
+
+    fn broken(&self, e: impl std::fmt::Display) -> Error {
+        Error::Archive {
+            path: self.archive.to_path_buf(),
+            reason: crate::error::one_line(&e.to_string()),
+        }
+    }
+
+    // The entry's path below `dest`, checked; `None` for the archive's root (`./`).
+    fn entry_path(&self, name: &str) -> Result<Option<PathBuf>, Error> {
+        let trimmed = name.trim_end_matches('/');
+        let mut relative = trimmed;
+        while let Some(rest) = relative.strip_prefix("./") {
+            relative = rest;
+        }
+        if relative.is_empty() || relative == "." {
+            return Ok(None);
+        }
+        safe_relative(relative)
+            .map(Some)
+            .map_err(|reason| self.bad(name, &reason))
+    }
+
+    fn tar(&mut self, reader: impl Read) -> Result<(), Error> {
+        let mut archive = tar::Archive::new(reader);
+        let entries = archive.entries().map_err(|e| self.broken(e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| self.broken(e))?;
+            let name = String::from_utf8(entry.path_bytes().into_owned())
+                .map_err(|_| self.broken("an entry name is not UTF-8"))?;
+            let Some(relative) = self.entry_path(&name)? else {
+                continue;
+            };
+            let mode = entry.header().mode().ok();
+            let kind = entry.header().entry_type();
+            if kind.is_dir() {
+                self.dir(&relative)?;
+            } else if kind.is_file() {
+                self.file(&name, &relative, &mut entry, mode)?;
+            } else if kind.is_symlink() || kind.is_hard_link() {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .ok_or_else(|| self.bad(&name, "a link without a target"))?;
+                if kind.is_symlink() {
+                    self.symlink(&name, &relative, &target)?;
+                } else {
+                    self.hard_link(&name, &relative, &target)?;
+                }
+            } else {
+                log::warn!(
+                    "{}: skipping entry '{name}' ({kind:?})",
+                    self.archive.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn zip(&mut self, zip: &mut zip::ZipArchive<File>) -> Result<(), Error> {
+        for i in 0..zip.len() {
+            let mut entry = zip.by_index(i).map_err(|e| self.broken(e))?;
+            let name = entry.name().map_err(|e| self.broken(e))?.into_owned();
+            let Some(relative) = self.entry_path(&name)? else {
+                continue;
+            };
+            let mode = entry.unix_mode();
+            if entry.is_dir() {
+                self.dir(&relative)?;
+            } else if entry.is_symlink() {
+                let mut target = String::new();
+                // A link target is a path, never large.
+                entry
+                    .by_ref()
+                    .take(4096)
+                    .read_to_string(&mut target)
+                    .map_err(|e| self.broken(e))?;
+                self.symlink(&name, &relative, &target)?;
+            } else {
+                self.file(&name, &relative, &mut entry, mode)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn dir(&self, relative: &Path) -> Result<(), Error> {
+        // `prepare` creates the parents of a file; a folder entry is the parent of a
+        // placeholder inside it.
+        dest::prepare(self.dest, &relative.join("_")).map(|_| ())
+    }
+
+    fn file(
+        &mut self,
+        name: &str,
+        relative: &Path,
+        reader: &mut dyn Read,
+        mode: Option<u32>,
+    ) -> Result<(), Error> {
+        let path = dest::prepare(self.dest, relative)?;
+        if path == self.archive {
+            return Err(self.bad(name, "it would overwrite the archive itself"));
+        }
+        let temp = dest::temp_path(&path);
+        let mut file = File::create(&temp).map_err(|e| Error::io("create", &temp, e))?;
+        io::copy(reader, &mut file).map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            self.broken(format!("entry '{name}': {e}"))
+        })?;
+        if let Some(mode) = mode {
+            use std::os::unix::fs::PermissionsExt;
+            // Keep the execute bits; never set-id or sticky bits, and always owner-writable.
+            let perms = std::fs::Permissions::from_mode((mode & 0o777) | 0o600);
+            file.set_permissions(perms)
+                .map_err(|e| Error::io("set permissions", &temp, e))?;
+        }
+        drop(file);
+        std::fs::rename(&temp, &path).map_err(|e| Error::io("rename into place", &path, e))?;
+        self.files += 1;
+        Ok(())
+    }
+
+    fn symlink(&self, name: &str, relative: &Path, target: &str) -> Result<(), Error> {
+        if !link_stays_inside(relative, target) {
+            return Err(self.bad(
+                name,
+                &format!("a link to '{target}' would point outside DEST_DIR"),
+            ));
+        }
+        let path = dest::prepare(self.dest, relative)?;
+        remove_existing(&path)?;
+        std::os::unix::fs::symlink(target, &path).map_err(|e| Error::io("create link", &path, e))
+    }
+
+    fn hard_link(&mut self, name: &str, relative: &Path, target: &str) -> Result<(), Error> {
+        let Some(target_rel) = self.entry_path(target)? else {
+            return Err(self.bad(name, "a hard link to the archive's root"));
+        };
+        let original = dest::prepare(self.dest, &target_rel)?;
+        if !std::fs::symlink_metadata(&original).is_ok_and(|m| m.is_file()) {
+            return Err(self.bad(
+                name,
+                &format!("a hard link to '{target}', which is not a file extracted before it"),
+            ));
+        }
+        let path = dest::prepare(self.dest, relative)?;
+        remove_existing(&path)?;
+        std::fs::hard_link(&original, &path).map_err(|e| Error::io("create link", &path, e))?;
+        self.files += 1;
+        Ok(())
+    }
+}
+
+fn remove_existing(path: &Path) -> Result<(), Error> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.is_dir() => {
+            std::fs::remove_file(path).map_err(|e| Error::io("replace", path, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether a symbolic link at `relative` (below `DEST_DIR`) pointing at `target` stays inside
+/// `DEST_DIR`, read lexically. Extraction never writes through a link, so a link cannot be
+/// used to reach further.
+pub fn link_stays_inside(relative: &Path, target: &str) -> bool {
+    if target.is_empty() || target.starts_with('/') {
+        return false;
+    }
+    // Depth of the folder holding the link, then walk the target.
+    let mut depth = relative.components().count() as i64 - 1;
+    for part in Path::new(target).components() {
+        match part {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            Component::CurDir => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_kinds_by_name() {
+        assert_eq!(Kind::of(Path::new("/d/m.tar.gz")), Some(Kind::TarGz));
+        assert_eq!(Kind::of(Path::new("m.TGZ")), Some(Kind::TarGz));
+        assert_eq!(Kind::of(Path::new("m.tar")), Some(Kind::Tar));
+        assert_eq!(Kind::of(Path::new("m.zip")), Some(Kind::Zip));
+        assert_eq!(Kind::of(Path::new("m.onnx")), None);
+        assert_eq!(Kind::of(Path::new("m.gz")), None);
+    }
+
+    #[test]
+    fn links_must_stay_inside() {
+        assert!(link_stays_inside(Path::new("a/l"), "b"));
+        assert!(link_stays_inside(Path::new("a/l"), "../b"));
+        assert!(link_stays_inside(Path::new("a/b/l"), "../../c"));
+        assert!(!link_stays_inside(Path::new("l"), "../x"));
+        assert!(!link_stays_inside(Path::new("a/l"), "../../x"));
+        assert!(!link_stays_inside(Path::new("a/l"), "/etc/passwd"));
+        assert!(!link_stays_inside(Path::new("a/l"), "b/../../../x"));
+        assert!(!link_stays_inside(Path::new("l"), ""));
+    }
+}

@@ -1,0 +1,127 @@
+//! Writing under `DEST_DIR` without ever leaving it: folders created one level at a time and
+//! never through a symbolic link, files written under a temporary name and renamed into place,
+//! and the temporary files of a killed run cleaned up.
+//!
+//! Used by the download engine and by archive extraction alike.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::Error;
+
+/// Ends the hidden name a file is written under until it is complete.
+pub const TEMP_SUFFIX: &str = ".mrsi-part";
+/// Ends the hidden name of a part file's journal (which ranged parts are done).
+pub const JOURNAL_SUFFIX: &str = ".mrsi-parts";
+
+/// `dir/.name.mrsi-part` for `dir/name`.
+pub fn temp_path(path: &Path) -> PathBuf {
+    sibling(path, TEMP_SUFFIX)
+}
+
+/// `dir/.name.mrsi-parts` for `dir/name`.
+pub fn journal_path(path: &Path) -> PathBuf {
+    sibling(path, JOURNAL_SUFFIX)
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Creates the folders of `relative` (a path checked by `plan::safe_relative`) below `dest`
+/// and returns the file's full path. Refuses to pass through a symbolic link or a file, so a
+/// link left in `DEST_DIR` cannot send a write elsewhere.
+pub fn prepare(dest: &Path, relative: &Path) -> Result<PathBuf, Error> {
+    let mut dir = dest.to_path_buf();
+    let parent = relative.parent().unwrap_or(Path::new(""));
+    for component in parent.components() {
+        let Component::Normal(name) = component else {
+            // safe_relative has already refused these; this guards against a caller that did not.
+            return Err(refuse(&dir, "the path is not a plain relative path"));
+        };
+        dir.push(name);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(refuse(
+                    &dir,
+                    "a symbolic link is in the way; refusing to write through it",
+                ));
+            }
+            Ok(_) => return Err(refuse(&dir, "a file is in the way of a folder")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
+            }
+            Err(e) => return Err(Error::io("inspect", &dir, e)),
+        }
+    }
+    let path = dest.join(relative);
+    if let Ok(meta) = std::fs::symlink_metadata(&path)
+        && meta.is_dir()
+    {
+        return Err(refuse(&path, "a folder is in the way of a file"));
+    }
+    Ok(path)
+}
+
+fn refuse(path: &Path, why: &str) -> Error {
+    Error::io("write under", path, io::Error::other(why.to_string()))
+}
+
+/// Whether `path` is a regular file (not a link) of exactly `size` bytes.
+pub fn is_complete(path: &Path, size: Option<u64>) -> bool {
+    match (std::fs::symlink_metadata(path), size) {
+        (Ok(meta), Some(size)) => meta.is_file() && meta.len() == size,
+        _ => false,
+    }
+}
+
+/// Removes every temporary file and journal under `dest` (a killed run's leftovers); returns
+/// how many. Links are not followed.
+pub fn remove_stale(dest: &Path) -> Result<usize, Error> {
+    let mut removed = 0;
+    let mut dirs = vec![dest.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
+            let kind = entry
+                .file_type()
+                .map_err(|e| Error::io("list", entry.path(), e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file()
+                && name.starts_with('.')
+                && (name.ends_with(TEMP_SUFFIX) || name.ends_with(JOURNAL_SUFFIX))
+            {
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| Error::io("remove temporary file", entry.path(), e))?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_are_hidden_siblings() {
+        assert_eq!(
+            temp_path(Path::new("/d/sub/w.bin")),
+            PathBuf::from("/d/sub/.w.bin.mrsi-part")
+        );
+        assert_eq!(
+            journal_path(Path::new("w.bin")),
+            PathBuf::from(".w.bin.mrsi-parts")
+        );
+    }
+}

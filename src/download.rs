@@ -1,0 +1,485 @@
+//! The download engine: from a source and a prefix to complete files under `DEST_DIR`.
+//! It knows nothing about protocols; every backend plugs in through `fetch::Source`.
+//!
+//! 1. List and plan (`plan`): the whole listing is checked before a byte is written.
+//! 2. Skip files already complete with the right size (an init container that restarts).
+//! 3. Cut the rest into tasks: objects larger than a part are fetched as ranged parts written
+//!    at their offsets; the rest are one stream each. N worker threads take tasks in order.
+//! 4. Each file is written under a hidden temporary name and renamed once its size matches;
+//!    a failure leaves no file under a final name. Parts done are noted in a journal next to
+//!    the temporary file, so a rerun fetches only the missing parts of a large object.
+//! 5. After success, temporary files a killed run left anywhere in `DEST_DIR` are removed.
+//!
+//! Memory is bounded by workers × `http::BUFFER_SIZE`, whatever the object sizes.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread;
+
+use crate::dest;
+use crate::error::Error;
+use crate::fetch::Source;
+use crate::plan::{self, Planned};
+use crate::progress::{self, Progress};
+
+/// Parallel transfers when `-j` is not given: enough to fill a fast link to an object store
+/// without a large memory or connection footprint.
+pub const DEFAULT_JOBS: usize = 8;
+/// Objects larger than this are fetched as ranged parts of this size.
+pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
+
+/// How to download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Worker threads.
+    pub jobs: usize,
+    /// Print the plan, write nothing.
+    pub dry_run: bool,
+    /// Size of the ranged parts of large objects.
+    pub part_size: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            jobs: DEFAULT_JOBS,
+            dry_run: false,
+            part_size: DEFAULT_PART_SIZE,
+        }
+    }
+}
+
+/// What a download did.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Every file of the plan, relative to `DEST_DIR`.
+    pub paths: Vec<PathBuf>,
+    /// Files written by this run.
+    pub written: usize,
+    /// Files already complete, left as they were.
+    pub skipped: usize,
+    /// Bytes transferred by this run.
+    pub bytes: u64,
+    /// Wall time of the transfer.
+    pub seconds: f64,
+}
+
+/// Downloads everything `prefix` names in `source` into `dest`. `uri` is only for messages
+/// (and must hold no secret).
+pub fn download(
+    source: &dyn Source,
+    prefix: &str,
+    uri: &str,
+    dest: &Path,
+    options: &Options,
+) -> Result<Summary, Error> {
+    let objects = source.list(prefix)?;
+    let planned = plan::plan(prefix, objects).map_err(|e| Error::UnsafeKey {
+        uri: uri.to_string(),
+        key: e.key,
+        reason: e.reason,
+    })?;
+    if planned.is_empty() {
+        return Err(Error::Empty {
+            uri: uri.to_string(),
+        });
+    }
+    let paths: Vec<PathBuf> = planned.iter().map(|p| p.path.clone()).collect();
+    if options.dry_run {
+        print_plan(&planned, dest);
+        return Ok(Summary {
+            paths,
+            ..Summary::default()
+        });
+    }
+
+    std::fs::create_dir_all(dest).map_err(|e| Error::io("create folder", dest, e))?;
+    let mut jobs = Vec::new();
+    let mut tasks = Vec::new();
+    let mut skipped = 0;
+    for p in planned {
+        let path = dest::prepare(dest, &p.path)?;
+        if dest::is_complete(&path, p.size) {
+            log::debug!("{} is complete, skipping", path.display());
+            skipped += 1;
+            continue;
+        }
+        let (job, ranges) = FileJob::prepare(p, path, options.part_size)?;
+        let index = jobs.len();
+        tasks.extend(ranges.into_iter().map(|range| Task { job: index, range }));
+        jobs.push(job);
+    }
+    if skipped > 0 {
+        log::info!("{skipped} file(s) already complete in {}", dest.display());
+    }
+
+    let total = tasks
+        .iter()
+        .filter_map(|t| t.range.as_ref().map(|r| r.end - r.start))
+        .sum();
+    let progress = Progress::new(total, jobs.len());
+    // Files with nothing left to fetch (empty, or every part done by an earlier run).
+    for job in jobs
+        .iter()
+        .filter(|j| j.remaining.load(Ordering::Relaxed) == 0)
+    {
+        job.finish(&progress)?;
+    }
+    transfer(source, &jobs, &tasks, options.jobs, &progress)?;
+    progress.finish();
+
+    let stale = dest::remove_stale(dest)?;
+    if stale > 0 {
+        log::info!("removed {stale} temporary file(s) an earlier run left");
+    }
+    let summary = Summary {
+        paths,
+        written: progress.files(),
+        skipped,
+        bytes: progress.bytes(),
+        seconds: progress.seconds(),
+    };
+    log::info!(
+        "downloaded {} file(s), {} bytes ({}) in {:.2} s ({:.1} MiB/s){}",
+        summary.written,
+        summary.bytes,
+        progress::human(summary.bytes),
+        summary.seconds,
+        progress::mib_per_s(summary.bytes, summary.seconds),
+        match skipped {
+            0 => String::new(),
+            n => format!("; {n} already complete"),
+        }
+    );
+    Ok(summary)
+}
+
+fn print_plan(planned: &[Planned], dest: &Path) {
+    let mut out = io::stdout().lock();
+    for p in planned {
+        let size = p.size.map_or("?".to_string(), |s| s.to_string());
+        let _ = writeln!(out, "{size}\t{}", dest.join(&p.path).display());
+    }
+    let known: u64 = planned.iter().filter_map(|p| p.size).sum();
+    log::info!(
+        "dry run: {} file(s), {} bytes ({}) would be written to {}; nothing written",
+        planned.len(),
+        known,
+        progress::human(known),
+        dest.display()
+    );
+}
+
+// One file being written.
+struct FileJob {
+    planned: Planned,
+    path: PathBuf,
+    temp: PathBuf,
+    file: File,
+    // Which parts are done, for objects fetched in more than one part.
+    journal: Option<Mutex<File>>,
+    part_size: u64,
+    // Tasks not yet finished.
+    remaining: AtomicUsize,
+    // Bytes written, for a stream of unknown size.
+    written: AtomicU64,
+}
+
+// What is left to fetch of a file: ranged parts, or one whole stream (`None`).
+type Pending = Vec<Option<Range<u64>>>;
+
+// A piece of work: one part of a file, or a whole stream (`range` None).
+struct Task {
+    job: usize,
+    range: Option<Range<u64>>,
+}
+
+impl FileJob {
+    // Opens the temporary file and decides what is left to fetch: ranged parts for large
+    // objects (skipping those an earlier run finished, when its journal matches this object),
+    // one stream otherwise.
+    fn prepare(
+        planned: Planned,
+        path: PathBuf,
+        part_size: u64,
+    ) -> Result<(FileJob, Pending), Error> {
+        let temp = dest::temp_path(&path);
+        let journal_path = dest::journal_path(&path);
+        // A link under the temporary name would send writes elsewhere.
+        for p in [&temp, &journal_path] {
+            if std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()) {
+                std::fs::remove_file(p).map_err(|e| Error::io("remove", p, e))?;
+            }
+        }
+        let mut ranges: Pending = Vec::new();
+        let mut journal = None;
+        let file = match (planned.size, planned.ranges) {
+            (Some(size), true) if size > part_size => {
+                let header = journal_header(size, part_size, planned.etag.as_deref());
+                let done = read_journal(&journal_path, &header);
+                let file = if done.is_empty() {
+                    let file = create(&temp)?;
+                    file.set_len(size)
+                        .map_err(|e| Error::io("allocate", &temp, e))?;
+                    let mut j = create(&journal_path)?;
+                    writeln!(j, "{header}").map_err(|e| Error::io("write", &journal_path, e))?;
+                    journal = Some(j);
+                    file
+                } else {
+                    log::info!(
+                        "resuming {}: {} part(s) already fetched",
+                        path.display(),
+                        done.len()
+                    );
+                    let j = OpenOptions::new()
+                        .append(true)
+                        .open(&journal_path)
+                        .map_err(|e| Error::io("open", &journal_path, e))?;
+                    journal = Some(j);
+                    OpenOptions::new()
+                        .write(true)
+                        .open(&temp)
+                        .map_err(|e| Error::io("open", &temp, e))?
+                };
+                let parts = size.div_ceil(part_size);
+                for i in 0..parts {
+                    if !done.contains(&i) {
+                        let start = i * part_size;
+                        ranges.push(Some(start..(start + part_size).min(size)));
+                    }
+                }
+                file
+            }
+            (Some(0), _) => create(&temp)?,
+            (Some(size), true) => {
+                ranges.push(Some(0..size));
+                create(&temp)?
+            }
+            _ => {
+                ranges.push(None);
+                create(&temp)?
+            }
+        };
+        let job = FileJob {
+            planned,
+            path,
+            temp,
+            file,
+            journal: journal.map(Mutex::new),
+            part_size,
+            remaining: AtomicUsize::new(ranges.len()),
+            written: AtomicU64::new(0),
+        };
+        Ok((job, ranges))
+    }
+
+    // All tasks done: check the size and rename into place.
+    fn finish(&self, progress: &Progress) -> Result<(), Error> {
+        let expected = match self.planned.size {
+            Some(size) => size,
+            None => {
+                let written = self.written.load(Ordering::Relaxed);
+                self.file
+                    .set_len(written)
+                    .map_err(|e| Error::io("truncate", &self.temp, e))?;
+                written
+            }
+        };
+        let actual = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io("inspect", &self.temp, e))?
+            .len();
+        if actual != expected {
+            return Err(Error::Fetch {
+                action: "download",
+                url: self.planned.key.clone(),
+                reason: format!("wrote {actual} bytes, the source listed {expected}"),
+                tls: false,
+            });
+        }
+        std::fs::rename(&self.temp, &self.path)
+            .map_err(|e| Error::io("rename into place", &self.path, e))?;
+        if self.journal.is_some() {
+            let journal = dest::journal_path(&self.path);
+            std::fs::remove_file(&journal).map_err(|e| Error::io("remove", &journal, e))?;
+        }
+        progress.file_done();
+        log::debug!("wrote {}", self.path.display());
+        Ok(())
+    }
+}
+
+fn create(path: &Path) -> Result<File, Error> {
+    File::create(path).map_err(|e| Error::io("create", path, e))
+}
+
+// The journal's first line: a journal from another object (size, part size or ETag differ)
+// is not trusted.
+fn journal_header(size: u64, part_size: u64, etag: Option<&str>) -> String {
+    format!(
+        "mrsi-parts v1 size={size} part={part_size} etag={}",
+        etag.unwrap_or("-")
+    )
+}
+
+// Part numbers an earlier run finished, from a journal whose header matches; only whole
+// lines count (a run killed mid-write leaves a partial last line).
+fn read_journal(path: &Path, header: &str) -> HashSet<u64> {
+    let mut text = String::new();
+    if File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .is_err()
+    {
+        return HashSet::new();
+    }
+    let mut lines = text.split_inclusive('\n');
+    if lines.next().map(str::trim_end) != Some(header) {
+        return HashSet::new();
+    }
+    lines
+        .filter(|l| l.ends_with('\n'))
+        .filter_map(|l| l.trim_end().parse().ok())
+        .collect()
+}
+
+// Runs the tasks on `workers` threads. The first error stops the others (their writers refuse
+// further bytes) and is the one returned.
+fn transfer(
+    source: &dyn Source,
+    jobs: &[FileJob],
+    tasks: &[Task],
+    workers: usize,
+    progress: &Progress,
+) -> Result<(), Error> {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let fail = |e: Error| {
+        stop.store(true, Ordering::SeqCst);
+        let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    };
+    let workers = workers.clamp(1, tasks.len().max(1));
+    thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(task) = tasks.get(i) else {
+                        return;
+                    };
+                    let job = &jobs[task.job];
+                    let result = run_task(source, job, task, &stop, progress).and_then(|()| {
+                        if job.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+                            job.finish(progress)
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    if let Err(e) = result {
+                        fail(e);
+                    }
+                }
+            });
+        }
+    });
+    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn run_task(
+    source: &dyn Source,
+    job: &FileJob,
+    task: &Task,
+    stop: &AtomicBool,
+    progress: &Progress,
+) -> Result<(), Error> {
+    let start = task.range.as_ref().map_or(0, |r| r.start);
+    let mut writer = PartWriter {
+        file: &job.file,
+        pos: start,
+        end: task.range.as_ref().map(|r| r.end),
+        stop,
+        progress,
+        failed: None,
+    };
+    let result = source.read(&job.planned.key, task.range.clone(), &mut writer);
+    // The writer's own failure is the cause; the source only saw its symptom.
+    if let Some(e) = writer.failed.take() {
+        return Err(Error::io("write", &job.temp, e));
+    }
+    result?;
+    match &task.range {
+        Some(range) if writer.pos != range.end => {
+            return Err(Error::Fetch {
+                action: "download",
+                url: job.planned.key.clone(),
+                reason: format!(
+                    "the source stopped at byte {} of the part {}..{}",
+                    writer.pos, range.start, range.end
+                ),
+                tls: false,
+            });
+        }
+        Some(range) => {
+            if let Some(journal) = &job.journal {
+                let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+                writeln!(journal, "{}", range.start / job.part_size)
+                    .map_err(|e| Error::io("write", dest::journal_path(&job.path), e))?;
+            }
+        }
+        None => job.written.store(writer.pos, Ordering::Relaxed),
+    }
+    Ok(())
+}
+
+// Writes a part at its offset in the shared temporary file.
+struct PartWriter<'a> {
+    file: &'a File,
+    pos: u64,
+    end: Option<u64>,
+    stop: &'a AtomicBool,
+    progress: &'a Progress,
+    failed: Option<io::Error>,
+}
+
+impl Write for PartWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(io::Error::other("stopped: another transfer failed"));
+        }
+        if self
+            .end
+            .is_some_and(|end| self.pos + buf.len() as u64 > end)
+        {
+            let e = io::Error::other("the source sent more bytes than the part holds");
+            self.failed = Some(io::Error::other(e.to_string()));
+            return Err(e);
+        }
+        if let Err(e) = self.file.write_all_at(buf, self.pos) {
+            self.failed = Some(io::Error::new(e.kind(), e.to_string()));
+            return Err(e);
+        }
+        self.pos += buf.len() as u64;
+        self.progress.add(buf.len() as u64);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! HTTP(S) source: one file, saved under the last segment of the URL's path.
+//!
+//! Listing is one ranged GET of the first byte: a 206 tells the size and that ranges work
+//! (so the file is fetched in parallel parts and resumed); a 200 tells the server ignores
+//! ranges, and the file is one stream. A HEAD is not used: presigned URLs are signed for GET
+//! only. Extra headers come from `<hostname>-headers` (KServe's convention) and go to that
+//! host only. No Content-Type check: model files are served as anything.
+
+use std::io::Write;
+use std::ops::Range;
+
+use ureq::Agent;
+
+use crate::error::{Error, redact_url};
+use crate::fetch::{Object, Source};
+use crate::http;
+use crate::plan::safe_relative;
+use crate::settings::{Secret, Settings};
+use crate::uri::{host_of, percent_decode};
+
+/// One `http://` or `https://` file.
+pub struct HttpSource {
+    agent: Agent,
+    url: String,
+    headers: Vec<(String, Secret)>,
+    name: String,
+}
+
+impl HttpSource {
+    /// Checks the URL names a file and reads the host's `-headers` variable.
+    pub fn open(uri: &str, settings: &Settings) -> Result<HttpSource, Error> {
+        let name = file_name(uri).map_err(|reason| Error::Uri {
+            uri: redact_url(uri),
+            reason,
+        })?;
+        let host = host_of(uri.split_once("://").map_or("", |(_, rest)| rest)).to_ascii_lowercase();
+        let headers = match settings.http_headers.get(&host) {
+            Some(json) => parse_headers(json).map_err(|reason| Error::Env {
+                var: format!("{host}-headers"),
+                reason,
+            })?,
+            None => Vec::new(),
+        };
+        Ok(HttpSource {
+            agent: http::agent(&settings.tls, &[])?,
+            url: uri.to_string(),
+            headers,
+            name,
+        })
+    }
+
+    fn headers(&self) -> Vec<(&str, &str)> {
+        self.headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()))
+            .collect()
+    }
+
+    fn fail(&self, reason: String, tls: bool) -> Error {
+        Error::Fetch {
+            action: "download",
+            url: redact_url(&self.url),
+            reason,
+            tls,
+        }
+    }
+}
+
+impl Source for HttpSource {
+    fn list(&self, _prefix: &str) -> Result<Vec<Object>, Error> {
+        let mut headers = self.headers();
+        headers.push(("Range", "bytes=0-0"));
+        let response = http::get_with_retry(&self.agent, &self.url, &headers)
+            .map_err(|f| self.fail(f.cause, f.tls))?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let etag = header("etag");
+        let (size, ranges) = match response.status().as_u16() {
+            206 | 416 => match header("content-range")
+                .as_deref()
+                .and_then(http::content_range)
+            {
+                Some((_, Some(total))) => (Some(total), true),
+                _ => (None, false),
+            },
+            200 => (
+                header("content-length").and_then(|v| v.trim().parse().ok()),
+                false,
+            ),
+            _ => return Err(self.fail(http::status_text(response), false)),
+        };
+        log::debug!("{}: size {size:?}, ranges {ranges}", redact_url(&self.url));
+        Ok(vec![Object {
+            key: self.name.clone(),
+            size,
+            etag,
+            ranges,
+        }])
+    }
+
+    fn read(
+        &self,
+        _key: &str,
+        range: Option<Range<u64>>,
+        out: &mut dyn Write,
+    ) -> Result<(), Error> {
+        http::download(&self.agent, &self.url, &self.headers(), range, out)
+    }
+}
+
+/// The file name a URL names: its last path segment, percent-decoded.
+pub fn file_name(uri: &str) -> Result<String, String> {
+    let rest = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+    let path = rest.split(['?', '#']).next().unwrap_or_default();
+    let last = match path.find('/') {
+        Some(i) => path[i..].rsplit('/').next().unwrap_or_default(),
+        None => "",
+    };
+    if last.is_empty() {
+        return Err("the URL names no file (its path must end with a file name)".into());
+    }
+    let name = percent_decode(last)?;
+    if name.contains('/') {
+        return Err(format!("the file name '{name}' contains a '/'"));
+    }
+    safe_relative(&name).map_err(|r| format!("the file name '{name}' is refused: {r}"))?;
+    Ok(name)
+}
+
+// `{"Name": "value", ...}`; the values are never shown, they may be credentials.
+fn parse_headers(json: &Secret) -> Result<Vec<(String, Secret)>, String> {
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json.expose())
+        .map_err(|_| {
+            "not a JSON object (its value is not shown: it may hold a secret)".to_string()
+        })?;
+    map.into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, Secret::new(s))),
+            _ => Err(format!("the value of header '{k}' is not a string")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names() {
+        assert_eq!(file_name("https://h/models/m.onnx").unwrap(), "m.onnx");
+        assert_eq!(
+            file_name("http://h:8080/a/my%20model.bin?sig=x#f").unwrap(),
+            "my model.bin"
+        );
+        assert!(file_name("https://h/models/").is_err());
+        assert!(file_name("https://h").is_err());
+        assert!(file_name("https://h/a/..").is_err());
+        assert!(file_name("https://h/a/%2E%2E").is_err());
+        assert!(file_name("https://h/a/x%2Fy").is_err());
+    }
+
+    #[test]
+    fn headers_must_be_an_object_of_strings_and_stay_hidden() {
+        let ok = parse_headers(&Secret::new(r#"{"Authorization":"Bearer t"}"#)).unwrap();
+        assert_eq!(ok[0].0, "Authorization");
+        assert_eq!(ok[0].1.expose(), "Bearer t");
+        let err = parse_headers(&Secret::new(r#"{"Authorization": "Bearer s3cr3t""#)).unwrap_err();
+        assert!(!err.contains("s3cr3t"), "{err}");
+        let err = parse_headers(&Secret::new(r#"{"X-N": 1}"#)).unwrap_err();
+        assert_eq!(err, "the value of header 'X-N' is not a string");
+    }
+}

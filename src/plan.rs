@@ -1,0 +1,261 @@
+//! What lands where: from a listing to the files to write under `DEST_DIR`. Pure, no I/O.
+//!
+//! The rules (behavior.md §5):
+//! - the prefix ends at a `/` boundary: prefix `model` takes the object `model` (saved under its
+//!   basename) and everything under `model/`, never `model2/...` or `model.bak`; a prefix that
+//!   ends in `/` takes what is below it; the empty prefix (a bucket root) takes everything;
+//! - keys ending in `/` are folder markers and are skipped; zero-byte objects are real files;
+//! - a key whose path would leave `DEST_DIR` (`..`, absolute, NUL, `.` or empty segments) fails
+//!   the whole plan, so nothing is written before the run fails;
+//! - two keys that would land on the same path, or a file where another key needs a folder, fail
+//!   the plan too: one would silently overwrite the other.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::fetch::Object;
+
+/// One file to write: where it comes from and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// The object's key in the source.
+    pub key: String,
+    /// Where it goes, relative to `DEST_DIR`; always a safe relative path.
+    pub path: PathBuf,
+    /// Size in bytes, when the source knows it.
+    pub size: Option<u64>,
+    /// Checksum or ETag, when the source gives one; a resumed file must still match it.
+    pub etag: Option<String>,
+    /// The source can read byte ranges of this object (parts, resume).
+    pub ranges: bool,
+}
+
+/// Why a listing cannot be planned.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PlanError {
+    /// The offending key.
+    pub key: String,
+    /// Why, as a phrase: "a '..' segment would leave DEST_DIR".
+    pub reason: String,
+}
+
+/// Maps a listing of everything whose key starts with `prefix` to the files to write, sorted
+/// by path.
+pub fn plan(prefix: &str, objects: Vec<Object>) -> Result<Vec<Planned>, PlanError> {
+    let mut by_path: BTreeMap<String, Planned> = BTreeMap::new();
+    for object in objects {
+        let Some(relative) = relative_key(prefix, &object.key) else {
+            continue;
+        };
+        if relative.is_empty() || relative.ends_with('/') {
+            continue; // a folder marker
+        }
+        let path = safe_relative(relative).map_err(|reason| PlanError {
+            key: object.key.clone(),
+            reason,
+        })?;
+        let relative = relative.to_string();
+        if let Some(other) = by_path.get(&relative) {
+            return Err(PlanError {
+                key: object.key,
+                reason: format!("it would land on the same path as '{}'", other.key),
+            });
+        }
+        by_path.insert(
+            relative,
+            Planned {
+                key: object.key,
+                path,
+                size: object.size,
+                etag: object.etag,
+                ranges: object.ranges,
+            },
+        );
+    }
+    // A file at `a` and another at `a/b`: `a` cannot be both.
+    for (path, planned) in &by_path {
+        for (i, _) in path.match_indices('/') {
+            if let Some(file) = by_path.get(&path[..i]) {
+                return Err(PlanError {
+                    key: planned.key.clone(),
+                    reason: format!(
+                        "it needs a folder where the object '{}' is a file",
+                        file.key
+                    ),
+                });
+            }
+        }
+    }
+    Ok(by_path.into_values().collect())
+}
+
+/// The part of `key` that names a path below `prefix`, or `None` when the key is not under the
+/// prefix at a `/` boundary (a sibling such as `model2/x` for prefix `model`).
+fn relative_key<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
+    if prefix.is_empty() {
+        return Some(key);
+    }
+    if prefix.ends_with('/') {
+        return key.strip_prefix(prefix);
+    }
+    let rest = key.strip_prefix(prefix)?;
+    if rest.is_empty() {
+        // The prefix names one object: it keeps its basename.
+        return key.rsplit('/').next();
+    }
+    rest.strip_prefix('/')
+}
+
+/// Checks that `relative` (segments separated by `/`) stays inside the folder it is joined to,
+/// and turns it into a path. Used for object keys and for archive entries alike.
+pub fn safe_relative(relative: &str) -> Result<PathBuf, String> {
+    if relative.contains('\0') {
+        return Err("a NUL byte cannot be in a file name".into());
+    }
+    if relative.starts_with('/') {
+        return Err("an absolute path would leave DEST_DIR".into());
+    }
+    let mut path = PathBuf::new();
+    for segment in relative.split('/') {
+        match segment {
+            ".." => return Err("a '..' segment would leave DEST_DIR".into()),
+            "." | "" => {
+                return Err(
+                    "'.' and empty segments are refused: two keys could name one file".into(),
+                );
+            }
+            s => path.push(s),
+        }
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(key: &str, size: u64) -> Object {
+        Object {
+            key: key.into(),
+            size: Some(size),
+            etag: None,
+            ranges: true,
+        }
+    }
+
+    fn paths(prefix: &str, keys: &[&str]) -> Result<Vec<String>, PlanError> {
+        let objects = keys.iter().map(|k| obj(k, 1)).collect();
+        Ok(plan(prefix, objects)?
+            .into_iter()
+            .map(|p| p.path.to_string_lossy().into_owned())
+            .collect())
+    }
+
+    const STORE: &[&str] = &[
+        "model",
+        "model/",
+        "model/config.json",
+        "model/weights/part-1.bin",
+        "model/weights/",
+        "model2/config.json",
+        "model.bak",
+        "other/x",
+    ];
+
+    #[test]
+    fn the_prefix_ends_at_a_slash() {
+        // `model` is both an object and a folder here: the object keeps its basename, and the
+        // siblings `model2/` and `model.bak` never leak in (KServe's issue #3776).
+        assert_eq!(
+            paths("model", &STORE[1..]).unwrap(),
+            vec!["config.json", "weights/part-1.bin"]
+        );
+        assert_eq!(
+            paths("model/", STORE).unwrap(),
+            vec!["config.json", "weights/part-1.bin"]
+        );
+        assert_eq!(paths("model.bak", STORE).unwrap(), vec!["model.bak"]);
+        assert_eq!(
+            paths("models/iris/v1/model.onnx", &["models/iris/v1/model.onnx"]).unwrap(),
+            vec!["model.onnx"]
+        );
+    }
+
+    #[test]
+    fn a_bucket_root_takes_everything_but_markers() {
+        assert_eq!(
+            paths("", &STORE[1..]).unwrap(),
+            vec![
+                "model.bak",
+                "model/config.json",
+                "model/weights/part-1.bin",
+                "model2/config.json",
+                "other/x"
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_byte_objects_are_files_and_markers_are_not() {
+        let planned = plan("m/", vec![obj("m/", 0), obj("m/empty", 0), obj("m/d/", 0)]).unwrap();
+        assert_eq!(planned.len(), 1);
+        assert_eq!(planned[0].path, PathBuf::from("empty"));
+        assert_eq!(planned[0].size, Some(0));
+    }
+
+    #[test]
+    fn keys_that_would_leave_dest_fail_the_plan() {
+        let cases = [
+            ("m/../../etc/passwd", "a '..' segment would leave DEST_DIR"),
+            ("m/a/..", "a '..' segment would leave DEST_DIR"),
+            ("m//etc/passwd", "an absolute path would leave DEST_DIR"),
+            ("m/a//b", "'.' and empty segments are refused"),
+            ("m/./x", "'.' and empty segments are refused"),
+            ("m/a\0b", "a NUL byte cannot be in a file name"),
+        ];
+        for (key, reason) in cases {
+            let err = plan("m", vec![obj("m/ok", 1), obj(key, 1)]).unwrap_err();
+            assert_eq!(err.key, key);
+            assert!(err.reason.starts_with(reason), "{key}: {}", err.reason);
+        }
+        let err = plan("", vec![obj("/etc/passwd", 1)]).unwrap_err();
+        assert_eq!(err.reason, "an absolute path would leave DEST_DIR");
+    }
+
+    #[test]
+    fn collisions_fail_the_plan() {
+        // `model` maps to `model` by basename; `model/model` maps to `model` too.
+        let err = plan("model", vec![obj("model", 1), obj("model/model", 1)]).unwrap_err();
+        assert!(err.reason.contains("same path"), "{}", err.reason);
+        let err = plan("", vec![obj("a", 1), obj("a/b", 1)]).unwrap_err();
+        assert_eq!(err.key, "a/b");
+        assert!(err.reason.contains("needs a folder"), "{}", err.reason);
+        // `a.b` sorts between `a` and `a/b`: still caught.
+        let err = plan("", vec![obj("a", 1), obj("a.b", 1), obj("a/b", 1)]).unwrap_err();
+        assert_eq!(err.key, "a/b");
+    }
+
+    #[test]
+    fn sizes_and_etags_carry_over() {
+        let planned = plan(
+            "p/",
+            vec![Object {
+                key: "p/w.bin".into(),
+                size: Some(42),
+                etag: Some("\"abc\"".into()),
+                ranges: false,
+            }],
+        )
+        .unwrap();
+        assert_eq!(
+            planned,
+            vec![Planned {
+                key: "p/w.bin".into(),
+                path: "w.bin".into(),
+                size: Some(42),
+                etag: Some("\"abc\"".into()),
+                ranges: false,
+            }]
+        );
+    }
+}

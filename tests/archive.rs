@@ -1,0 +1,281 @@
+//! Archives by the real binary, from a local path: a lone .tar, .tar.gz/.tgz or .zip is
+//! extracted into DEST_DIR and removed; hostile entries fail the run and write nothing outside.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::support::{TempDir, run, tree};
+
+fn files(list: &[(&str, &[u8])]) -> BTreeMap<String, Vec<u8>> {
+    list.iter()
+        .map(|(k, d)| (k.to_string(), d.to_vec()))
+        .collect()
+}
+
+/// A tar built entry by entry, with names written raw (so hostile ones are possible).
+struct Tar(tar::Builder<Vec<u8>>);
+
+impl Tar {
+    fn new() -> Tar {
+        Tar(tar::Builder::new(Vec::new()))
+    }
+
+    fn header(name: &str, kind: tar::EntryType, size: u64, link: Option<&str>) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        let raw = &mut h.as_gnu_mut().unwrap().name;
+        raw[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(link) = link {
+            let raw = &mut h.as_gnu_mut().unwrap().linkname;
+            raw[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        h
+    }
+
+    fn file(mut self, name: &str, data: &[u8]) -> Tar {
+        let h = Tar::header(name, tar::EntryType::Regular, data.len() as u64, None);
+        self.0.append(&h, data).unwrap();
+        self
+    }
+
+    fn dir(mut self, name: &str) -> Tar {
+        let h = Tar::header(name, tar::EntryType::Directory, 0, None);
+        self.0.append(&h, &[][..]).unwrap();
+        self
+    }
+
+    fn symlink(mut self, name: &str, target: &str) -> Tar {
+        let h = Tar::header(name, tar::EntryType::Symlink, 0, Some(target));
+        self.0.append(&h, &[][..]).unwrap();
+        self
+    }
+
+    fn bytes(self) -> Vec<u8> {
+        self.0.into_inner().unwrap()
+    }
+
+    fn gz(self) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&self.bytes()).unwrap();
+        gz.finish().unwrap()
+    }
+}
+
+/// A folder holding `name` with `data` (the source), and a DEST_DIR beside it.
+fn setup(name: &str, data: &[u8]) -> (TempDir, PathBuf, PathBuf) {
+    let tmp = TempDir::new("archive");
+    let src = tmp.path().join("src").join(name);
+    std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+    std::fs::write(&src, data).unwrap();
+    let dest = tmp.path().join("dest");
+    (tmp, src, dest)
+}
+
+fn extract(src: &Path, dest: &Path) -> crate::support::Run {
+    run(&[src.to_str().unwrap(), dest.to_str().unwrap()], &[])
+}
+
+#[test]
+fn a_tar_gz_is_extracted_and_removed() {
+    let archive = Tar::new()
+        .dir("./")
+        .dir("./1/")
+        .file("./1/model.onnx", b"onnx weights")
+        .file("./config.pbtxt", b"name: \"iris\"")
+        .symlink("./latest", "1")
+        .gz();
+    for name in ["model.tar.gz", "model.tgz"] {
+        let (_tmp, src, dest) = setup(name, &archive);
+        let out = extract(&src, &dest);
+        out.expect_code(0);
+        assert_eq!(
+            tree(&dest),
+            files(&[
+                ("1/model.onnx", b"onnx weights"),
+                ("config.pbtxt", b"name: \"iris\""),
+                ("latest", b"-> 1"),
+            ])
+        );
+        assert!(
+            out.stderr.contains(&format!(
+                "info: extracted 2 file(s) from {} and removed it",
+                dest.join(name).display()
+            )),
+            "{out:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_plain_tar_is_extracted() {
+    let archive = Tar::new().file("weights.bin", &[7u8; 10_000]).bytes();
+    let (_tmp, src, dest) = setup("model.tar", &archive);
+    extract(&src, &dest).expect_code(0);
+    assert_eq!(tree(&dest), files(&[("weights.bin", &[7u8; 10_000])]));
+}
+
+#[test]
+fn a_zip_is_extracted() {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let deflated = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    zip.add_directory("variables/", deflated).unwrap();
+    zip.start_file("variables/variables.data", deflated)
+        .unwrap();
+    zip.write_all(&[1u8; 50_000]).unwrap();
+    zip.start_file("saved_model.pb", deflated).unwrap();
+    zip.write_all(b"graph").unwrap();
+    let archive = zip.finish().unwrap().into_inner();
+    let (_tmp, src, dest) = setup("model.zip", &archive);
+    extract(&src, &dest).expect_code(0);
+    assert_eq!(
+        tree(&dest),
+        files(&[
+            ("saved_model.pb", b"graph"),
+            ("variables/variables.data", &[1u8; 50_000]),
+        ])
+    );
+}
+
+#[test]
+fn hostile_tar_entries_fail_and_write_nothing_outside() {
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "dotdot.tar",
+            Tar::new()
+                .file("ok.txt", b"ok")
+                .file("../escaped.txt", b"x")
+                .bytes(),
+            "entry '../escaped.txt': a '..' segment would leave DEST_DIR",
+        ),
+        (
+            "absolute.tar.gz",
+            Tar::new().file("/tmp/escaped.txt", b"x").gz(),
+            "entry '/tmp/escaped.txt': an absolute path would leave DEST_DIR",
+        ),
+        (
+            "link-out.tar",
+            Tar::new()
+                .dir("a/")
+                .symlink("a/up", "../../escaped")
+                .bytes(),
+            "entry 'a/up': a link to '../../escaped' would point outside DEST_DIR",
+        ),
+        (
+            "link-abs.tar",
+            Tar::new().symlink("passwd", "/etc/passwd").bytes(),
+            "entry 'passwd': a link to '/etc/passwd' would point outside DEST_DIR",
+        ),
+    ];
+    for (name, archive, why) in cases {
+        let (tmp, src, dest) = setup(name, &archive);
+        let out = extract(&src, &dest);
+        out.expect_code(1);
+        assert_eq!(
+            out.last_line(),
+            format!(
+                "error: cannot extract '{}': {why}",
+                dest.join(name).display()
+            ),
+            "{name}"
+        );
+        // Nothing beside dest and src: no escaped file anywhere in the test folder.
+        let mut top: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        top.sort();
+        assert_eq!(top, vec!["dest", "src"], "{name}");
+        assert!(!Path::new("/tmp/escaped.txt").exists());
+    }
+}
+
+#[test]
+fn a_link_inside_the_archive_is_never_written_through() {
+    // `d` points at a folder inside DEST_DIR, which is allowed; writing `d/x` through it is not.
+    let archive = Tar::new()
+        .dir("sub/")
+        .symlink("d", "sub")
+        .file("d/x", b"through the link")
+        .bytes();
+    let (_tmp, src, dest) = setup("m.tar", &archive);
+    let out = extract(&src, &dest);
+    out.expect_code(1);
+    assert!(
+        out.last_line()
+            .ends_with("a symbolic link is in the way; refusing to write through it"),
+        "{out:#?}"
+    );
+    assert!(!dest.join("sub/x").exists());
+}
+
+#[test]
+fn hostile_zip_entries_fail() {
+    let stored = zip::write::SimpleFileOptions::default();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("../escaped.txt", stored).unwrap();
+    zip.write_all(b"x").unwrap();
+    let dotdot = zip.finish().unwrap().into_inner();
+
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.add_symlink("passwd", "/etc/passwd", stored).unwrap();
+    let link = zip.finish().unwrap().into_inner();
+
+    for (archive, why) in [
+        (
+            dotdot,
+            "entry '../escaped.txt': a '..' segment would leave DEST_DIR",
+        ),
+        (
+            link,
+            "entry 'passwd': a link to '/etc/passwd' would point outside DEST_DIR",
+        ),
+    ] {
+        let (tmp, src, dest) = setup("m.zip", &archive);
+        let out = extract(&src, &dest);
+        out.expect_code(1);
+        assert_eq!(
+            out.last_line(),
+            format!(
+                "error: cannot extract '{}': {why}",
+                dest.join("m.zip").display()
+            )
+        );
+        assert!(!tmp.path().join("escaped.txt").exists());
+    }
+}
+
+#[test]
+fn a_corrupt_archive_is_a_clear_error() {
+    let (_tmp, src, dest) = setup("model.tar.gz", b"this is not gzip");
+    let out = extract(&src, &dest);
+    out.expect_code(1);
+    assert!(
+        out.last_line().starts_with(&format!(
+            "error: cannot extract '{}': ",
+            dest.join("model.tar.gz").display()
+        )),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn an_archive_among_other_files_is_left_as_it_is() {
+    let tmp = TempDir::new("archive-many");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let archive = Tar::new().file("inner.txt", b"inner").gz();
+    std::fs::write(src.join("data.tar.gz"), &archive).unwrap();
+    std::fs::write(src.join("model.bin"), b"weights").unwrap();
+    let dest = tmp.path().join("dest");
+    let uri = format!("file://{}", src.display());
+    run(&[&uri, dest.to_str().unwrap()], &[]).expect_code(0);
+    assert_eq!(
+        tree(&dest),
+        files(&[("data.tar.gz", &archive), ("model.bin", b"weights")])
+    );
+}

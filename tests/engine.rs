@@ -1,0 +1,393 @@
+//! The download engine against an in-memory source: path mapping, ranged parts, failures,
+//! reruns and resume. No sockets; the files land in a real temporary folder.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use mr_storage_initializer::download::{Options, download};
+use mr_storage_initializer::error::Error;
+use mr_storage_initializer::fetch::{Object, Source};
+
+use crate::support::{TempDir, tree};
+
+/// Objects in memory. Records every read; can fail a read of one key at one offset.
+struct Mem {
+    objects: BTreeMap<String, Vec<u8>>,
+    etag: &'static str,
+    // Sizes and ranges known (an object store), or neither (a plain HTTP stream).
+    sized: bool,
+    // `(key, offset)`: a read of `key` that reaches `offset` writes up to it, then fails.
+    fail_at: Option<(String, u64)>,
+    reads: Mutex<Vec<(String, Option<Range<u64>>)>>,
+}
+
+impl Mem {
+    fn new(objects: &[(&str, Vec<u8>)]) -> Mem {
+        Mem {
+            objects: objects
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            etag: "\"e1\"",
+            sized: true,
+            fail_at: None,
+            reads: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn reads(&self) -> Vec<(String, Option<Range<u64>>)> {
+        let mut reads = self.reads.lock().unwrap().clone();
+        reads.sort_by_key(|(k, r)| (k.clone(), r.as_ref().map(|r| r.start)));
+        reads
+    }
+}
+
+impl Source for Mem {
+    fn list(&self, prefix: &str) -> Result<Vec<Object>, Error> {
+        Ok(self
+            .objects
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| Object {
+                key: k.clone(),
+                size: self.sized.then_some(v.len() as u64),
+                etag: Some(self.etag.to_string()),
+                ranges: self.sized,
+            })
+            .collect())
+    }
+
+    fn read(&self, key: &str, range: Option<Range<u64>>, out: &mut dyn Write) -> Result<(), Error> {
+        self.reads
+            .lock()
+            .unwrap()
+            .push((key.to_string(), range.clone()));
+        let data = &self.objects[key];
+        let range = range.unwrap_or(0..data.len() as u64);
+        let mut pos = range.start;
+        for chunk in data[range.start as usize..range.end as usize].chunks(700) {
+            if let Some((k, at)) = &self.fail_at
+                && k == key
+                && pos + chunk.len() as u64 > *at
+                && pos <= *at
+            {
+                let keep = (*at - pos) as usize;
+                out.write_all(&chunk[..keep]).unwrap();
+                return Err(Error::Fetch {
+                    action: "download",
+                    url: format!("mem://{key}"),
+                    reason: "connection reset by peer".into(),
+                    tls: false,
+                });
+            }
+            out.write_all(chunk).map_err(|e| Error::Fetch {
+                action: "download",
+                url: format!("mem://{key}"),
+                reason: e.to_string(),
+                tls: false,
+            })?;
+            pos += chunk.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Deterministic bytes that differ at every offset a part boundary could hide.
+fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .rotate_left(seed as u32) as u8
+        })
+        .collect()
+}
+
+fn options(part_size: u64, jobs: usize) -> Options {
+    Options {
+        jobs,
+        dry_run: false,
+        part_size,
+    }
+}
+
+fn dest_in(tmp: &TempDir) -> PathBuf {
+    tmp.path().join("dest")
+}
+
+#[test]
+fn path_mapping_table() {
+    let source = Mem::new(&[
+        ("models/iris/", Vec::new()),
+        ("models/iris/model.onnx", bytes(3000, 1)),
+        ("models/iris/1/", Vec::new()),
+        ("models/iris/1/config.pbtxt", b"name: iris".to_vec()),
+        ("models/iris/empty.txt", Vec::new()),
+        ("models/iris2/model.onnx", b"sibling folder".to_vec()),
+        ("models/iris.bak", b"sibling file".to_vec()),
+    ]);
+    let cases: &[(&str, &[&str])] = &[
+        // (prefix, files written)
+        (
+            "models/iris/",
+            &["1/config.pbtxt", "empty.txt", "model.onnx"],
+        ),
+        ("models/iris.bak", &["iris.bak"]),
+        (
+            "models/",
+            &[
+                "iris.bak",
+                "iris/1/config.pbtxt",
+                "iris/empty.txt",
+                "iris/model.onnx",
+                "iris2/model.onnx",
+            ],
+        ),
+    ];
+    for (prefix, expected) in cases {
+        let tmp = TempDir::new("engine-map");
+        let dest = dest_in(&tmp);
+        let summary = download(&source, prefix, "mem://", &dest, &options(1 << 20, 4)).unwrap();
+        let written = tree(&dest);
+        assert_eq!(
+            written.keys().map(String::as_str).collect::<Vec<_>>(),
+            *expected,
+            "prefix {prefix}"
+        );
+        assert_eq!(summary.written, expected.len(), "prefix {prefix}");
+        for (rel, data) in &written {
+            let key = source
+                .objects
+                .keys()
+                .find(|k| k.ends_with(rel.as_str()) && source.objects[*k] == *data);
+            assert!(
+                key.is_some(),
+                "{prefix}: {rel} does not hold its object's bytes"
+            );
+        }
+    }
+    // A prefix without a trailing slash takes the folder (never `iris2/` or `iris.bak`), and
+    // the object of that exact name too, under its basename.
+    let mut objects = source.objects;
+    objects.insert(
+        "models/iris".into(),
+        b"the object named by the prefix".to_vec(),
+    );
+    let source = Mem {
+        objects,
+        ..Mem::new(&[])
+    };
+    let tmp = TempDir::new("engine-map");
+    let dest = dest_in(&tmp);
+    download(
+        &source,
+        "models/iris",
+        "mem://",
+        &dest,
+        &options(1 << 20, 4),
+    )
+    .unwrap();
+    assert_eq!(
+        tree(&dest).keys().map(String::as_str).collect::<Vec<_>>(),
+        vec!["1/config.pbtxt", "empty.txt", "iris", "model.onnx"]
+    );
+}
+
+#[test]
+fn keys_leaving_dest_fail_before_anything_is_written() {
+    for bad in ["m/../../escape", "/etc/cron.d/x", "m/a/../../../x"] {
+        let (prefix, key) = if bad.starts_with('/') {
+            ("", bad)
+        } else {
+            ("m/", bad)
+        };
+        let source = Mem::new(&[("m/ok.bin", bytes(10, 2)), (key, bytes(10, 3))]);
+        let tmp = TempDir::new("engine-escape");
+        let dest = dest_in(&tmp);
+        let err = download(&source, prefix, "mem://b/", &dest, &options(1 << 20, 4)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("refusing object '{key}' of 'mem://b/': ")),
+            "{text}"
+        );
+        assert!(text.contains("would leave DEST_DIR"), "{text}");
+        assert!(
+            source.reads().is_empty(),
+            "{bad}: read before the plan failed"
+        );
+        assert!(tree(tmp.path()).is_empty(), "{bad}: something was written");
+    }
+}
+
+#[test]
+fn ranged_parts_reassemble_byte_exact() {
+    let big = bytes(10_007, 4);
+    let source = Mem::new(&[("m/big.bin", big.clone()), ("m/small.bin", bytes(999, 5))]);
+    let tmp = TempDir::new("engine-parts");
+    let dest = dest_in(&tmp);
+    let summary = download(&source, "m/", "mem://", &dest, &options(1000, 4)).unwrap();
+    assert_eq!(std::fs::read(dest.join("big.bin")).unwrap(), big);
+    assert_eq!(summary.bytes, 10_007 + 999);
+    let reads = source.reads();
+    let big_reads: Vec<_> = reads
+        .iter()
+        .filter(|(k, _)| k == "m/big.bin")
+        .map(|(_, r)| r.clone().unwrap())
+        .collect();
+    // 11 parts of 1000 bytes (the last 7), disjoint and covering the object.
+    assert_eq!(big_reads.len(), 11);
+    let mut next = 0;
+    for r in &big_reads {
+        assert_eq!(r.start, next);
+        next = r.end;
+    }
+    assert_eq!(next, 10_007);
+    // Objects no larger than a part are one ranged read.
+    assert!(reads.contains(&("m/small.bin".into(), Some(0..999))));
+    assert_eq!(
+        tree(&dest).len(),
+        2,
+        "temporary files left: {:?}",
+        tree(&dest).keys()
+    );
+}
+
+#[test]
+fn a_failure_mid_object_leaves_no_file_under_its_final_name_and_a_rerun_resumes() {
+    let big = bytes(10_007, 6);
+    let mut source = Mem::new(&[("m/big.bin", big.clone())]);
+    source.fail_at = Some(("m/big.bin".into(), 5_500));
+    let tmp = TempDir::new("engine-fail");
+    let dest = dest_in(&tmp);
+    // One worker: parts 0..5 finish, part 5 fails at byte 5500.
+    let err = download(&source, "m/", "mem://", &dest, &options(1000, 1)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot download mem://m/big.bin: connection reset by peer"
+    );
+    assert!(
+        !dest.join("big.bin").exists(),
+        "a final name after a failure"
+    );
+    let left = tree(&dest);
+    assert_eq!(
+        left.keys().collect::<Vec<_>>(),
+        vec![".big.bin.mrsi-part", ".big.bin.mrsi-parts"]
+    );
+
+    // The rerun asks only for the parts not finished before.
+    let healthy = Mem::new(&[("m/big.bin", big.clone())]);
+    download(&healthy, "m/", "mem://", &dest, &options(1000, 3)).unwrap();
+    let starts: Vec<u64> = healthy
+        .reads()
+        .into_iter()
+        .map(|(_, r)| r.unwrap().start)
+        .collect();
+    assert_eq!(starts, vec![5000, 6000, 7000, 8000, 9000, 10_000]);
+    assert_eq!(std::fs::read(dest.join("big.bin")).unwrap(), big);
+    assert_eq!(tree(&dest).len(), 1, "left: {:?}", tree(&dest).keys());
+}
+
+#[test]
+fn a_changed_object_is_not_resumed() {
+    let mut source = Mem::new(&[("m/big.bin", bytes(5_000, 7))]);
+    source.fail_at = Some(("m/big.bin".into(), 3_500));
+    let tmp = TempDir::new("engine-etag");
+    let dest = dest_in(&tmp);
+    download(&source, "m/", "mem://", &dest, &options(1000, 1)).unwrap_err();
+
+    // Same size, new contents and ETag: every part is fetched again.
+    let changed = bytes(5_000, 8);
+    let mut healthy = Mem::new(&[("m/big.bin", changed.clone())]);
+    healthy.etag = "\"e2\"";
+    download(&healthy, "m/", "mem://", &dest, &options(1000, 2)).unwrap();
+    assert_eq!(healthy.reads().len(), 5);
+    assert_eq!(std::fs::read(dest.join("big.bin")).unwrap(), changed);
+}
+
+#[test]
+fn a_rerun_skips_complete_files_and_removes_stale_temporaries() {
+    let source = Mem::new(&[("m/a.bin", bytes(100, 9)), ("m/sub/b.bin", bytes(200, 10))]);
+    let tmp = TempDir::new("engine-rerun");
+    let dest = dest_in(&tmp);
+    download(&source, "m/", "mem://", &dest, &options(1000, 2)).unwrap();
+    assert_eq!(source.reads().len(), 2);
+
+    // Leftovers of some killed run, and a file that is not ours.
+    std::fs::write(dest.join("sub/.old.bin.mrsi-part"), b"partial").unwrap();
+    std::fs::write(dest.join(".old.bin.mrsi-parts"), b"journal").unwrap();
+    std::fs::write(dest.join("unrelated.txt"), b"keep me").unwrap();
+    // A truncated file under a final name (written by something else) is fetched again.
+    std::fs::write(dest.join("a.bin"), b"short").unwrap();
+
+    let again = Mem::new(&[("m/a.bin", bytes(100, 9)), ("m/sub/b.bin", bytes(200, 10))]);
+    let summary = download(&again, "m/", "mem://", &dest, &options(1000, 2)).unwrap();
+    assert_eq!(again.reads(), vec![("m/a.bin".into(), Some(0..100))]);
+    assert_eq!((summary.written, summary.skipped), (1, 1));
+    let files = tree(&dest);
+    assert_eq!(
+        files.keys().map(String::as_str).collect::<Vec<_>>(),
+        vec!["a.bin", "sub/b.bin", "unrelated.txt"]
+    );
+    assert_eq!(files["a.bin"], bytes(100, 9));
+    assert_eq!(files["unrelated.txt"], b"keep me");
+}
+
+#[test]
+fn a_stream_of_unknown_size_is_one_read() {
+    let data = bytes(4321, 11);
+    let mut source = Mem::new(&[("page.bin", data.clone())]);
+    source.sized = false;
+    let tmp = TempDir::new("engine-stream");
+    let dest = dest_in(&tmp);
+    let summary = download(&source, "", "mem://", &dest, &options(1000, 4)).unwrap();
+    assert_eq!(source.reads(), vec![("page.bin".into(), None)]);
+    assert_eq!(std::fs::read(dest.join("page.bin")).unwrap(), data);
+    assert_eq!(summary.bytes, 4321);
+}
+
+#[test]
+fn a_link_in_dest_is_never_written_through() {
+    let tmp = TempDir::new("engine-link");
+    let dest = dest_in(&tmp);
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dest.join("sub")).unwrap();
+    let source = Mem::new(&[("sub/x.bin", bytes(10, 12))]);
+    let err = download(&source, "", "mem://", &dest, &options(1000, 1)).unwrap_err();
+    assert!(
+        err.to_string().contains("a symbolic link is in the way"),
+        "{err}"
+    );
+    assert!(tree(&elsewhere).is_empty());
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let source = Mem::new(&[("m/a.bin", bytes(100, 13))]);
+    let tmp = TempDir::new("engine-dry");
+    let dest = dest_in(&tmp);
+    let opts = Options {
+        dry_run: true,
+        ..options(1000, 1)
+    };
+    let summary = download(&source, "m/", "mem://", &dest, &opts).unwrap();
+    assert_eq!(summary.paths, vec![PathBuf::from("a.bin")]);
+    assert!(!dest.exists());
+    assert!(source.reads().is_empty());
+}
+
+#[test]
+fn nothing_under_the_prefix_is_an_error() {
+    let source = Mem::new(&[("m/", Vec::new()), ("m2/a", bytes(1, 14))]);
+    let tmp = TempDir::new("engine-empty");
+    let err = download(&source, "m", "mem://b/m", &dest_in(&tmp), &options(1000, 1)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "nothing to download: no objects under 'mem://b/m'"
+    );
+}

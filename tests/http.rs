@@ -1,0 +1,374 @@
+//! `http(s)://` downloads by the real binary against a file server on 127.0.0.1: what lands in
+//! DEST_DIR, what the server was asked, and the exact last stderr line on failure.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::support::web::{Behaviour, Web};
+use crate::support::{TempDir, run, tls};
+
+/// Deterministic bytes, different at every offset.
+fn bytes(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) ^ seed).rotate_left(seed % 31) as u8)
+        .collect()
+}
+
+/// A folder with the files to serve, and one to download into.
+struct Site {
+    tmp: TempDir,
+}
+
+impl Site {
+    fn new(files: &[(&str, &[u8])]) -> Site {
+        let tmp = TempDir::new("http");
+        for (name, data) in files {
+            let path = tmp.path().join("www").join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, data).unwrap();
+        }
+        Site { tmp }
+    }
+
+    fn www(&self) -> std::path::PathBuf {
+        self.tmp.path().join("www")
+    }
+
+    fn dest(&self) -> std::path::PathBuf {
+        self.tmp.path().join("dest")
+    }
+
+    fn dest_str(&self) -> String {
+        self.dest().to_str().unwrap().to_string()
+    }
+}
+
+/// Every name in `dir` (hidden ones too), sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn ranges_asked(web: &Web) -> Vec<Option<String>> {
+    web.seen()
+        .into_iter()
+        .map(|s| s.headers.get("range").cloned())
+        .collect()
+}
+
+#[test]
+fn a_file_lands_under_the_last_path_segment() {
+    let data = bytes(300_000, 1);
+    let site = Site::new(&[("models/iris/model.onnx", &data)]);
+    let web = Web::start(&site.www(), Behaviour::default());
+    let uri = format!("{}/models/iris/model.onnx?download=1", web.url());
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    out.expect_code(0);
+    assert_eq!(names(&site.dest()), vec!["model.onnx"]);
+    assert_eq!(std::fs::read(site.dest().join("model.onnx")).unwrap(), data);
+    // One ranged probe, then the file in one ranged read (it is smaller than a part).
+    assert_eq!(
+        ranges_asked(&web),
+        vec![Some("bytes=0-0".into()), Some("bytes=0-299999".into())]
+    );
+    assert!(
+        out.stderr
+            .contains("info: downloaded 1 file(s), 300000 bytes (293.0 KiB) in "),
+        "{out:#?}"
+    );
+    // The query string can be a credential: never logged.
+    assert!(!out.stderr.contains("download=1"), "{out:#?}");
+}
+
+#[test]
+fn a_missing_file_is_a_clear_404_and_writes_nothing() {
+    let site = Site::new(&[]);
+    let web = Web::start(&site.www(), Behaviour::default());
+    let uri = format!("{}/models/missing.bin", web.url());
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!("error: cannot download {uri}: HTTP 404 Not Found")
+    );
+    // A 404 is an answer, not a failure to retry.
+    assert_eq!(web.seen().len(), 1);
+    assert!(names(&site.dest()).is_empty());
+}
+
+#[test]
+fn redirects_are_followed_and_the_name_comes_from_the_uri_asked() {
+    let data = bytes(5000, 2);
+    let site = Site::new(&[("store/v7/blob", &data)]);
+    let mut behaviour = Behaviour::default();
+    behaviour
+        .redirects
+        .insert("/latest/model.bin".into(), "/store/v7/blob".into());
+    let web = Web::start(&site.www(), behaviour);
+    let uri = format!("{}/latest/model.bin", web.url());
+    run(&[&uri, &site.dest_str()], &[]).expect_code(0);
+    assert_eq!(std::fs::read(site.dest().join("model.bin")).unwrap(), data);
+    let paths: Vec<String> = web.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "/latest/model.bin",
+            "/store/v7/blob",
+            "/latest/model.bin",
+            "/store/v7/blob"
+        ]
+    );
+}
+
+#[test]
+fn a_redirect_to_a_metadata_address_is_refused() {
+    let site = Site::new(&[]);
+    let mut behaviour = Behaviour::default();
+    behaviour.redirects.insert(
+        "/model.bin".into(),
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/".into(),
+    );
+    let web = Web::start(&site.www(), behaviour);
+    let uri = format!("{}/model.bin", web.url());
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot download {uri}: refusing a redirect to 169.254.169.254: it is a link-local or cloud metadata address"
+        )
+    );
+}
+
+#[test]
+fn no_content_length_and_no_ranges_is_one_stream() {
+    let data = bytes(40 << 20, 3);
+    let site = Site::new(&[("big.bin", &data)]);
+    let web = Web::start(
+        &site.www(),
+        Behaviour {
+            ranges: false,
+            content_length: false,
+            ..Behaviour::default()
+        },
+    );
+    let uri = format!("{}/big.bin", web.url());
+    run(&[&uri, &site.dest_str()], &[]).expect_code(0);
+    assert_eq!(std::fs::read(site.dest().join("big.bin")).unwrap(), data);
+    // The probe's Range was ignored (200), so the file came as one unranged stream.
+    assert_eq!(ranges_asked(&web), vec![Some("bytes=0-0".into()), None]);
+    assert_eq!(names(&site.dest()), vec!["big.bin"]);
+}
+
+#[test]
+fn large_files_come_in_parallel_ranged_parts() {
+    let data = bytes((40 << 20) + 123, 4);
+    let site = Site::new(&[("big.bin", &data)]);
+    let web = Web::start(&site.www(), Behaviour::default());
+    let uri = format!("{}/big.bin", web.url());
+    run(&["-j", "3", &uri, &site.dest_str()], &[]).expect_code(0);
+    assert_eq!(std::fs::read(site.dest().join("big.bin")).unwrap(), data);
+    let mut asked: Vec<String> = ranges_asked(&web).into_iter().flatten().collect();
+    asked.sort();
+    let part = 16u64 << 20;
+    let last = data.len() as u64 - 1;
+    assert_eq!(
+        asked,
+        vec![
+            "bytes=0-0".to_string(),
+            format!("bytes=0-{}", part - 1),
+            format!("bytes={}-{}", part, 2 * part - 1),
+            format!("bytes={}-{last}", 2 * part),
+        ]
+    );
+}
+
+#[test]
+fn a_cut_connection_resumes_from_the_bytes_written() {
+    let data = bytes(3 << 20, 5);
+    let site = Site::new(&[("model.bin", &data)]);
+    let web = Web::start(
+        &site.www(),
+        Behaviour {
+            cut_after: Some(1 << 20),
+            ..Behaviour::default()
+        },
+    );
+    let uri = format!("{}/model.bin", web.url());
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    out.expect_code(0);
+    assert_eq!(std::fs::read(site.dest().join("model.bin")).unwrap(), data);
+    let last = data.len() - 1;
+    assert_eq!(
+        ranges_asked(&web),
+        vec![
+            Some("bytes=0-0".into()),
+            Some(format!("bytes=0-{last}")),
+            Some(format!("bytes=1048576-{last}")),
+        ]
+    );
+    assert!(
+        out.stderr.contains("retrying from byte 1048576"),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn a_cut_connection_without_range_support_skips_what_was_written() {
+    let data = bytes(3 << 20, 6);
+    let site = Site::new(&[("model.bin", &data)]);
+    let web = Web::start(
+        &site.www(),
+        Behaviour {
+            ranges: false,
+            cut_after: Some(1 << 20),
+            ..Behaviour::default()
+        },
+    );
+    let uri = format!("{}/model.bin", web.url());
+    run(&[&uri, &site.dest_str()], &[]).expect_code(0);
+    assert_eq!(std::fs::read(site.dest().join("model.bin")).unwrap(), data);
+    assert_eq!(web.seen().len(), 3);
+}
+
+#[test]
+fn https_with_a_ca_made_at_test_time() {
+    let data = bytes(70_000, 7);
+    let site = Site::new(&[("model.bin", &data)]);
+    let web = Web::start(&site.www(), Behaviour::default());
+    let certs = tls::make_certs(site.tmp.path());
+    let proxy = tls::TlsProxy::start(&certs, web.port());
+    let uri = format!("https://127.0.0.1:{}/model.bin", proxy.port);
+
+    // Not trusted: one clear line, a hint, and no retries.
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!("error: cannot download {uri}: invalid peer certificate: UnknownIssuer")
+    );
+    assert!(
+        out.stderr
+            .contains("hint: trust the server's CA with SSL_CERT_FILE"),
+        "{out:#?}"
+    );
+    assert!(web.seen().is_empty());
+    assert!(names(&site.dest()).is_empty());
+
+    // Trusted through SSL_CERT_FILE.
+    let ca = certs.ca.to_str().unwrap();
+    run(&[&uri, &site.dest_str()], &[("SSL_CERT_FILE", ca)]).expect_code(0);
+    assert_eq!(std::fs::read(site.dest().join("model.bin")).unwrap(), data);
+}
+
+#[test]
+fn host_headers_are_sent_and_never_logged() {
+    let site = Site::new(&[("model.bin", b"weights")]);
+    let web = Web::start(&site.www(), Behaviour::default());
+    let uri = format!("{}/model.bin", web.url());
+    let out = run(
+        &[&uri, &site.dest_str()],
+        &[
+            (
+                "127.0.0.1-headers",
+                r#"{"Authorization": "Bearer s3cr3t-header", "X-Team": "a"}"#,
+            ),
+            ("RUST_LOG", "trace"),
+        ],
+    );
+    out.expect_code(0);
+    for seen in web.seen() {
+        let h: &HashMap<String, String> = &seen.headers;
+        assert_eq!(
+            h.get("authorization").map(String::as_str),
+            Some("Bearer s3cr3t-header")
+        );
+        assert_eq!(h.get("x-team").map(String::as_str), Some("a"));
+    }
+    assert!(!out.stderr.contains("s3cr3t"), "{out:#?}");
+
+    // Not a JSON object: the variable is named, its value is not shown.
+    let out = run(
+        &[&uri, &site.dest_str()],
+        &[("127.0.0.1-headers", "Authorization: Bearer s3cr3t")],
+    );
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        "error: invalid value in 127.0.0.1-headers: not a JSON object (its value is not shown: it may hold a secret)"
+    );
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let site = Site::new(&[("model.bin", b"12345")]);
+    let web = Web::start(&site.www(), Behaviour::default());
+    let uri = format!("{}/model.bin", web.url());
+    let out = run(&["--dry-run", &uri, &site.dest_str()], &[]);
+    out.expect_code(0);
+    assert_eq!(
+        out.stdout,
+        format!("5\t{}\n", site.dest().join("model.bin").display())
+    );
+    assert!(!site.dest().exists());
+    assert_eq!(ranges_asked(&web), vec![Some("bytes=0-0".into())]);
+}
+
+#[test]
+fn a_rerun_skips_a_complete_file() {
+    let site = Site::new(&[("model.bin", b"12345")]);
+    let web = Web::start(&site.www(), Behaviour::default());
+    let uri = format!("{}/model.bin", web.url());
+    run(&[&uri, &site.dest_str()], &[]).expect_code(0);
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    out.expect_code(0);
+    assert!(
+        out.stderr.contains("1 file(s) already complete"),
+        "{out:#?}"
+    );
+    // Two probes and one download in all.
+    assert_eq!(web.seen().len(), 3);
+}
+
+/// 256 MiB through the real binary: peak resident memory, as the child reports it, stays
+/// under 32 MiB.
+#[test]
+fn memory_stays_bounded_on_a_256_mib_object() {
+    let site = Site::new(&[]);
+    std::fs::create_dir_all(site.www()).unwrap();
+    let chunk = bytes(1 << 20, 8);
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(site.www().join("huge.bin")).unwrap();
+        for _ in 0..256 {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    let web = Web::start(&site.www(), Behaviour::default());
+    let uri = format!("{}/huge.bin", web.url());
+    let out = run(&[&uri, &site.dest_str()], &[("RUST_LOG", "debug")]);
+    out.expect_code(0);
+    let len = std::fs::metadata(site.dest().join("huge.bin"))
+        .unwrap()
+        .len();
+    assert_eq!(len, 256 << 20);
+    let kib: u64 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("debug: peak memory (VmHWM): "))
+        .and_then(|v| v.strip_suffix(" KiB"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory line: {out:#?}"));
+    assert!(kib < 32 * 1024, "peak RSS {kib} KiB");
+    // Progress was reported on the way (at each tenth).
+    assert!(
+        out.stderr.contains("info: progress: ") && out.stderr.contains("(50%)"),
+        "{out:#?}"
+    );
+}

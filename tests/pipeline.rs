@@ -1,0 +1,187 @@
+//! The whole job end to end: a `model-registry://` URI resolved by the replayed registry, its
+//! artifact downloaded over http(s):// or copied from file://, archives extracted. And the
+//! quickstart example, run as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::replay::Replay;
+use crate::support::web::{Behaviour, Web};
+use crate::support::{TempDir, run, tls};
+
+fn artifacts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/artifacts")
+}
+
+/// The files of the stand-in model (fixtures/artifacts/iris/v1), name → contents.
+fn iris_files() -> Vec<(String, Vec<u8>)> {
+    listing(&artifacts().join("iris/v1"))
+}
+
+/// Regular files directly in `dir`, sorted; panics on anything else (a link, a folder).
+fn listing(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            assert!(
+                meta.is_file(),
+                "{} is not a regular file",
+                e.path().display()
+            );
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The quickstart's registry, its artifacts served over plain HTTP.
+fn quickstart() -> (Web, Replay) {
+    let files = Web::start(&artifacts(), Behaviour::default());
+    let registry = Replay::start("quickstart");
+    registry.set("artifact_server", &files.url());
+    (files, registry)
+}
+
+#[test]
+fn newest_version_over_http_is_downloaded_and_extracted() {
+    let (files, registry) = quickstart();
+    let tmp = TempDir::new("e2e-http");
+    let dest = tmp.path().join("models");
+    let out = run(
+        &["model-registry://iris", dest.to_str().unwrap()],
+        &[("MODEL_REGISTRY_BASE_URL", &registry.authority())],
+    );
+    out.expect_code(0);
+    assert_eq!(listing(&dest), iris_files());
+    let paths: Vec<String> = files.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(
+        paths,
+        vec!["/iris/v2/iris-model.tar.gz", "/iris/v2/iris-model.tar.gz"]
+    );
+    assert_eq!(registry.keys().len(), 3);
+}
+
+#[test]
+fn a_named_version_with_a_single_file() {
+    let (_files, registry) = quickstart();
+    let tmp = TempDir::new("e2e-v1");
+    let dest = tmp.path().join("models");
+    run(
+        &["model-registry://iris/v1", dest.to_str().unwrap()],
+        &[("MODEL_REGISTRY_BASE_URL", &registry.authority())],
+    )
+    .expect_code(0);
+    let model = iris_files().into_iter().find(|(n, _)| n == "model.json");
+    assert_eq!(listing(&dest), vec![model.unwrap()]);
+}
+
+#[test]
+fn an_https_artifact_with_a_private_ca() {
+    let files = Web::start(&artifacts(), Behaviour::default());
+    let tmp = TempDir::new("e2e-https");
+    let certs = tls::make_certs(tmp.path());
+    let proxy = tls::TlsProxy::start(&certs, files.port());
+    let registry = Replay::start("quickstart");
+    registry.set(
+        "artifact_server",
+        &format!("https://127.0.0.1:{}", proxy.port),
+    );
+    let dest = tmp.path().join("models");
+    run(
+        &["model-registry://iris", dest.to_str().unwrap()],
+        &[
+            ("MODEL_REGISTRY_BASE_URL", &registry.authority()),
+            ("SSL_CERT_FILE", certs.ca.to_str().unwrap()),
+        ],
+    )
+    .expect_code(0);
+    assert_eq!(listing(&dest), iris_files());
+}
+
+#[test]
+fn a_file_artifact_is_copied_not_linked() {
+    let registry = Replay::start("local-artifact");
+    registry.set("artifacts", artifacts().to_str().unwrap());
+    let tmp = TempDir::new("e2e-file");
+    let dest = tmp.path().join("models");
+    let out = run(
+        &["model-registry://iris", dest.to_str().unwrap()],
+        &[("MODEL_REGISTRY_BASE_URL", &registry.authority())],
+    );
+    out.expect_code(0);
+    // `listing` refuses links: these are copies.
+    assert_eq!(listing(&dest), iris_files());
+}
+
+#[test]
+fn pairs_run_in_order_and_stop_at_the_first_failure() {
+    let files = Web::start(&artifacts(), Behaviour::default());
+    let tmp = TempDir::new("e2e-pairs");
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    let good = format!("{}/iris/v1/model.json", files.url());
+    let missing = format!("{}/iris/v9/model.json", files.url());
+    let out = run(
+        &[
+            &good,
+            a.to_str().unwrap(),
+            &missing,
+            b.to_str().unwrap(),
+            &good,
+            c.to_str().unwrap(),
+        ],
+        &[],
+    );
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!("error: cannot download {missing}: HTTP 404 Not Found")
+    );
+    assert!(a.join("model.json").is_file());
+    assert!(!b.exists() && !c.exists());
+}
+
+/// `cargo run --example quickstart`, as README says: the example is built by `cargo test`.
+#[test]
+fn the_quickstart_downloads_into_models() {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/integration-HASH → target/<profile>/examples/quickstart
+    let example = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("examples/quickstart");
+    assert!(
+        example.is_file(),
+        "{} is missing: build it with `cargo build --examples` (cargo test does)",
+        example.display()
+    );
+    let tmp = TempDir::new("quickstart");
+    let out = Command::new(&example)
+        .current_dir(tmp.path())
+        .env_clear()
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(listing(&tmp.path().join("models")), iris_files());
+    assert!(
+        stderr.contains("info: newest version is 'v2' (id 3)"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("GET /iris/v2/iris-model.tar.gz (bytes=0-0)"),
+        "{stdout}"
+    );
+}
