@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::support::proxy::Proxy;
 use crate::support::web::{Behaviour, Web};
 use crate::support::{TempDir, run, tls};
 
@@ -265,6 +266,21 @@ fn https_with_a_ca_made_at_test_time() {
     let ca = certs.ca.to_str().unwrap();
     run(&[&uri, &site.dest_str()], &[("SSL_CERT_FILE", ca)]).expect_code(0);
     assert_eq!(std::fs::read(site.dest().join("model.bin")).unwrap(), data);
+
+    // Trusted through KServe's CA bundle: <mount point>/cabundle.crt.
+    let mount = site.tmp.path().join("custom-certs");
+    std::fs::create_dir_all(&mount).unwrap();
+    std::fs::copy(&certs.ca, mount.join("cabundle.crt")).unwrap();
+    let dest = site.tmp.path().join("kserve-ca");
+    run(
+        &[&uri, dest.to_str().unwrap()],
+        &[
+            ("CA_BUNDLE_CONFIGMAP_NAME", "odh-trusted-ca-bundle"),
+            ("CA_BUNDLE_VOLUME_MOUNT_POINT", mount.to_str().unwrap()),
+        ],
+    )
+    .expect_code(0);
+    assert_eq!(std::fs::read(dest.join("model.bin")).unwrap(), data);
 }
 
 #[test]
@@ -303,6 +319,39 @@ fn host_headers_are_sent_and_never_logged() {
         out.last_line(),
         "error: invalid value in 127.0.0.1-headers: not a JSON object (its value is not shown: it may hold a secret)"
     );
+}
+
+#[test]
+fn proxies_are_used_unless_no_proxy_says_otherwise() {
+    let site = Site::new(&[("model.bin", b"through the proxy")]);
+    let web = Web::start(&site.www(), Behaviour::default());
+    let proxy = Proxy::start();
+    let uri = format!("{}/model.bin", web.url());
+    let authority = uri.split('/').nth(2).unwrap().to_string();
+    for var in ["HTTP_PROXY", "HTTPS_PROXY"] {
+        let dest = site.tmp.path().join(var);
+        run(
+            &[&uri, dest.to_str().unwrap()],
+            &[(var, &proxy.url()), ("NO_PROXY", "")],
+        )
+        .expect_code(0);
+        assert_eq!(
+            std::fs::read(dest.join("model.bin")).unwrap(),
+            b"through the proxy"
+        );
+    }
+    // Two requests (probe and download) per run, each through the proxy.
+    assert_eq!(proxy.targets(), vec![format!("CONNECT {authority}"); 4]);
+
+    // NO_PROXY naming the host: straight there.
+    let dest = site.tmp.path().join("direct");
+    run(
+        &[&uri, dest.to_str().unwrap()],
+        &[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", "127.0.0.1")],
+    )
+    .expect_code(0);
+    assert_eq!(proxy.targets().len(), 4);
+    assert_eq!(web.seen().len(), 6);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: run the real binary hermetically, read its
 //! output, make temporary folders.
 
+pub mod proxy;
 pub mod replay;
 pub mod server;
 pub mod tls;
