@@ -222,7 +222,13 @@ impl FileJob {
         let file = match (planned.size, planned.ranges) {
             (Some(size), true) if size > part_size => {
                 let header = journal_header(size, part_size, planned.etag.as_deref());
-                let done = read_journal(&journal_path, &header);
+                // A journal counts only beside its temporary file, at full length.
+                let temp_ok = std::fs::symlink_metadata(&temp).is_ok_and(|m| m.len() == size);
+                let done = if temp_ok {
+                    read_journal(&journal_path, &header)
+                } else {
+                    HashSet::new()
+                };
                 let file = if done.is_empty() {
                     let file = create(&temp)?;
                     file.set_len(size)

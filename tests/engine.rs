@@ -292,6 +292,22 @@ fn a_failure_mid_object_leaves_no_file_under_its_final_name_and_a_rerun_resumes(
 }
 
 #[test]
+fn a_journal_without_its_temporary_file_is_ignored() {
+    let big = bytes(5_000, 15);
+    let mut source = Mem::new(&[("m/big.bin", big.clone())]);
+    source.fail_at = Some(("m/big.bin".into(), 3_500));
+    let tmp = TempDir::new("engine-orphan");
+    let dest = dest_in(&tmp);
+    download(&source, "m/", "mem://", &dest, &options(1000, 1)).unwrap_err();
+    std::fs::remove_file(dest.join(".big.bin.mrsi-part")).unwrap();
+
+    let healthy = Mem::new(&[("m/big.bin", big.clone())]);
+    download(&healthy, "m/", "mem://", &dest, &options(1000, 2)).unwrap();
+    assert_eq!(healthy.reads().len(), 5);
+    assert_eq!(std::fs::read(dest.join("big.bin")).unwrap(), big);
+}
+
+#[test]
 fn a_changed_object_is_not_resumed() {
     let mut source = Mem::new(&[("m/big.bin", bytes(5_000, 7))]);
     source.fail_at = Some(("m/big.bin".into(), 3_500));
