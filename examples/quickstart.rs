@@ -28,10 +28,7 @@ use mr_storage_initializer::settings::Settings;
 fn main() {
     mr_storage_initializer::init_logging();
 
-    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/artifacts");
-    let files = web::Web::start(&artifacts, web::Behaviour::default());
-    let registry = replay::Replay::start("quickstart");
-    registry.set("artifact_server", &files.url());
+    let (files, registry) = replay::with_artifacts("quickstart");
     println!(
         "model registry on {} (fixtures/registry/quickstart)",
         registry.url()

@@ -18,15 +18,10 @@ mod server;
 mod web;
 
 use std::io::Write;
-use std::path::Path;
 
 fn main() {
     let scenario = std::env::args().nth(1).unwrap_or_else(|| "iris".into());
-    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/artifacts");
-    let files = web::Web::start(&artifacts, web::Behaviour::default());
-    let registry = replay::Replay::start(&scenario);
-    registry.set("artifact_server", &files.url());
-    registry.set("artifacts", &artifacts.display().to_string());
+    let (files, registry) = replay::with_artifacts(&scenario);
     println!("{}", registry.url());
     eprintln!("artifact server for fixtures/artifacts: {}", files.url());
     std::io::stdout().flush().expect("stdout");

@@ -163,9 +163,7 @@ impl Extractor<'_> {
     }
 
     fn dir(&self, relative: &Path) -> Result<(), Error> {
-        // `prepare` creates the parents of a file; a folder entry is the parent of a
-        // placeholder inside it.
-        dest::prepare(self.dest, &relative.join("_")).map(|_| ())
+        dest::make_dirs(self.dest, relative)
     }
 
     fn file(

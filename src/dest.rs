@@ -36,9 +36,21 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// and returns the file's full path. Refuses to pass through a symbolic link or a file, so a
 /// link left in `DEST_DIR` cannot send a write elsewhere.
 pub fn prepare(dest: &Path, relative: &Path) -> Result<PathBuf, Error> {
+    make_dirs(dest, relative.parent().unwrap_or(Path::new("")))?;
+    let path = dest.join(relative);
+    if let Ok(meta) = std::fs::symlink_metadata(&path)
+        && meta.is_dir()
+    {
+        return Err(refuse(&path, "a folder is in the way of a file"));
+    }
+    Ok(path)
+}
+
+/// Creates the folder `relative` below `dest`, one level at a time, never through a symbolic
+/// link or a file.
+pub fn make_dirs(dest: &Path, relative: &Path) -> Result<(), Error> {
     let mut dir = dest.to_path_buf();
-    let parent = relative.parent().unwrap_or(Path::new(""));
-    for component in parent.components() {
+    for component in relative.components() {
         let Component::Normal(name) = component else {
             // safe_relative has already refused these; this guards against a caller that did not.
             return Err(refuse(&dir, "the path is not a plain relative path"));
@@ -59,13 +71,7 @@ pub fn prepare(dest: &Path, relative: &Path) -> Result<PathBuf, Error> {
             Err(e) => return Err(Error::io("inspect", &dir, e)),
         }
     }
-    let path = dest.join(relative);
-    if let Ok(meta) = std::fs::symlink_metadata(&path)
-        && meta.is_dir()
-    {
-        return Err(refuse(&path, "a folder is in the way of a file"));
-    }
-    Ok(path)
+    Ok(())
 }
 
 fn refuse(path: &Path, why: &str) -> Error {

@@ -110,7 +110,7 @@ pub fn download(
             skipped += 1;
             continue;
         }
-        let (job, ranges) = FileJob::prepare(p, path, options.part_size)?;
+        let (job, ranges) = FileJob::prepare(p, path, uri, options.part_size)?;
         let index = jobs.len();
         tasks.extend(ranges.into_iter().map(|range| Task { job: index, range }));
         jobs.push(job);
@@ -179,6 +179,8 @@ fn print_plan(planned: &[Planned], dest: &Path) {
 // One file being written.
 struct FileJob {
     planned: Planned,
+    // The source URI, for messages.
+    uri: String,
     path: PathBuf,
     temp: PathBuf,
     file: File,
@@ -207,6 +209,7 @@ impl FileJob {
     fn prepare(
         planned: Planned,
         path: PathBuf,
+        uri: &str,
         part_size: u64,
     ) -> Result<(FileJob, Pending), Error> {
         let temp = dest::temp_path(&path);
@@ -274,6 +277,7 @@ impl FileJob {
         };
         let job = FileJob {
             planned,
+            uri: uri.to_string(),
             path,
             temp,
             file,
@@ -283,6 +287,16 @@ impl FileJob {
             written: AtomicU64::new(0),
         };
         Ok((job, ranges))
+    }
+
+    // The source broke its promise about this object (a short part, a wrong size).
+    fn broken(&self, reason: String) -> Error {
+        Error::Fetch {
+            action: "download",
+            url: format!("'{}' of '{}'", self.planned.key, self.uri),
+            reason,
+            tls: false,
+        }
     }
 
     // All tasks done: check the size and rename into place.
@@ -303,12 +317,9 @@ impl FileJob {
             .map_err(|e| Error::io("inspect", &self.temp, e))?
             .len();
         if actual != expected {
-            return Err(Error::Fetch {
-                action: "download",
-                url: self.planned.key.clone(),
-                reason: format!("wrote {actual} bytes, the source listed {expected}"),
-                tls: false,
-            });
+            return Err(self.broken(format!(
+                "wrote {actual} bytes, the source listed {expected}"
+            )));
         }
         std::fs::rename(&self.temp, &self.path)
             .map_err(|e| Error::io("rename into place", &self.path, e))?;
@@ -431,15 +442,10 @@ fn run_task(
     result?;
     match &task.range {
         Some(range) if writer.pos != range.end => {
-            return Err(Error::Fetch {
-                action: "download",
-                url: job.planned.key.clone(),
-                reason: format!(
-                    "the source stopped at byte {} of the part {}..{}",
-                    writer.pos, range.start, range.end
-                ),
-                tls: false,
-            });
+            return Err(job.broken(format!(
+                "the source stopped at byte {} of the part {}..{}",
+                writer.pos, range.start, range.end
+            )));
         }
         Some(range) => {
             if let Some(journal) = &job.journal {

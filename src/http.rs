@@ -29,7 +29,7 @@ use ureq::{Agent, Body};
 use crate::error::{Error, one_line, redact_url};
 use crate::policy::is_blocked_host;
 use crate::settings::TlsSettings;
-use crate::uri::host_of;
+use crate::uri::url_host;
 
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("mr-storage-initializer/", env!("CARGO_PKG_VERSION"));
@@ -191,10 +191,10 @@ enum Sent {
 // One GET, following redirects. Headers other than `Accept` and `Range` (credentials, a
 // host's `-headers`) go only to the host the caller named.
 fn send(agent: &Agent, url: &str, headers: &[(&str, &str)]) -> Result<Response<Body>, Sent> {
-    let origin = authority_of(url).to_ascii_lowercase();
+    let origin = authority_of(url);
     let mut current = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
-        let same_origin = authority_of(&current).eq_ignore_ascii_case(&origin);
+        let same_origin = authority_of(&current).eq_ignore_ascii_case(origin);
         let mut request = agent.get(&current);
         for (name, value) in headers {
             let portable =
@@ -216,7 +216,7 @@ fn send(agent: &Agent, url: &str, headers: &[(&str, &str)]) -> Result<Response<B
         let next = join_url(&current, location).ok_or_else(|| {
             Sent::Redirect(format!("HTTP {status} redirect to an unusable Location"))
         })?;
-        let host = next.split_once("://").map_or("", |(_, rest)| host_of(rest));
+        let host = url_host(&next);
         if is_blocked_host(host) {
             return Err(Sent::Redirect(format!(
                 "refusing a redirect to {host}: it is a link-local or cloud metadata address"

@@ -250,6 +250,11 @@ impl StorageKind {
     }
 }
 
+/// The host of an absolute URL (`scheme://host...`), or "" when it has no `://`.
+pub fn url_host(url: &str) -> &str {
+    url.split_once("://").map_or("", |(_, rest)| host_of(rest))
+}
+
 /// The host part of the text after `scheme://` (no user info, no port).
 pub fn host_of(after_scheme: &str) -> &str {
     let authority = after_scheme

@@ -2,20 +2,16 @@
 //! artifact downloaded over http(s):// or copied from file://, archives extracted. And the
 //! quickstart example, run as a user runs it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::support::replay::Replay;
+use crate::support::replay::{Replay, artifacts_dir, with_artifacts};
 use crate::support::web::{Behaviour, Web};
 use crate::support::{TempDir, run, tls};
 
-fn artifacts() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/artifacts")
-}
-
 /// The files of the stand-in model (fixtures/artifacts/iris/v1), name → contents.
 fn iris_files() -> Vec<(String, Vec<u8>)> {
-    listing(&artifacts().join("iris/v1"))
+    listing(&artifacts_dir().join("iris/v1"))
 }
 
 /// Regular files directly in `dir`, sorted; panics on anything else (a link, a folder).
@@ -40,17 +36,9 @@ fn listing(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// The quickstart's registry, its artifacts served over plain HTTP.
-fn quickstart() -> (Web, Replay) {
-    let files = Web::start(&artifacts(), Behaviour::default());
-    let registry = Replay::start("quickstart");
-    registry.set("artifact_server", &files.url());
-    (files, registry)
-}
-
 #[test]
 fn newest_version_over_http_is_downloaded_and_extracted() {
-    let (files, registry) = quickstart();
+    let (files, registry) = with_artifacts("quickstart");
     let tmp = TempDir::new("e2e-http");
     let dest = tmp.path().join("models");
     let out = run(
@@ -69,7 +57,7 @@ fn newest_version_over_http_is_downloaded_and_extracted() {
 
 #[test]
 fn a_named_version_with_a_single_file() {
-    let (_files, registry) = quickstart();
+    let (_files, registry) = with_artifacts("quickstart");
     let tmp = TempDir::new("e2e-v1");
     let dest = tmp.path().join("models");
     run(
@@ -83,7 +71,7 @@ fn a_named_version_with_a_single_file() {
 
 #[test]
 fn an_https_artifact_with_a_private_ca() {
-    let files = Web::start(&artifacts(), Behaviour::default());
+    let files = Web::start(&artifacts_dir(), Behaviour::default());
     let tmp = TempDir::new("e2e-https");
     let certs = tls::make_certs(tmp.path());
     let proxy = tls::TlsProxy::start(&certs, files.port());
@@ -106,8 +94,7 @@ fn an_https_artifact_with_a_private_ca() {
 
 #[test]
 fn a_file_artifact_is_copied_not_linked() {
-    let registry = Replay::start("local-artifact");
-    registry.set("artifacts", artifacts().to_str().unwrap());
+    let (_files, registry) = with_artifacts("local-artifact");
     let tmp = TempDir::new("e2e-file");
     let dest = tmp.path().join("models");
     let out = run(
@@ -121,7 +108,7 @@ fn a_file_artifact_is_copied_not_linked() {
 
 #[test]
 fn pairs_run_in_order_and_stop_at_the_first_failure() {
-    let files = Web::start(&artifacts(), Behaviour::default());
+    let files = Web::start(&artifacts_dir(), Behaviour::default());
     let tmp = TempDir::new("e2e-pairs");
     let (a, b, c) = (
         tmp.path().join("a"),

@@ -16,7 +16,7 @@ use crate::fetch::{Object, Source};
 use crate::http;
 use crate::plan::safe_relative;
 use crate::settings::{Secret, Settings};
-use crate::uri::{host_of, percent_decode};
+use crate::uri::{percent_decode, url_host};
 
 /// One `http://` or `https://` file.
 pub struct HttpSource {
@@ -33,7 +33,7 @@ impl HttpSource {
             uri: redact_url(uri),
             reason,
         })?;
-        let host = host_of(uri.split_once("://").map_or("", |(_, rest)| rest)).to_ascii_lowercase();
+        let host = url_host(uri).to_ascii_lowercase();
         let headers = match settings.http_headers.get(&host) {
             Some(json) => parse_headers(json).map_err(|reason| Error::Env {
                 var: format!("{host}-headers"),

@@ -20,6 +20,7 @@ use mr_storage_initializer::uri::percent_decode;
 use serde_json::Value;
 
 use super::server::{Server, read_head};
+use super::web::{Behaviour, Web};
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -65,6 +66,21 @@ pub fn scenario_dir(scenario: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/registry")
         .join(scenario)
+}
+
+/// `fixtures/artifacts`, the files the registry fixtures point at.
+pub fn artifacts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/artifacts")
+}
+
+/// Serves `scenario` and, over plain HTTP, `fixtures/artifacts`, with the placeholders
+/// `{{artifact_server}}` and `{{artifacts}}` filled in.
+pub fn with_artifacts(scenario: &str) -> (Web, Replay) {
+    let files = Web::start(&artifacts_dir(), Behaviour::default());
+    let registry = Replay::start(scenario);
+    registry.set("artifact_server", &files.url());
+    registry.set("artifacts", &artifacts_dir().display().to_string());
+    (files, registry)
 }
 
 impl Replay {
