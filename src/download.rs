@@ -295,7 +295,7 @@ impl FileJob {
             action: "download",
             url: format!("'{}' of '{}'", self.planned.key, self.uri),
             reason,
-            tls: false,
+            hint: None,
         }
     }
 

@@ -44,8 +44,8 @@ pub enum Error {
         /// The URL or URI, without its query string.
         url: String,
         reason: String,
-        /// The TLS handshake failed: the hint says how to trust the server.
-        tls: bool,
+        /// What the user can change, in the backend's own terms (which variables).
+        hint: Option<&'static str>,
     },
     /// The source URI names nothing to download.
     Empty { uri: String },
@@ -139,9 +139,7 @@ impl Error {
             Error::Refused { .. } => Some(
                 "ALLOWED_ARTIFACT_URI_PREFIXES lists the artifact URI prefixes this pod may fetch",
             ),
-            Error::Fetch { tls: true, .. } => Some(
-                "trust the server's CA with SSL_CERT_FILE or KServe's CA bundle (CA_BUNDLE_CONFIGMAP_NAME)",
-            ),
+            Error::Fetch { hint, .. } => *hint,
             _ => None,
         }
     }

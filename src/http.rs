@@ -15,6 +15,7 @@
 //! Downloads (`download`) survive dropped connections: a retry asks for the bytes not yet
 //! written (`Range`), and when the server ignores ranges it skips what it already wrote.
 
+use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{Read, Write};
 use std::ops::Range;
@@ -29,7 +30,7 @@ use ureq::{Agent, Body};
 use crate::error::{Error, one_line, redact_url};
 use crate::policy::is_blocked_host;
 use crate::settings::TlsSettings;
-use crate::uri::url_host;
+use crate::uri::{percent_encode, url_host};
 
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("mr-storage-initializer/", env!("CARGO_PKG_VERSION"));
@@ -53,10 +54,29 @@ const SYSTEM_BUNDLES: [&str; 3] = [
     "/etc/ssl/cert.pem",
 ];
 
+/// Which certificates an agent trusts.
+#[derive(Debug, Clone, Copy)]
+pub enum Trust<'a> {
+    /// The built-in and system roots, `SSL_CERT_FILE`, KServe's CA bundle, and these files.
+    Usual(&'a [PathBuf]),
+    /// Only the certificates in this file (S3's `AWS_CA_BUNDLE`, which KServe lets replace
+    /// the trust store).
+    Only(&'a Path),
+    /// No verification at all (S3's `S3_VERIFY_SSL=0`): any certificate is accepted.
+    Unverified,
+}
+
 /// Builds the agent used for every request. Error statuses come back as responses (so the
 /// registry's `{"code","message"}` body can be read); callers decide what they mean.
-pub fn agent(tls: &TlsSettings, extra_ca: &[PathBuf]) -> Result<Agent, Error> {
-    let roots = root_certs(tls, extra_ca)?;
+pub fn agent(tls: &TlsSettings, trust: Trust<'_>) -> Result<Agent, Error> {
+    let tls_config = match trust {
+        Trust::Usual(extra) => TlsConfig::builder().root_certs(usual_roots(tls, extra)?),
+        Trust::Only(path) => {
+            let certs = read_pem_certs(path)?;
+            TlsConfig::builder().root_certs(RootCerts::new_with_certs(&certs))
+        }
+        Trust::Unverified => TlsConfig::builder().disable_verification(true),
+    };
     let config = Agent::config_builder()
         .user_agent(USER_AGENT)
         .http_status_as_error(false)
@@ -65,12 +85,12 @@ pub fn agent(tls: &TlsSettings, extra_ca: &[PathBuf]) -> Result<Agent, Error> {
         .timeout_recv_response(Some(Duration::from_secs(30)))
         // An idle timeout: a long body is fine as long as bytes keep coming.
         .timeout_per_read(Some(Duration::from_secs(30)))
-        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        .tls_config(tls_config.build())
         .build();
     Ok(config.into())
 }
 
-fn root_certs(tls: &TlsSettings, extra_ca: &[PathBuf]) -> Result<RootCerts, Error> {
+fn usual_roots(tls: &TlsSettings, extra_ca: &[PathBuf]) -> Result<RootCerts, Error> {
     let mut certs: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
         .map(|der| Certificate::from_der(der.as_ref()))
@@ -89,13 +109,7 @@ fn root_certs(tls: &TlsSettings, extra_ca: &[PathBuf]) -> Result<RootCerts, Erro
         .chain(&tls.kserve_ca_bundle)
         .chain(extra_ca);
     for path in named {
-        let found = read_pem_certs(path)?;
-        log::debug!(
-            "trusting {} certificate(s) from {}",
-            found.len(),
-            path.display()
-        );
-        certs.extend(found);
+        certs.extend(read_pem_certs(path)?);
     }
     Ok(RootCerts::new_with_certs(&certs))
 }
@@ -116,6 +130,11 @@ fn read_pem_certs(path: &Path) -> Result<Vec<Certificate<'static>>, Error> {
             }
         }
     }
+    log::debug!(
+        "trusting {} certificate(s) from {}",
+        certs.len(),
+        path.display()
+    );
     if certs.is_empty() {
         return Err(Error::io(
             "load CA bundle",
@@ -126,51 +145,180 @@ fn read_pem_certs(path: &Path) -> Result<Vec<Certificate<'static>>, Error> {
     Ok(certs)
 }
 
-/// A request that got no HTTP answer.
+/// Why a request failed, before a backend puts it in its own words.
 #[derive(Debug)]
-pub struct Failed {
-    /// What went wrong, as one line.
-    pub cause: String,
+pub enum Failure {
+    /// No HTTP answer (connection refused, DNS, timeout) after retries, or a redirect that
+    /// cannot be followed.
+    Transport(String),
     /// The TLS handshake failed (an untrusted or wrong certificate): trying again cannot help.
-    pub tls: bool,
+    Tls(String),
+    /// An error status, final (429 and 5xx only after retries).
+    Status(StatusError),
+    /// The server broke the protocol (a wrong range, a short body), or the writer failed.
+    Other(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Transport(cause) | Failure::Tls(cause) | Failure::Other(cause) => {
+                f.write_str(cause)
+            }
+            Failure::Status(status) => status.fmt(f),
+        }
+    }
+}
+
+/// An error status and what the body said about it: `{"message":...}`,
+/// `{"error":{"message":...}}`, or XML `<Code>` and `<Message>` (S3, STS, Azure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusError {
+    pub status: u16,
+    /// The server's error code (`NoSuchBucket`), when it gives one.
+    pub code: Option<String>,
+    /// The server's message, on one line and cut at 200 characters.
+    pub message: Option<String>,
+}
+
+impl StatusError {
+    /// Reads up to 64 KiB of an error response's body.
+    pub fn read(mut response: Response<Body>) -> StatusError {
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_string()
+            .unwrap_or_default();
+        StatusError::parse(status, &body)
+    }
+
+    /// The status with what `body` says about it.
+    pub fn parse(status: u16, body: &str) -> StatusError {
+        let json = serde_json::from_str::<serde_json::Value>(body).ok();
+        let message = json
+            .as_ref()
+            .and_then(|v| {
+                let m = v
+                    .get("message")
+                    .or_else(|| v.get("error")?.get("message"))?;
+                m.as_str().map(String::from)
+            })
+            .or_else(|| xml_element(body, "Message"));
+        let code = match json {
+            Some(_) => None,
+            None => xml_element(body, "Code"),
+        };
+        StatusError {
+            status,
+            code: code.map(|c| one_line(&c)).filter(|c| !c.is_empty()),
+            message: message
+                .map(|m| shorten(&one_line(&m)))
+                .filter(|m| !m.is_empty()),
+        }
+    }
+}
+
+impl fmt::Display for StatusError {
+    /// `HTTP 404 Not Found (server said: NoSuchKey: The specified key does not exist.)`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}", self.status)?;
+        if let Some(reason) = ureq::http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+        {
+            write!(f, " {reason}")?;
+        }
+        match (&self.code, &self.message) {
+            (Some(code), Some(message)) => write!(f, " (server said: {code}: {message})"),
+            (Some(said), None) | (None, Some(said)) => write!(f, " (server said: {said})"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+// The text of the first `<name>` element; enough for the flat error documents servers send.
+fn xml_element(body: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = body.find(&open)? + open.len();
+    let len = body[start..].find(&format!("</{name}>"))?;
+    Some(body[start..start + len].to_string())
+}
+
+fn shorten(message: &str) -> String {
+    match message.char_indices().nth(200) {
+        Some((i, _)) => format!("{}...", &message[..i]),
+        None => message.to_string(),
+    }
 }
 
 /// A GET that is tried again on transport errors, 429 and 5xx, with exponential backoff and
 /// jitter; TLS failures and refused redirects are final at once. Returns the last response
-/// (whatever its status) or the last failure.
+/// (whatever its status) or a `Transport` or `Tls` failure.
 pub fn get_with_retry(
     agent: &Agent,
     url: &str,
     headers: &[(&str, &str)],
-) -> Result<Response<Body>, Failed> {
+) -> Result<Response<Body>, Failure> {
+    with_retry("GET", url, || send(agent, url, headers))
+}
+
+/// A POST of a form (`application/x-www-form-urlencoded`), retried as `get_with_retry`:
+/// token exchanges, whose bodies carry credentials that must stay out of URLs and logs.
+/// Redirects are not followed.
+pub fn post_form_with_retry(
+    agent: &Agent,
+    url: &str,
+    form: &[(&str, &str)],
+) -> Result<Response<Body>, Failure> {
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    with_retry("POST", url, || {
+        agent
+            .post(url)
+            .content_type("application/x-www-form-urlencoded")
+            .header("Accept", "application/json, application/xml")
+            .send(body.as_str())
+            .map_err(Sent::Transport)
+    })
+}
+
+fn with_retry(
+    method: &str,
+    url: &str,
+    mut call: impl FnMut() -> Result<Response<Body>, Sent>,
+) -> Result<Response<Body>, Failure> {
     let mut attempt = 1;
     loop {
-        let wait = match send(agent, url, headers) {
+        let wait = match call() {
             Ok(response) => {
                 let status = response.status().as_u16();
                 if !is_retryable(status) || attempt == ATTEMPTS {
                     return Ok(response);
                 }
                 log::warn!(
-                    "GET {}: HTTP {status}, attempt {attempt} of {ATTEMPTS}",
+                    "{method} {}: HTTP {status}, attempt {attempt} of {ATTEMPTS}",
                     redact_url(url)
                 );
                 retry_after(&response).unwrap_or_else(|| backoff(attempt))
             }
-            Err(Sent::Redirect(cause)) => return Err(Failed { cause, tls: false }),
+            Err(Sent::Redirect(cause)) => return Err(Failure::Transport(cause)),
             Err(Sent::Transport(e)) => {
                 let cause = describe(&e);
                 if is_tls(&e) {
-                    return Err(Failed { cause, tls: true });
+                    return Err(Failure::Tls(cause));
                 }
                 if attempt == ATTEMPTS {
-                    return Err(Failed {
-                        cause: format!("{cause} (after {ATTEMPTS} attempts)"),
-                        tls: false,
-                    });
+                    return Err(Failure::Transport(format!(
+                        "{cause} (after {ATTEMPTS} attempts)"
+                    )));
                 }
                 log::warn!(
-                    "GET {}: {cause}, attempt {attempt} of {ATTEMPTS}",
+                    "{method} {}: {cause}, attempt {attempt} of {ATTEMPTS}",
                     redact_url(url)
                 );
                 backoff(attempt)
@@ -281,14 +429,8 @@ pub fn download(
     headers: &[(&str, &str)],
     range: Option<Range<u64>>,
     out: &mut dyn Write,
-) -> Result<(), Error> {
+) -> Result<(), Failure> {
     let shown = redact_url(url);
-    let fail = |reason: String, tls: bool| Error::Fetch {
-        action: "download",
-        url: shown.clone(),
-        reason,
-        tls,
-    };
     let ranged = range.is_some();
     let (mut pos, end) = match range {
         Some(r) => (r.start, Some(r.end)),
@@ -311,8 +453,8 @@ pub fn download(
             all_headers.push(("Range", value));
         }
         let outcome = match send(agent, url, &all_headers) {
-            Err(Sent::Redirect(reason)) => return Err(fail(reason, false)),
-            Err(Sent::Transport(e)) if is_tls(&e) => return Err(fail(describe(&e), true)),
+            Err(Sent::Redirect(reason)) => return Err(Failure::Transport(reason)),
+            Err(Sent::Transport(e)) if is_tls(&e) => return Err(Failure::Tls(describe(&e))),
             Err(Sent::Transport(e)) => Err((describe(&e), backoff(attempt))),
             Ok(response) => {
                 let status = response.status();
@@ -326,12 +468,9 @@ pub fn download(
                                 .and_then(content_range)
                                 .map(|(start, _)| start);
                             if start != Some(pos) {
-                                return Err(fail(
-                                    format!(
-                                        "asked for bytes from {pos}, the server sent a different range"
-                                    ),
-                                    false,
-                                ));
+                                return Err(Failure::Other(format!(
+                                    "asked for bytes from {pos}, the server sent a different range"
+                                )));
                             }
                             0
                         } else {
@@ -347,7 +486,7 @@ pub fn download(
                             Ok(()) => Ok(()),
                             Err(Streamed::Read(cause)) => Err((cause, backoff(attempt))),
                             Err(Streamed::Write(e)) => {
-                                return Err(fail(format!("writing failed: {e}"), false));
+                                return Err(Failure::Other(format!("writing failed: {e}")));
                             }
                         }
                     }
@@ -356,7 +495,7 @@ pub fn download(
                         let wait = retry_after(&response).unwrap_or_else(|| backoff(attempt));
                         Err((format!("HTTP {code}"), wait))
                     }
-                    _ => return Err(fail(status_text(response), false)),
+                    _ => return Err(Failure::Status(StatusError::read(response))),
                 }
             }
         };
@@ -367,7 +506,9 @@ pub fn download(
                     attempt = 1;
                 }
                 if attempt == ATTEMPTS {
-                    return Err(fail(format!("{cause} (after {ATTEMPTS} attempts)"), false));
+                    return Err(Failure::Transport(format!(
+                        "{cause} (after {ATTEMPTS} attempts)"
+                    )));
                 }
                 log::warn!(
                     "GET {shown}: {cause}; retrying from byte {pos} (attempt {} of {ATTEMPTS})",
@@ -449,50 +590,6 @@ pub fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
     Some((start, total))
 }
 
-/// An error status as a short phrase: `HTTP 404 Not Found`, plus the server's own message
-/// when its body has one (`{"message":...}`, `{"error":{"message":...}}` or XML `<Message>`).
-pub fn status_text(mut response: Response<Body>) -> String {
-    let status = response.status();
-    let mut text = format!("HTTP {}", status.as_u16());
-    if let Some(reason) = status.canonical_reason() {
-        text = format!("{text} {reason}");
-    }
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024)
-        .read_to_string()
-        .unwrap_or_default();
-    match server_message(&body) {
-        Some(message) => format!("{text} (server said: {message})"),
-        None => text,
-    }
-}
-
-fn server_message(body: &str) -> Option<String> {
-    let from_json = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            let m = v
-                .get("message")
-                .or_else(|| v.get("error")?.get("message"))?;
-            m.as_str().map(String::from)
-        });
-    let from_xml = || {
-        let start = body.find("<Message>")? + "<Message>".len();
-        let len = body[start..].find("</Message>")?;
-        Some(body[start..start + len].to_string())
-    };
-    let message = one_line(&from_json.or_else(from_xml)?);
-    if message.is_empty() {
-        return None;
-    }
-    Some(match message.char_indices().nth(200) {
-        Some((i, _)) => format!("{}...", &message[..i]),
-        None => message,
-    })
-}
-
 // rustls reports handshake failures as I/O errors of kind InvalidData.
 fn is_tls(e: &ureq::Error) -> bool {
     match e {
@@ -561,9 +658,32 @@ mod tests {
     }
 
     #[test]
+    fn status_errors_keep_the_servers_code_and_message() {
+        let s3 = "<?xml version=\"1.0\"?>\n<Error><Code>NoSuchBucket</Code>\n<Message>The specified\n bucket does not exist</Message><BucketName>b</BucketName></Error>";
+        let e = StatusError::parse(404, s3);
+        assert_eq!(e.code.as_deref(), Some("NoSuchBucket"));
+        assert_eq!(
+            e.to_string(),
+            "HTTP 404 Not Found (server said: NoSuchBucket: The specified bucket does not exist)"
+        );
+        let json = r#"{"error":{"code":403,"message":"denied"}}"#;
+        assert_eq!(
+            StatusError::parse(403, json).to_string(),
+            "HTTP 403 Forbidden (server said: denied)"
+        );
+        assert_eq!(
+            StatusError::parse(500, "<html>").to_string(),
+            "HTTP 500 Internal Server Error"
+        );
+        let long = format!("{{\"message\":\"{}\"}}", "x".repeat(500));
+        assert_eq!(StatusError::parse(400, &long).message.unwrap().len(), 203);
+    }
+
+    #[test]
     fn missing_ca_file_is_a_clear_error() {
         let tls = TlsSettings::default();
-        let err = agent(&tls, &[PathBuf::from("/nonexistent/ca.pem")]).unwrap_err();
+        let missing = [PathBuf::from("/nonexistent/ca.pem")];
+        let err = agent(&tls, Trust::Usual(&missing)).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("cannot read CA bundle '/nonexistent/ca.pem': "),
@@ -577,7 +697,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("empty.pem");
         std::fs::write(&path, "not a certificate\n").unwrap();
-        let err = agent(&TlsSettings::default(), std::slice::from_ref(&path)).unwrap_err();
+        let err = agent(&TlsSettings::default(), Trust::Only(&path)).unwrap_err();
         assert!(
             err.to_string().contains("no PEM certificates in it"),
             "{err}"

@@ -59,7 +59,10 @@ pub fn init_logging() {
 pub fn resolve_uri(uri: &str, settings: &Settings) -> Result<Resolution, Error> {
     let parsed = RegistryUri::parse(uri)?;
     log::info!("resolving {uri}");
-    let agent = http::agent(&settings.tls, settings.registry.ca_file.as_slice())?;
+    let agent = http::agent(
+        &settings.tls,
+        http::Trust::Usual(settings.registry.ca_file.as_slice()),
+    )?;
     let resolution = resolve::resolve(&parsed, &settings.registry, &agent)?;
     policy::check(
         &resolution.artifact_uri,

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use ureq::Agent;
 
 use crate::error::{Lookup, one_line};
-use crate::http;
+use crate::http::{self, Failure};
 use crate::settings::{BaseUrl, Secret};
 use crate::uri::percent_encode;
 
@@ -144,14 +144,11 @@ impl<'a> Client<'a> {
         log::debug!("GET {url}");
         let mut response = http::get_with_retry(self.agent, &url, &headers).map_err(|f| {
             let url = url.clone();
-            match f.tls {
-                true => Lookup::Tls {
+            match f {
+                Failure::Tls(cause) => Lookup::Tls { url, cause },
+                other => Lookup::Unreachable {
                     url,
-                    cause: f.cause,
-                },
-                false => Lookup::Unreachable {
-                    url,
-                    cause: f.cause,
+                    cause: other.to_string(),
                 },
             }
         })?;

@@ -80,14 +80,14 @@ impl Source for Mem {
                     action: "download",
                     url: format!("mem://{key}"),
                     reason: "connection reset by peer".into(),
-                    tls: false,
+                    hint: None,
                 });
             }
             out.write_all(chunk).map_err(|e| Error::Fetch {
                 action: "download",
                 url: format!("mem://{key}"),
                 reason: e.to_string(),
-                tls: false,
+                hint: None,
             })?;
             pos += chunk.len() as u64;
         }

@@ -13,10 +13,14 @@ use ureq::Agent;
 
 use crate::error::{Error, redact_url};
 use crate::fetch::{Object, Source};
-use crate::http;
+use crate::http::{self, Failure, StatusError};
 use crate::plan::safe_relative;
 use crate::settings::{Secret, Settings};
 use crate::uri::{percent_decode, url_host};
+
+/// What to do when a server's certificate is not trusted.
+pub const TLS_HINT: &str =
+    "trust the server's CA with SSL_CERT_FILE or KServe's CA bundle (CA_BUNDLE_CONFIGMAP_NAME)";
 
 /// One `http://` or `https://` file.
 pub struct HttpSource {
@@ -42,7 +46,7 @@ impl HttpSource {
             None => Vec::new(),
         };
         Ok(HttpSource {
-            agent: http::agent(&settings.tls, &[])?,
+            agent: http::agent(&settings.tls, http::Trust::Usual(&[]))?,
             url: uri.to_string(),
             headers,
             name,
@@ -56,12 +60,16 @@ impl HttpSource {
             .collect()
     }
 
-    fn fail(&self, reason: String, tls: bool) -> Error {
+    fn fail(&self, failure: Failure) -> Error {
+        let hint = match failure {
+            Failure::Tls(_) => Some(TLS_HINT),
+            _ => None,
+        };
         Error::Fetch {
             action: "download",
             url: redact_url(&self.url),
-            reason,
-            tls,
+            reason: failure.to_string(),
+            hint,
         }
     }
 }
@@ -70,8 +78,8 @@ impl Source for HttpSource {
     fn list(&self, _prefix: &str) -> Result<Vec<Object>, Error> {
         let mut headers = self.headers();
         headers.push(("Range", "bytes=0-0"));
-        let response = http::get_with_retry(&self.agent, &self.url, &headers)
-            .map_err(|f| self.fail(f.cause, f.tls))?;
+        let response =
+            http::get_with_retry(&self.agent, &self.url, &headers).map_err(|f| self.fail(f))?;
         let header = |name: &str| {
             response
                 .headers()
@@ -92,7 +100,7 @@ impl Source for HttpSource {
                 header("content-length").and_then(|v| v.trim().parse().ok()),
                 false,
             ),
-            _ => return Err(self.fail(http::status_text(response), false)),
+            _ => return Err(self.fail(Failure::Status(StatusError::read(response)))),
         };
         log::debug!("{}: size {size:?}, ranges {ranges}", redact_url(&self.url));
         Ok(vec![Object {
@@ -110,6 +118,7 @@ impl Source for HttpSource {
         out: &mut dyn Write,
     ) -> Result<(), Error> {
         http::download(&self.agent, &self.url, &self.headers(), range, out)
+            .map_err(|f| self.fail(f))
     }
 }
 

@@ -108,7 +108,7 @@ impl Source for LocalSource {
                 action: "copy",
                 url: path.display().to_string(),
                 reason: format!("writing failed: {e}"),
-                tls: false,
+                hint: None,
             })?;
             copied += n as u64;
         }
@@ -119,7 +119,7 @@ impl Source for LocalSource {
                 reason: format!(
                     "the file shrank while being copied ({copied} of {len} bytes read)"
                 ),
-                tls: false,
+                hint: None,
             });
         }
         Ok(())
