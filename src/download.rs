@@ -426,6 +426,14 @@ fn run_task(
     progress: &Progress,
 ) -> Result<(), Error> {
     let start = task.range.as_ref().map_or(0, |r| r.start);
+    // An object that arrives in one piece is hashed on the way, when its MD5 is known; the
+    // parts of a large object arrive out of order, and hashing them would mean reading the
+    // whole file again.
+    let whole = start == 0
+        && task
+            .range
+            .as_ref()
+            .is_none_or(|r| Some(r.end) == job.planned.size);
     let mut writer = PartWriter {
         file: &job.file,
         pos: start,
@@ -433,6 +441,11 @@ fn run_task(
         stop,
         progress,
         failed: None,
+        md5: job
+            .planned
+            .md5
+            .filter(|_| whole)
+            .map(|_| md5::Context::new()),
     };
     let result = source.read(&job.planned.key, task.range.clone(), &mut writer);
     // The writer's own failure is the cause; the source only saw its symptom.
@@ -440,6 +453,17 @@ fn run_task(
         return Err(Error::io("write", &job.temp, e));
     }
     result?;
+    if let (Some(context), Some(expected)) = (writer.md5.take(), job.planned.md5) {
+        let actual = context.finalize().0;
+        if actual != expected {
+            return Err(job.broken(format!(
+                "the bytes' MD5 is {}, the source listed {} (ETag {})",
+                hex(&actual),
+                hex(&expected),
+                job.planned.etag.as_deref().unwrap_or("-")
+            )));
+        }
+    }
     match &task.range {
         Some(range) if writer.pos != range.end => {
             return Err(job.broken(format!(
@@ -459,6 +483,10 @@ fn run_task(
     Ok(())
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 // Writes a part at its offset in the shared temporary file.
 struct PartWriter<'a> {
     file: &'a File,
@@ -467,6 +495,8 @@ struct PartWriter<'a> {
     stop: &'a AtomicBool,
     progress: &'a Progress,
     failed: Option<io::Error>,
+    // The running MD5 of an object written in one piece.
+    md5: Option<md5::Context>,
 }
 
 impl Write for PartWriter<'_> {
@@ -485,6 +515,9 @@ impl Write for PartWriter<'_> {
         if let Err(e) = self.file.write_all_at(buf, self.pos) {
             self.failed = Some(io::Error::new(e.kind(), e.to_string()));
             return Err(e);
+        }
+        if let Some(md5) = &mut self.md5 {
+            md5.consume(buf);
         }
         self.pos += buf.len() as u64;
         self.progress.add(buf.len() as u64);

@@ -356,11 +356,15 @@ fn send(agent: &Agent, url: &str, headers: &[(&str, &str)]) -> Result<Response<B
         if !matches!(status, 301 | 302 | 303 | 307 | 308) {
             return Ok(response);
         }
-        let location = response
+        // A 3xx without a Location is an answer, not a redirect (S3 says PermanentRedirect
+        // this way when the region is wrong): the caller reads its body.
+        let Some(location) = response
             .headers()
             .get("location")
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Sent::Redirect(format!("HTTP {status} redirect without a Location")))?;
+        else {
+            return Ok(response);
+        };
         let next = join_url(&current, location).ok_or_else(|| {
             Sent::Redirect(format!("HTTP {status} redirect to an unusable Location"))
         })?;

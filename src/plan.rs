@@ -28,6 +28,8 @@ pub struct Planned {
     pub etag: Option<String>,
     /// The source can read byte ranges of this object (parts, resume).
     pub ranges: bool,
+    /// The MD5 of the bytes, when the source knows it.
+    pub md5: Option<[u8; 16]>,
 }
 
 /// Why a listing cannot be planned.
@@ -69,6 +71,7 @@ pub fn plan(prefix: &str, objects: Vec<Object>) -> Result<Vec<Planned>, PlanErro
                 size: object.size,
                 etag: object.etag,
                 ranges: object.ranges,
+                md5: object.md5,
             },
         );
     }
@@ -140,6 +143,7 @@ mod tests {
             size: Some(size),
             etag: None,
             ranges: true,
+            md5: None,
         }
     }
 
@@ -244,6 +248,7 @@ mod tests {
                 size: Some(42),
                 etag: Some("\"abc\"".into()),
                 ranges: false,
+                md5: Some([7; 16]),
             }],
         )
         .unwrap();
@@ -255,6 +260,7 @@ mod tests {
                 size: Some(42),
                 etag: Some("\"abc\"".into()),
                 ranges: false,
+                md5: Some([7; 16]),
             }]
         );
     }

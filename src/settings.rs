@@ -25,6 +25,53 @@ pub struct Settings {
     /// `<hostname>-headers`: extra HTTP headers for one host, as KServe reads them (a JSON
     /// object), keyed by the lowercased host name. Held as secrets: they often carry tokens.
     pub http_headers: BTreeMap<String, Secret>,
+    /// The S3 variables KServe injects.
+    pub s3: S3Settings,
+}
+
+/// S3 settings, from KServe's variables with `STORAGE_CONFIG`/`STORAGE_OVERRIDE_CONFIG`
+/// (KServe's storage spec) laid over them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    /// `AWS_ENDPOINT_URL`, or `S3_ENDPOINT` with `S3_USE_HTTPS`: `scheme://host[:port]`.
+    /// `None` means AWS itself.
+    pub endpoint: Option<String>,
+    /// `AWS_REGION`, else `AWS_DEFAULT_REGION`.
+    pub region: Option<String>,
+    pub credentials: S3Credentials,
+    /// `S3_USER_VIRTUAL_BUCKET`: `Some(true)` virtual-hosted, `Some(false)` path-style.
+    pub virtual_hosted: Option<bool>,
+    /// `S3_USE_ACCELERATE`.
+    pub accelerate: bool,
+    /// `S3_VERIFY_SSL` (`0` or `false` turns certificate checks off).
+    pub verify_tls: bool,
+    /// `AWS_CA_BUNDLE`: replaces the trust store for S3, as in KServe.
+    pub ca_bundle: Option<PathBuf>,
+    /// `AWS_ENDPOINT_URL_STS`: where web-identity credentials are exchanged.
+    pub sts_endpoint: Option<String>,
+}
+
+/// Which credentials sign S3 requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum S3Credentials {
+    /// Nothing set: requests go unsigned (public buckets).
+    #[default]
+    None,
+    /// `awsAnonymousCredential=true`: unsigned, on purpose.
+    Anonymous,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and maybe `AWS_SESSION_TOKEN`.
+    Keys {
+        access_key_id: Secret,
+        secret_access_key: Secret,
+        session_token: Option<Secret>,
+    },
+    /// IRSA: `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`, exchanged at STS
+    /// (`AssumeRoleWithWebIdentity`) for temporary keys; `AWS_ROLE_SESSION_NAME` optional.
+    WebIdentity {
+        role_arn: String,
+        token_file: PathBuf,
+        session_name: Option<String>,
+    },
 }
 
 /// The `MODEL_REGISTRY_*` variables.
@@ -155,6 +202,172 @@ pub struct TlsSettings {
     pub kserve_ca_bundle: Option<PathBuf>,
 }
 
+// KServe's storage-spec keys for `type: s3`, and the variables they stand for.
+const STORAGE_SPEC_S3_KEYS: [(&str, &str); 7] = [
+    ("endpoint_url", "AWS_ENDPOINT_URL"),
+    ("access_key_id", "AWS_ACCESS_KEY_ID"),
+    ("secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+    ("region", "AWS_DEFAULT_REGION"),
+    ("ca_bundle", "AWS_CA_BUNDLE"),
+    ("verify_ssl", "S3_VERIFY_SSL"),
+    ("anonymous", "awsAnonymousCredential"),
+];
+
+/// The variables KServe's storage spec sets: `STORAGE_CONFIG` (the secret's JSON) with
+/// `STORAGE_OVERRIDE_CONFIG` (the InferenceService's parameters) laid over it, mapped onto
+/// S3 variable names when its `type` is `s3`. Values may be strings (KServe's form) or plain
+/// JSON booleans and numbers. The JSON holds keys, so errors never quote it.
+fn storage_spec_vars(
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<HashMap<&'static str, String>, Error> {
+    let mut spec = serde_json::Map::new();
+    for var in ["STORAGE_CONFIG", "STORAGE_OVERRIDE_CONFIG"] {
+        let Some(text) = get(var) else { continue };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Env {
+            var: var.into(),
+            reason: format!(
+                "not JSON (line {}, column {}; the value is not shown: it may hold keys)",
+                e.line(),
+                e.column()
+            ),
+        })?;
+        let serde_json::Value::Object(map) = value else {
+            return Err(Error::Env {
+                var: var.into(),
+                reason: "not a JSON object".into(),
+            });
+        };
+        spec.extend(map);
+    }
+    let mut vars = HashMap::new();
+    match spec.get("type").and_then(|t| t.as_str()) {
+        Some("s3") => {}
+        Some(other) => {
+            log::warn!("ignoring the storage spec: its type '{other}' is not s3");
+            return Ok(vars);
+        }
+        None if spec.is_empty() => return Ok(vars),
+        None => {
+            return Err(Error::Env {
+                var: "STORAGE_CONFIG".into(),
+                reason: "the storage spec has no \"type\"".into(),
+            });
+        }
+    }
+    for (key, var) in STORAGE_SPEC_S3_KEYS {
+        let value = match spec.get(key) {
+            None | Some(serde_json::Value::Null) => continue,
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_))) => v.to_string(),
+            Some(_) => {
+                return Err(Error::Env {
+                    var: "STORAGE_CONFIG".into(),
+                    reason: format!("\"{key}\" is not a string"),
+                });
+            }
+        };
+        vars.insert(var, value);
+    }
+    Ok(vars)
+}
+
+// `true`/`1`/`yes` or `false`/`0`/`no`, any case; anything else names the variable.
+fn flag(var: &str, value: Option<String>) -> Result<Option<bool>, Error> {
+    let Some(value) = value else { return Ok(None) };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(Some(true)),
+        "0" | "false" | "no" | "off" => Ok(Some(false)),
+        _ => Err(Error::Env {
+            var: var.into(),
+            reason: format!("'{value}' is not true or false"),
+        }),
+    }
+}
+
+// An endpoint as `scheme://host[:port]`: a path cannot be signed for or routed to here.
+fn endpoint_url(var: &str, value: &str, default_scheme: &str) -> Result<String, Error> {
+    let base = BaseUrl::parse(value.trim(), default_scheme).map_err(|reason| Error::Env {
+        var: var.into(),
+        reason,
+    })?;
+    if !base.path_prefix.is_empty() {
+        return Err(Error::Env {
+            var: var.into(),
+            reason: format!(
+                "'{value}' has a path ('{}'); give scheme://host[:port] only",
+                base.path_prefix
+            ),
+        });
+    }
+    Ok(base.url())
+}
+
+impl S3Settings {
+    fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<S3Settings, Error> {
+        let spec = storage_spec_vars(get)?;
+        if !spec.is_empty() {
+            let keys: Vec<&str> = spec.keys().copied().collect();
+            log::debug!("storage spec sets {}", keys.join(", "));
+        }
+        // The storage spec wins over the plain variables, as in KServe.
+        let get = |k: &str| spec.get(k).cloned().or_else(|| get(k));
+
+        let endpoint = match (get("AWS_ENDPOINT_URL"), get("S3_ENDPOINT")) {
+            (Some(url), _) => Some(endpoint_url("AWS_ENDPOINT_URL", &url, "https")?),
+            (None, Some(host)) => {
+                let https = flag("S3_USE_HTTPS", get("S3_USE_HTTPS"))?.unwrap_or(true);
+                let scheme = if https { "https" } else { "http" };
+                Some(endpoint_url("S3_ENDPOINT", &host, scheme)?)
+            }
+            (None, None) => None,
+        };
+        let sts_endpoint = get("AWS_ENDPOINT_URL_STS")
+            .map(|url| endpoint_url("AWS_ENDPOINT_URL_STS", &url, "https"))
+            .transpose()?;
+
+        let anonymous = flag("awsAnonymousCredential", get("awsAnonymousCredential"))?;
+        let credentials = match (
+            get("AWS_ACCESS_KEY_ID"),
+            get("AWS_SECRET_ACCESS_KEY"),
+            get("AWS_ROLE_ARN"),
+            get("AWS_WEB_IDENTITY_TOKEN_FILE"),
+        ) {
+            _ if anonymous == Some(true) => S3Credentials::Anonymous,
+            (Some(id), Some(secret), _, _) => S3Credentials::Keys {
+                access_key_id: Secret(id.trim().to_string()),
+                secret_access_key: Secret(secret.trim().to_string()),
+                session_token: get("AWS_SESSION_TOKEN").map(|t| Secret(t.trim().to_string())),
+            },
+            (Some(_), None, _, _) | (None, Some(_), _, _) => {
+                return Err(Error::Env {
+                    var: "AWS_ACCESS_KEY_ID".into(),
+                    reason: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together"
+                        .into(),
+                });
+            }
+            (None, None, Some(role_arn), Some(token_file)) => S3Credentials::WebIdentity {
+                role_arn: role_arn.trim().to_string(),
+                token_file: PathBuf::from(token_file),
+                session_name: get("AWS_ROLE_SESSION_NAME"),
+            },
+            (None, None, _, _) => S3Credentials::None,
+        };
+
+        Ok(S3Settings {
+            endpoint,
+            region: get("AWS_REGION")
+                .or_else(|| get("AWS_DEFAULT_REGION"))
+                .map(|r| r.trim().to_string()),
+            credentials,
+            virtual_hosted: flag("S3_USER_VIRTUAL_BUCKET", get("S3_USER_VIRTUAL_BUCKET"))?,
+            accelerate: flag("S3_USE_ACCELERATE", get("S3_USE_ACCELERATE"))?.unwrap_or(false),
+            verify_tls: flag("S3_VERIFY_SSL", get("S3_VERIFY_SSL"))?.unwrap_or(true),
+            ca_bundle: get("AWS_CA_BUNDLE").map(PathBuf::from),
+            sts_endpoint,
+        })
+    }
+}
+
 /// A value that must never be printed: `Debug` and `Display` show `(redacted)`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -263,6 +476,7 @@ impl Settings {
             },
             allowed_artifact_prefixes,
             http_headers: BTreeMap::new(),
+            s3: S3Settings::from_lookup(&get)?,
         })
     }
 }
@@ -395,6 +609,144 @@ mod tests {
         assert_eq!(
             s.tls.kserve_ca_bundle.unwrap(),
             PathBuf::from("/certs/cabundle.crt")
+        );
+    }
+
+    #[test]
+    fn s3_endpoint_region_and_flags() {
+        let s = settings(&[]).unwrap().s3;
+        assert_eq!(s.endpoint, None);
+        assert_eq!(s.credentials, S3Credentials::None);
+        assert!(s.verify_tls);
+        let s = settings(&[
+            ("S3_ENDPOINT", "minio.minio:9000"),
+            ("S3_USE_HTTPS", "0"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ("AWS_REGION", "eu-central-1"),
+            ("S3_VERIFY_SSL", "False"),
+            ("S3_USER_VIRTUAL_BUCKET", "true"),
+        ])
+        .unwrap()
+        .s3;
+        assert_eq!(s.endpoint.as_deref(), Some("http://minio.minio:9000"));
+        assert_eq!(s.region.as_deref(), Some("eu-central-1"), "AWS_REGION wins");
+        assert!(!s.verify_tls);
+        assert_eq!(s.virtual_hosted, Some(true));
+        let s = settings(&[
+            ("AWS_ENDPOINT_URL", "https://ceph.local/"),
+            ("S3_ENDPOINT", "ignored:1"),
+        ])
+        .unwrap()
+        .s3;
+        assert_eq!(s.endpoint.as_deref(), Some("https://ceph.local"));
+        assert_eq!(
+            settings(&[("S3_ENDPOINT", "h:1")])
+                .unwrap()
+                .s3
+                .endpoint
+                .as_deref(),
+            Some("https://h:1"),
+            "S3_USE_HTTPS defaults to https"
+        );
+        let e = settings(&[("S3_VERIFY_SSL", "maybe")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value in S3_VERIFY_SSL: 'maybe' is not true or false"
+        );
+        let e = settings(&[("AWS_ENDPOINT_URL", "http://h:9000/bucket")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid value in AWS_ENDPOINT_URL: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn s3_credentials_in_kserve_order_and_hidden() {
+        let keys = [
+            ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-s3cr3t"),
+            ("AWS_SESSION_TOKEN", "FwoG-s3cr3t-token"),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token"),
+        ];
+        let s = settings(&keys).unwrap();
+        assert!(matches!(s.s3.credentials, S3Credentials::Keys { .. }));
+        let shown = format!("{s:?}");
+        for secret in ["AKIAEXAMPLE", "s3cr3t"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        let s = settings(&keys[3..]).unwrap().s3;
+        assert_eq!(
+            s.credentials,
+            S3Credentials::WebIdentity {
+                role_arn: "arn:aws:iam::1:role/r".into(),
+                token_file: PathBuf::from("/var/run/token"),
+                session_name: None,
+            }
+        );
+        let mut anonymous = keys.to_vec();
+        anonymous.push(("awsAnonymousCredential", "true"));
+        assert_eq!(
+            settings(&anonymous).unwrap().s3.credentials,
+            S3Credentials::Anonymous
+        );
+        let e = settings(&keys[..1]).unwrap_err();
+        assert!(e.to_string().contains("must be set together"), "{e}");
+    }
+
+    #[test]
+    fn storage_spec_json_overrides_the_variables() {
+        let s = settings(&[
+            (
+                "STORAGE_CONFIG",
+                r#"{"type":"s3","access_key_id":"AK","secret_access_key":"SK-s3cr3t",
+                    "endpoint_url":"http://minio:9000","region":"r1","bucket":"b",
+                    "verify_ssl":"0","ca_bundle":"/ca.pem"}"#,
+            ),
+            (
+                "STORAGE_OVERRIDE_CONFIG",
+                r#"{"endpoint_url":"http://other:9000","anonymous":false}"#,
+            ),
+            ("AWS_ENDPOINT_URL", "http://env:1"),
+            ("AWS_ACCESS_KEY_ID", "ENV"),
+        ])
+        .unwrap()
+        .s3;
+        assert_eq!(s.endpoint.as_deref(), Some("http://other:9000"));
+        assert_eq!(s.region.as_deref(), Some("r1"));
+        assert!(!s.verify_tls);
+        assert_eq!(s.ca_bundle, Some(PathBuf::from("/ca.pem")));
+        match s.credentials {
+            S3Credentials::Keys {
+                access_key_id,
+                secret_access_key,
+                ..
+            } => {
+                assert_eq!(access_key_id.expose(), "AK");
+                assert_eq!(secret_access_key.expose(), "SK-s3cr3t");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // Another type is not S3's business; broken JSON is an error that does not quote it.
+        let s = settings(&[("STORAGE_CONFIG", r#"{"type":"hdfs","endpoint_url":"x"}"#)]).unwrap();
+        assert_eq!(s.s3.endpoint, None);
+        let e = settings(&[(
+            "STORAGE_CONFIG",
+            r#"{"type":"s3","secret_access_key":"s3cr3t"#,
+        )])
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid value in STORAGE_CONFIG: not JSON"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        let e = settings(&[("STORAGE_OVERRIDE_CONFIG", "[1]")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value in STORAGE_OVERRIDE_CONFIG: not a JSON object"
         );
     }
 

@@ -56,6 +56,7 @@ impl Source for Mem {
                 size: self.sized.then_some(v.len() as u64),
                 etag: Some(self.etag.to_string()),
                 ranges: self.sized,
+                md5: None,
             })
             .collect())
     }

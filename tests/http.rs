@@ -6,14 +6,7 @@ use std::path::Path;
 
 use crate::support::proxy::Proxy;
 use crate::support::web::{Behaviour, Web};
-use crate::support::{TempDir, run, tls};
-
-/// Deterministic bytes, different at every offset.
-fn bytes(len: usize, seed: u32) -> Vec<u8> {
-    (0..len as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) ^ seed).rotate_left(seed % 31) as u8)
-        .collect()
-}
+use crate::support::{TempDir, bytes, run, tls};
 
 /// A folder with the files to serve, and one to download into.
 struct Site {

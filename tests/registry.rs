@@ -542,13 +542,13 @@ fn a_run_resolves_then_says_downloads_are_not_built_yet() {
     let dest = TempDir::new("dest");
     let base = mr.authority();
     let out = run(
-        &["model-registry://iris", dest.path().to_str().unwrap()],
+        &["model-registry://iris/v1", dest.path().to_str().unwrap()],
         &[("MODEL_REGISTRY_BASE_URL", base.as_str())],
     );
     out.expect_code(1);
     assert_eq!(
         out.last_line(),
-        "error: cannot download 's3://models/iris/v2/': storage download not implemented yet for s3://"
+        "error: cannot download 'gs://models/iris/v1/': storage download not implemented yet for gs://"
     );
     assert_eq!(mr.keys().len(), 3);
 }

@@ -13,6 +13,8 @@ mod fixtures;
 mod registry;
 // http(s):// downloads against a file server on 127.0.0.1.
 mod http;
+// s3:// downloads against real S3 servers on 127.0.0.1.
+mod s3;
 // Extraction of a lone archive, hostile ones included.
 mod archive;
 // The whole job end to end, and the quickstart.

@@ -108,6 +108,7 @@ impl Source for HttpSource {
             size,
             etag,
             ranges,
+            md5: None,
         }])
     }
 

@@ -132,6 +132,7 @@ fn object(key: String, size: u64) -> Object {
         size: Some(size),
         etag: None,
         ranges: true,
+        md5: None,
     }
 }
 

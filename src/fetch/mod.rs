@@ -7,6 +7,8 @@
 
 pub mod http;
 pub mod local;
+pub mod s3;
+pub mod sts;
 
 use std::io::Write;
 use std::ops::Range;
@@ -26,12 +28,16 @@ pub struct Object {
     pub etag: Option<String>,
     /// `read` honours ranges for this object (so it can be split into parts and resumed).
     pub ranges: bool,
+    /// The MD5 of the object's bytes, when the store says it: the engine checks it when the
+    /// object arrives in one piece (computing it costs nothing extra then).
+    pub md5: Option<[u8; 16]>,
 }
 
 /// A storage backend.
 pub trait Source: Sync {
-    /// Every object whose key starts with `prefix`, as a plain string prefix (the engine
-    /// applies the `/` boundary).
+    /// Every object whose key starts with `prefix`, as a plain string prefix; the engine
+    /// applies the `/` boundary, so a source may leave out keys that cross it (`model2/` for
+    /// `model`).
     fn list(&self, prefix: &str) -> Result<Vec<Object>, Error>;
 
     /// Writes the bytes of `range` of the object `key` (the whole object for `None`) to `out`,
@@ -57,6 +63,13 @@ pub fn open(uri: &str, settings: &Settings) -> Result<Opened, Error> {
             source: Box::new(local::LocalSource::open(uri)?),
             prefix: String::new(),
         }),
+        Some(StorageKind::S3) => {
+            let (source, prefix) = s3::S3Source::open(uri, settings)?;
+            Ok(Opened {
+                source: Box::new(source),
+                prefix,
+            })
+        }
         Some(kind) => Err(Error::NotImplemented {
             uri: redact_url(uri),
             scheme: kind.scheme().to_string(),

@@ -3,6 +3,7 @@
 
 pub mod proxy;
 pub mod replay;
+pub mod s3;
 pub mod server;
 pub mod tls;
 pub mod web;
@@ -117,4 +118,11 @@ pub fn closed_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Deterministic bytes, different at every offset.
+pub fn bytes(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) ^ seed).rotate_left(seed % 31) as u8)
+        .collect()
 }

@@ -1,0 +1,674 @@
+//! S3 source: `s3://BUCKET[/PREFIX]` on AWS, MinIO, Ceph or any S3-compatible server.
+//!
+//! rust-s3 signs (SigV4 presigned URLs, `Bucket::presign_get`); ureq sends. So S3 shares the
+//! one HTTP stack with every other backend (CA bundles, proxies, timeouts, retries, ranged
+//! and resumed reads), and no second HTTP client or crypto provider is linked in.
+//!
+//! - Addressing (`endpoint`): path-style when an endpoint is set (MinIO, Ceph, on-prem),
+//!   virtual-hosted on AWS, unless `S3_USER_VIRTUAL_BUCKET` says otherwise.
+//! - Listing: ListObjectsV2, page by page through continuation tokens. A prefix that does not
+//!   end in `/` is listed as the object of that exact name plus everything under `PREFIX/`,
+//!   so siblings such as `model2/` are never even listed. Keys are not asked for URL-encoded
+//!   (`encoding-type=url`): some S3 servers echo the parameter without encoding, which turns
+//!   `+` into a space; the cost is that a key with characters XML cannot carry fails the
+//!   listing with a clear error.
+//! - Credentials (`Signer`): keys, web identity (IRSA, through STS, renewed before they
+//!   expire), or none (unsigned requests).
+//! - Errors: S3's error codes become one sentence with a hint naming the variables to check.
+//!   Presigned URLs are credentials: only their path is ever shown.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use s3::creds::Credentials;
+use s3::{Bucket, Region};
+use serde::Deserialize;
+use ureq::Agent;
+
+use crate::error::Error;
+use crate::fetch::{Object, Source, sts};
+use crate::http::{self, Failure, StatusError, Trust};
+use crate::settings::{S3Credentials, S3Settings, Settings};
+
+// A presigned URL serves one ranged GET and its retries: an hour is plenty, and is the
+// longest a web-identity session lasts by default anyway.
+const PRESIGN_SECS: u32 = 3600;
+// Temporary keys are renewed when they have less than this left.
+const RENEW_BEFORE: Duration = Duration::from_secs(10 * 60);
+// A ListObjectsV2 page holds at most 1,000 keys of at most 1 KiB each.
+const LIST_BODY_LIMIT: u64 = 16 << 20;
+
+const HINT_KEYS: &str = "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys); the region (AWS_REGION or AWS_DEFAULT_REGION) is signed too";
+const HINT_NO_CREDENTIALS: &str = "no S3 credentials are set: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE";
+const HINT_DENIED: &str = "the credentials may not read this bucket or prefix: check the bucket policy or the role's permissions";
+const HINT_BUCKET: &str =
+    "check the bucket name, and AWS_ENDPOINT_URL (or S3_ENDPOINT) when the bucket is not on AWS";
+const HINT_REGION: &str = "set AWS_REGION (or AWS_DEFAULT_REGION) to the bucket's region";
+const HINT_TLS: &str = "trust the endpoint's CA with AWS_CA_BUNDLE (for S3 it replaces the trust store), or set S3_VERIFY_SSL=0 to skip verification";
+const HINT_ENDPOINT: &str =
+    "check AWS_ENDPOINT_URL (or S3_ENDPOINT and S3_USE_HTTPS), and HTTPS_PROXY/NO_PROXY";
+const HINT_STS: &str = "check AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ENDPOINT_URL_STS";
+
+/// One bucket, and how to sign for it.
+pub struct S3Source {
+    agent: Agent,
+    bucket: String,
+    endpoint: Endpoint,
+    // Builds URLs; signs nothing.
+    unsigned: Box<Bucket>,
+    signer: Signer,
+}
+
+// Deliberately not `Debug`: rust-s3's `Bucket` holds the keys.
+enum Signer {
+    /// Unsigned requests: `awsAnonymousCredential=true` or no credentials at all.
+    None { chosen: bool },
+    /// Fixed keys.
+    Keys(Box<Bucket>),
+    /// Keys from STS for a web identity, renewed as they near their expiry.
+    WebIdentity {
+        role_arn: String,
+        token_file: PathBuf,
+        session_name: Option<String>,
+        sts_endpoint: String,
+        current: Mutex<Option<(Box<Bucket>, SystemTime)>>,
+    },
+}
+
+/// Where a bucket's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `scheme://host[:port]` of the S3 API (without the bucket).
+    pub url: String,
+    /// The region signatures are made for.
+    pub region: String,
+    /// `ENDPOINT/BUCKET/KEY` rather than `BUCKET.ENDPOINT/KEY`.
+    pub path_style: bool,
+}
+
+/// The endpoint, region and addressing for `bucket` (behavior.md §4).
+pub fn endpoint(s3: &S3Settings, bucket: &str) -> Endpoint {
+    let region = s3.region.clone().unwrap_or_else(|| "us-east-1".into());
+    if let Some(url) = &s3.endpoint {
+        return Endpoint {
+            url: url.clone(),
+            region,
+            path_style: !s3.virtual_hosted.unwrap_or(false),
+        };
+    }
+    if s3.accelerate {
+        // Transfer Acceleration has one global, virtual-hosted endpoint.
+        return Endpoint {
+            url: "https://s3-accelerate.amazonaws.com".into(),
+            region,
+            path_style: false,
+        };
+    }
+    let domain = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    Endpoint {
+        url: format!("https://s3.{region}.{domain}"),
+        // A dotted bucket name cannot match AWS's wildcard certificate as a subdomain: the
+        // SDKs fall back to path-style for it, and so does this.
+        path_style: s3.virtual_hosted.map_or(bucket.contains('.'), |v| !v),
+        region,
+    }
+}
+
+// rust-s3's view of a bucket: it builds URLs and, given keys (id, secret, session token),
+// presigns them.
+fn rust_s3_bucket(
+    name: &str,
+    endpoint: &Endpoint,
+    keys: Option<(&str, &str, Option<&str>)>,
+) -> Result<Box<Bucket>, String> {
+    let region = Region::Custom {
+        region: endpoint.region.clone(),
+        endpoint: endpoint.url.clone(),
+    };
+    let bucket = match keys {
+        None => Box::new(Bucket::new_public(name, region).map_err(|e| e.to_string())?),
+        Some((id, secret, token)) => {
+            let credentials = Credentials::new(Some(id), Some(secret), None, token, None)
+                .map_err(|e| e.to_string())?;
+            Bucket::new(name, region, credentials).map_err(|e| e.to_string())?
+        }
+    };
+    Ok(match endpoint.path_style {
+        true => bucket.with_path_style(),
+        false => bucket,
+    })
+}
+
+/// `s3://BUCKET[/KEY]` → bucket and key (the key as written: S3 keys are not URL-encoded).
+pub fn parse_uri(uri: &str) -> Result<(String, String), String> {
+    let rest = match uri.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("s3") => rest,
+        _ => return Err("not an s3:// URI".into()),
+    };
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err("no bucket name after s3://".into());
+    }
+    if let Some(c) = bucket
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+    {
+        return Err(format!("the bucket name '{bucket}' holds '{c}'"));
+    }
+    Ok((bucket.to_string(), key.to_string()))
+}
+
+impl S3Source {
+    /// Sets up addressing, trust and credentials for the bucket of `uri`; nothing is sent yet.
+    pub fn open(uri: &str, settings: &Settings) -> Result<(S3Source, String), Error> {
+        let (bucket, key) = parse_uri(uri).map_err(|reason| Error::Uri {
+            uri: uri.to_string(),
+            reason,
+        })?;
+        let s3 = &settings.s3;
+        if s3.accelerate && s3.endpoint.is_some() {
+            log::warn!("S3_USE_ACCELERATE is ignored: an endpoint is set");
+        }
+        let endpoint = endpoint(s3, &bucket);
+        let trust = match (&s3.ca_bundle, s3.verify_tls) {
+            (_, false) => {
+                log::warn!("S3_VERIFY_SSL is off: the S3 endpoint's certificate is not checked");
+                Trust::Unverified
+            }
+            (Some(bundle), true) => Trust::Only(bundle),
+            (None, true) => Trust::Usual(&[]),
+        };
+        let agent = http::agent(&settings.tls, trust)?;
+        let setup = |e: String| Error::Uri {
+            uri: uri.to_string(),
+            reason: format!("cannot set up S3 for it: {e}"),
+        };
+        let unsigned = rust_s3_bucket(&bucket, &endpoint, None).map_err(setup)?;
+        let (signer, signed_with) = match &s3.credentials {
+            S3Credentials::None => (
+                Signer::None { chosen: false },
+                "unsigned (no credentials set)",
+            ),
+            S3Credentials::Anonymous => (
+                Signer::None { chosen: true },
+                "unsigned (awsAnonymousCredential)",
+            ),
+            S3Credentials::Keys {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => {
+                let keys = (
+                    access_key_id.expose(),
+                    secret_access_key.expose(),
+                    session_token.as_ref().map(|t| t.expose()),
+                );
+                let signed = rust_s3_bucket(&bucket, &endpoint, Some(keys)).map_err(setup)?;
+                (Signer::Keys(signed), "signed with AWS_ACCESS_KEY_ID")
+            }
+            S3Credentials::WebIdentity {
+                role_arn,
+                token_file,
+                session_name,
+            } => (
+                Signer::WebIdentity {
+                    role_arn: role_arn.clone(),
+                    token_file: token_file.clone(),
+                    session_name: session_name.clone(),
+                    sts_endpoint: s3
+                        .sts_endpoint
+                        .clone()
+                        .unwrap_or_else(|| sts::endpoint(&endpoint.region)),
+                    current: Mutex::new(None),
+                },
+                "signed with web identity keys (AWS_ROLE_ARN)",
+            ),
+        };
+        log::info!(
+            "S3 endpoint {} ({}, region {}), requests {signed_with}",
+            endpoint.url,
+            if endpoint.path_style {
+                "path-style"
+            } else {
+                "virtual-hosted"
+            },
+            endpoint.region
+        );
+        let source = S3Source {
+            agent,
+            bucket,
+            endpoint,
+            unsigned,
+            signer,
+        };
+        Ok((source, key))
+    }
+
+    // A URL for GET `path` (`/` for the bucket, `/KEY` for an object) with `query`: presigned,
+    // or plain when requests go unsigned.
+    fn url(&self, path: &str, query: &[(&str, &str)], what: &str) -> Result<String, Error> {
+        let queries = (!query.is_empty()).then(|| {
+            query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>()
+        });
+        let presign = |bucket: &Bucket| {
+            bucket
+                .presign_get(path, PRESIGN_SECS, queries.clone())
+                .map_err(|e| Error::Fetch {
+                    action: "sign a request for",
+                    url: what.to_string(),
+                    reason: e.to_string(),
+                    hint: None,
+                })
+        };
+        match &self.signer {
+            Signer::None { .. } => {
+                let mut url = format!(
+                    "{}/{}",
+                    self.unsigned.url(),
+                    s3::signing::uri_encode(path.strip_prefix('/').unwrap_or(path), false)
+                );
+                for (i, (k, v)) in query.iter().enumerate() {
+                    let sep = if i == 0 { '?' } else { '&' };
+                    url.push(sep);
+                    url.push_str(&s3::signing::uri_encode(k, true));
+                    url.push('=');
+                    url.push_str(&s3::signing::uri_encode(v, true));
+                }
+                Ok(url)
+            }
+            Signer::Keys(bucket) => presign(bucket),
+            Signer::WebIdentity {
+                role_arn,
+                token_file,
+                session_name,
+                sts_endpoint,
+                current,
+            } => {
+                let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
+                let fresh = current
+                    .as_ref()
+                    .is_some_and(|(_, expires)| *expires > SystemTime::now() + RENEW_BEFORE);
+                if !fresh {
+                    let credentials_failed = |reason| Error::Fetch {
+                        action: "get S3 credentials for",
+                        url: what.to_string(),
+                        reason,
+                        hint: Some(HINT_STS),
+                    };
+                    let keys = sts::assume_role_with_web_identity(
+                        &self.agent,
+                        sts_endpoint,
+                        role_arn,
+                        token_file,
+                        session_name.as_deref(),
+                    )
+                    .map_err(credentials_failed)?;
+                    log::debug!("got temporary S3 keys for {role_arn} from STS");
+                    let temporary = (
+                        keys.access_key_id.expose(),
+                        keys.secret_access_key.expose(),
+                        Some(keys.session_token.expose()),
+                    );
+                    let bucket = rust_s3_bucket(&self.bucket, &self.endpoint, Some(temporary))
+                        .map_err(credentials_failed)?;
+                    *current = Some((bucket, keys.expires));
+                }
+                let (bucket, _) = current.as_ref().expect("set above");
+                presign(bucket)
+            }
+        }
+    }
+
+    // One ListObjectsV2 page.
+    fn list_page(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+        max_keys: Option<&str>,
+    ) -> Result<Page, Error> {
+        let what = format!("s3://{}/{prefix}", self.bucket);
+        let mut query = vec![("list-type", "2"), ("prefix", prefix)];
+        if let Some(token) = token {
+            query.push(("continuation-token", token));
+        }
+        if let Some(max) = max_keys {
+            query.push(("max-keys", max));
+        }
+        let url = self.url("/", &query, &what)?;
+        let mut response = http::get_with_retry(&self.agent, &url, &[])
+            .map_err(|f| self.error("list", &what, f))?;
+        if response.status().as_u16() != 200 {
+            return Err(self.error("list", &what, Failure::Status(StatusError::read(response))));
+        }
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(LIST_BODY_LIMIT)
+            .read_to_string()
+            .map_err(|e| {
+                let cause = format!("reading the listing: {}", http::describe(&e));
+                self.error("list", &what, Failure::Transport(cause))
+            })?;
+        parse_page(&body).map_err(|reason| Error::Fetch {
+            action: "list",
+            url: what.clone(),
+            reason: format!("the server's listing is not ListObjectsV2 XML: {reason}"),
+            hint: Some(HINT_ENDPOINT),
+        })
+    }
+
+    // Every page under `prefix`, appended to `objects`.
+    fn list_all(&self, prefix: &str, objects: &mut Vec<Object>) -> Result<(), Error> {
+        let mut token: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = self.list_page(prefix, token.as_deref(), None)?;
+            pages += 1;
+            objects.extend(page.objects);
+            match page.next {
+                Some(next) if token.as_deref() == Some(next.as_str()) => {
+                    return Err(Error::Fetch {
+                        action: "list",
+                        url: format!("s3://{}/{prefix}", self.bucket),
+                        reason: "the server sent the same continuation token twice".into(),
+                        hint: None,
+                    });
+                }
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        log::debug!(
+            "listed s3://{}/{prefix}: {} object(s) in {pages} page(s)",
+            self.bucket,
+            objects.len()
+        );
+        Ok(())
+    }
+
+    // A failure in S3's terms: what the error code means, and which variables to check.
+    fn error(&self, action: &'static str, what: &str, failure: Failure) -> Error {
+        let custom = self.endpoint.url.as_str();
+        let (reason, hint) = match failure {
+            Failure::Tls(cause) => (
+                format!("TLS with the S3 endpoint {custom} failed: {cause}"),
+                Some(HINT_TLS),
+            ),
+            Failure::Transport(cause) => (
+                format!("cannot reach the S3 endpoint {custom}: {cause}"),
+                Some(HINT_ENDPOINT),
+            ),
+            Failure::Other(cause) => (cause, None),
+            Failure::Status(status) => {
+                let said = status.to_string();
+                match (status.code.as_deref(), status.status) {
+                    (Some("NoSuchBucket"), _) => (
+                        format!("the bucket '{}' does not exist: {said}", self.bucket),
+                        Some(HINT_BUCKET),
+                    ),
+                    (Some("NoSuchKey"), _) => (
+                        format!("the object is gone (listed, then not found): {said}"),
+                        None,
+                    ),
+                    (
+                        Some(
+                            "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken"
+                            | "ExpiredToken" | "TokenRefreshRequired" | "InvalidSecurity"
+                            // s3s-based servers say this for an unknown access key id.
+                            | "NotSignedUp",
+                        ),
+                        _,
+                    ) => (
+                        format!("the S3 server refused the credentials: {said}"),
+                        Some(HINT_KEYS),
+                    ),
+                    (Some("AuthorizationHeaderMalformed" | "PermanentRedirect"), _)
+                    | (None, 301) => (
+                        format!("the bucket is in another region or at another endpoint: {said}"),
+                        Some(HINT_REGION),
+                    ),
+                    (Some("AccessDenied" | "AllAccessDisabled"), _) | (None, 401 | 403) => {
+                        let hint = match self.signer {
+                            Signer::None { chosen: false } => HINT_NO_CREDENTIALS,
+                            _ => HINT_DENIED,
+                        };
+                        (format!("access denied: {said}"), Some(hint))
+                    }
+                    _ => (said, None),
+                }
+            }
+        };
+        Error::Fetch {
+            action,
+            url: what.to_string(),
+            reason,
+            hint,
+        }
+    }
+}
+
+impl Source for S3Source {
+    fn list(&self, prefix: &str) -> Result<Vec<Object>, Error> {
+        let mut objects = Vec::new();
+        if prefix.is_empty() || prefix.ends_with('/') {
+            self.list_all(prefix, &mut objects)?;
+        } else {
+            // The object named exactly `prefix`, if any, sorts first among the keys that start
+            // with it; then everything below `prefix/`. Siblings are never listed.
+            let first = self.list_page(prefix, None, Some("1"))?;
+            objects.extend(first.objects.into_iter().filter(|o| o.key == prefix));
+            self.list_all(&format!("{prefix}/"), &mut objects)?;
+        }
+        Ok(objects)
+    }
+
+    fn read(&self, key: &str, range: Option<Range<u64>>, out: &mut dyn Write) -> Result<(), Error> {
+        let what = format!("s3://{}/{key}", self.bucket);
+        match &range {
+            Some(r) => log::debug!("GET {what} bytes {}-{}", r.start, r.end - 1),
+            None => log::debug!("GET {what}"),
+        }
+        let url = self.url(&format!("/{key}"), &[], &what)?;
+        http::download(&self.agent, &url, &[], range, out)
+            .map_err(|f| self.error("download", &what, f))
+    }
+}
+
+// One ListObjectsV2 page: its objects, and the token of the next page if there is one.
+#[derive(Debug, PartialEq)]
+struct Page {
+    objects: Vec<Object>,
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListBucketResult {
+    #[serde(default)]
+    is_truncated: bool,
+    next_continuation_token: Option<String>,
+    #[serde(default)]
+    contents: Vec<Contents>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Contents {
+    key: String,
+    size: u64,
+    #[serde(rename = "ETag")]
+    etag: Option<String>,
+}
+
+fn parse_page(xml: &str) -> Result<Page, String> {
+    let result: ListBucketResult =
+        quick_xml::de::from_str(xml).map_err(|e| crate::error::one_line(&e.to_string()))?;
+    let objects = result
+        .contents
+        .into_iter()
+        .map(|c| {
+            let etag = c.etag.map(|e| e.trim_matches('"').to_string());
+            Object {
+                md5: etag.as_deref().and_then(md5_of_etag),
+                key: c.key,
+                size: Some(c.size),
+                etag,
+                ranges: true,
+            }
+        })
+        .collect();
+    let next = match (result.is_truncated, result.next_continuation_token) {
+        (true, Some(token)) if !token.is_empty() => Some(token),
+        (true, _) => return Err("a truncated page without a NextContinuationToken".into()),
+        (false, _) => None,
+    };
+    Ok(Page { objects, next })
+}
+
+/// The MD5 of an object's bytes, when its ETag is one: a single-part upload's ETag is the hex
+/// MD5 of the object; a multipart upload's has a `-N` suffix and is not.
+pub fn md5_of_etag(etag: &str) -> Option<[u8; 16]> {
+    let etag = etag.trim_matches('"');
+    if etag.len() != 32 {
+        return None;
+    }
+    let mut md5 = [0u8; 16];
+    for (i, byte) in md5.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(etag.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(md5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s3(
+        endpoint: Option<&str>,
+        region: Option<&str>,
+        virtual_hosted: Option<bool>,
+    ) -> S3Settings {
+        S3Settings {
+            endpoint: endpoint.map(String::from),
+            region: region.map(String::from),
+            virtual_hosted,
+            verify_tls: true,
+            ..S3Settings::default()
+        }
+    }
+
+    #[test]
+    fn addressing() {
+        let e = endpoint(&s3(Some("http://minio:9000"), None, None), "models");
+        assert_eq!(e.url, "http://minio:9000");
+        assert_eq!(e.region, "us-east-1");
+        assert!(e.path_style, "a custom endpoint is path-style by default");
+        let e = endpoint(&s3(Some("http://minio:9000"), None, Some(true)), "models");
+        assert!(!e.path_style);
+
+        let e = endpoint(&s3(None, Some("eu-west-1"), None), "models");
+        assert_eq!(e.url, "https://s3.eu-west-1.amazonaws.com");
+        assert!(!e.path_style, "AWS is virtual-hosted by default");
+        assert!(endpoint(&s3(None, None, Some(false)), "models").path_style);
+        assert!(endpoint(&s3(None, None, None), "my.models").path_style);
+        assert!(!endpoint(&s3(None, None, Some(true)), "my.models").path_style);
+        assert_eq!(
+            endpoint(&s3(None, Some("cn-north-1"), None), "b").url,
+            "https://s3.cn-north-1.amazonaws.com.cn"
+        );
+        let accelerated = S3Settings {
+            accelerate: true,
+            ..s3(None, Some("eu-west-1"), Some(false))
+        };
+        let e = endpoint(&accelerated, "models");
+        assert_eq!(e.url, "https://s3-accelerate.amazonaws.com");
+        assert!(!e.path_style);
+    }
+
+    #[test]
+    fn uris() {
+        assert_eq!(
+            parse_uri("s3://models/iris/v1").unwrap(),
+            ("models".into(), "iris/v1".into())
+        );
+        assert_eq!(
+            parse_uri("S3://models").unwrap(),
+            ("models".into(), "".into())
+        );
+        assert_eq!(
+            parse_uri("s3://models/").unwrap(),
+            ("models".into(), "".into())
+        );
+        assert_eq!(
+            parse_uri("s3://b/a%20b?c").unwrap().1,
+            "a%20b?c",
+            "keys are taken as written"
+        );
+        assert!(parse_uri("s3://").is_err());
+        assert!(parse_uri("s3:///key").is_err());
+        assert!(parse_uri("s3://user@host/key").is_err());
+        assert!(parse_uri("gs://b/k").is_err());
+    }
+
+    #[test]
+    fn pages() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Name>models</Name><Prefix>iris/</Prefix><KeyCount>3</KeyCount><MaxKeys>1000</MaxKeys>
+  <IsTruncated>true</IsTruncated>
+  <Contents><Key>iris/a+b%2Bc &amp; d.json</Key><Size>12</Size><ETag>&quot;0123456789abcdef0123456789ABCDEF&quot;</ETag></Contents>
+  <Contents><Key>iris/big.bin</Key><Size>1073741824</Size><ETag>"d41d8cd98f00b204e9800998ecf8427e-64"</ETag></Contents>
+  <Contents><Key>iris/ lead</Key><Size>0</Size></Contents>
+  <NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</NextContinuationToken>
+</ListBucketResult>"#;
+        let page = parse_page(xml).unwrap();
+        let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["iris/a+b%2Bc & d.json", "iris/big.bin", "iris/ lead"]
+        );
+        assert_eq!(page.objects[0].size, Some(12));
+        assert_eq!(
+            page.objects[0].etag.as_deref(),
+            Some("0123456789abcdef0123456789ABCDEF")
+        );
+        assert_eq!(page.objects[0].md5.unwrap()[0], 0x01);
+        assert_eq!(page.objects[0].md5.unwrap()[15], 0xef);
+        assert_eq!(page.objects[1].md5, None, "multipart ETags are not MD5s");
+        assert_eq!(page.objects[1].size, Some(1 << 30));
+        assert!(page.objects.iter().all(|o| o.ranges));
+        assert_eq!(
+            page.next.as_deref(),
+            Some("1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=")
+        );
+
+        let last = "<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>k</Key><Size>1</Size></Contents></ListBucketResult>";
+        assert_eq!(parse_page(last).unwrap().next, None);
+
+        let empty = "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>";
+        assert!(parse_page(empty).unwrap().objects.is_empty());
+
+        let broken = "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>";
+        assert!(parse_page(broken).is_err());
+        assert!(parse_page("<html>").is_err());
+    }
+
+    #[test]
+    fn etags_as_md5() {
+        assert!(md5_of_etag("\"d41d8cd98f00b204e9800998ecf8427e\"").is_some());
+        assert!(md5_of_etag("d41d8cd98f00b204e9800998ecf8427e-2").is_none());
+        assert!(md5_of_etag("zz1d8cd98f00b204e9800998ecf8427e").is_none());
+        assert!(md5_of_etag("").is_none());
+    }
+}

@@ -1,0 +1,211 @@
+//! Web identity for S3 (IRSA): the service-account token that EKS mounts is exchanged at STS
+//! (`AssumeRoleWithWebIdentity`) for temporary keys, over the one HTTP stack.
+//!
+//! The call needs no signature: the token is the proof. It goes in a POST body, never in a
+//! URL, so it cannot reach a log. The token file is read at each exchange, because the
+//! kubelet rotates it on disk.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use ureq::Agent;
+
+use crate::http::{self, Failure, StatusError};
+use crate::settings::Secret;
+
+/// Temporary keys from STS.
+pub struct TemporaryKeys {
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    pub session_token: Secret,
+    /// When they stop working.
+    pub expires: SystemTime,
+}
+
+/// The regional STS endpoint of AWS, unless `AWS_ENDPOINT_URL_STS` names another.
+pub fn endpoint(region: &str) -> String {
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("https://sts.{region}.{suffix}")
+}
+
+/// Exchanges the token in `token_file` for temporary keys of `role_arn`. Errors are phrases
+/// ("STS said HTTP 403 ..."), for the caller to put in its own error.
+pub fn assume_role_with_web_identity(
+    agent: &Agent,
+    endpoint: &str,
+    role_arn: &str,
+    token_file: &Path,
+    session_name: Option<&str>,
+) -> Result<TemporaryKeys, String> {
+    let token = std::fs::read_to_string(token_file).map_err(|e| {
+        format!(
+            "cannot read the web identity token '{}' (AWS_WEB_IDENTITY_TOKEN_FILE): {e}",
+            token_file.display()
+        )
+    })?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(format!(
+            "the web identity token '{}' (AWS_WEB_IDENTITY_TOKEN_FILE) is empty",
+            token_file.display()
+        ));
+    }
+    let default_name = format!("mr-storage-initializer-{}", unix_now());
+    let url = format!("{}/", endpoint.trim_end_matches('/'));
+    let form = [
+        ("Action", "AssumeRoleWithWebIdentity"),
+        ("Version", "2011-06-15"),
+        ("RoleArn", role_arn),
+        ("RoleSessionName", session_name.unwrap_or(&default_name)),
+        ("WebIdentityToken", token),
+    ];
+    log::debug!("exchanging the web identity token for role {role_arn} at {url}");
+    let mut response = http::post_form_with_retry(agent, &url, &form).map_err(|f| match f {
+        Failure::Tls(cause) => format!("TLS with STS at {url} failed: {cause}"),
+        other => format!("cannot reach STS at {url}: {other}"),
+    })?;
+    if response.status().as_u16() != 200 {
+        return Err(format!(
+            "STS at {url} refused role {role_arn}: {}",
+            StatusError::read(response)
+        ));
+    }
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .map_err(|e| format!("reading the answer of STS at {url}: {}", http::describe(&e)))?;
+    parse_answer(&body, SystemTime::now())
+        .map_err(|reason| format!("STS at {url} answered something unusable: {reason}"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Answer {
+    assume_role_with_web_identity_result: AnswerResult,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AnswerResult {
+    credentials: AnswerCredentials,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AnswerCredentials {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    expiration: Option<String>,
+}
+
+// STS's shortest session: when the expiry cannot be read, keys are trusted this long.
+const SHORTEST_SESSION: Duration = Duration::from_secs(900);
+
+fn parse_answer(xml: &str, now: SystemTime) -> Result<TemporaryKeys, String> {
+    // The keys are in this document: the parser's error may quote it, so it is not shown.
+    let answer: Answer = quick_xml::de::from_str(xml)
+        .map_err(|_| "not an AssumeRoleWithWebIdentityResponse".to_string())?;
+    let c = answer.assume_role_with_web_identity_result.credentials;
+    let expires = c
+        .expiration
+        .as_deref()
+        .and_then(parse_utc)
+        .unwrap_or(now + SHORTEST_SESSION);
+    Ok(TemporaryKeys {
+        access_key_id: Secret::new(c.access_key_id),
+        secret_access_key: Secret::new(c.secret_access_key),
+        session_token: Secret::new(c.session_token),
+        expires,
+    })
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `2026-11-21T09:30:00Z` (fractional seconds allowed) as a time; other forms are `None`.
+pub fn parse_utc(text: &str) -> Option<SystemTime> {
+    let text = text.trim().strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let time = time.split('.').next()?;
+    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    // Days since 1970-01-01 in the proleptic Gregorian calendar (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_times() {
+        let at = |t| {
+            parse_utc(t)
+                .unwrap()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        };
+        assert_eq!(at("1970-01-01T00:00:00Z"), 0);
+        assert_eq!(at("2000-03-01T00:00:00Z"), 951_868_800);
+        assert_eq!(at("2026-11-21T09:30:15.123Z"), 1_795_253_415);
+        assert!(parse_utc("2026-11-21T09:30:15+01:00").is_none());
+        assert!(parse_utc("2026-13-01T00:00:00Z").is_none());
+        assert!(parse_utc("soon").is_none());
+    }
+
+    #[test]
+    fn answer_gives_keys_and_expiry() {
+        let xml = r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <SubjectFromWebIdentityToken>system:serviceaccount:ns:sa</SubjectFromWebIdentityToken>
+    <Credentials>
+      <AccessKeyId>ASIATEST</AccessKeyId>
+      <SecretAccessKey>c2VjcmV0</SecretAccessKey>
+      <SessionToken>dG9rZW4=</SessionToken>
+      <Expiration>2026-11-21T10:30:15Z</Expiration>
+    </Credentials>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>"#;
+        let keys = parse_answer(xml, UNIX_EPOCH).unwrap();
+        assert_eq!(keys.access_key_id.expose(), "ASIATEST");
+        assert_eq!(keys.secret_access_key.expose(), "c2VjcmV0");
+        assert_eq!(keys.session_token.expose(), "dG9rZW4=");
+        assert_eq!(keys.expires, parse_utc("2026-11-21T10:30:15Z").unwrap());
+
+        let no_expiry = xml.replace("<Expiration>2026-11-21T10:30:15Z</Expiration>", "");
+        let keys = parse_answer(&no_expiry, UNIX_EPOCH).unwrap();
+        assert_eq!(keys.expires, UNIX_EPOCH + SHORTEST_SESSION);
+
+        let err = parse_answer(
+            "<ErrorResponse><Error><Code>x</Code></Error></ErrorResponse>",
+            UNIX_EPOCH,
+        );
+        assert!(err.is_err());
+    }
+}

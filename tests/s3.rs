@@ -1,0 +1,630 @@
+//! `s3://` downloads by the real binary against real S3 servers on 127.0.0.1: s3s-fs where
+//! signatures must be right, s3rver for speed, anonymous access and TLS (support::s3). A
+//! small fake speaks S3 only where no real server can be made to misbehave (hostile keys).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::support::replay::Replay;
+use crate::support::s3::{ACCESS_KEY, S3rver, S3sFs, SECRET_KEY};
+use crate::support::server::Server;
+use crate::support::{Run, TempDir, bytes, closed_port, run, tls, tree};
+
+fn run_env(args: &[&str], env: &[(&str, String)]) -> Run {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run(args, &env)
+}
+
+/// Credentials and signatures never reach the output.
+fn assert_no_secrets(out: &Run) {
+    let all = format!("{}{}", out.stdout, out.stderr);
+    for secret in [
+        SECRET_KEY,
+        ACCESS_KEY,
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+    ] {
+        assert!(!all.contains(secret), "{secret} shown: {out:#?}");
+    }
+}
+
+fn files(entries: &[(&str, &[u8])]) -> BTreeMap<String, Vec<u8>> {
+    entries
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_vec()))
+        .collect()
+}
+
+#[test]
+fn signed_prefix_download_takes_the_folder_and_never_its_siblings() {
+    let s3 = S3sFs::start();
+    s3.put("models", "iris/v1/config.json", b"{\"n\":1}")
+        .put("models", "iris/v1/weights/part 1.bin", &bytes(300_000, 1))
+        .put("models", "iris/v1/c++ & 50%.txt", b"odd name")
+        .put("models", "iris/v1/empty", b"")
+        .put("models", "iris/v10/sibling", b"no")
+        .put("models", "iris/v1.bak", b"no");
+    let tmp = TempDir::new("s3-signed");
+    let dest = tmp.path().join("dest");
+    let out = run_env(&["s3://models/iris/v1", dest.to_str().unwrap()], &s3.env());
+    out.expect_code(0);
+    assert_eq!(
+        tree(&dest),
+        files(&[
+            ("c++ & 50%.txt", b"odd name"),
+            ("config.json", b"{\"n\":1}"),
+            ("empty", b""),
+            ("weights/part 1.bin", &bytes(300_000, 1)),
+        ])
+    );
+    assert!(
+        out.stderr.contains("signed with AWS_ACCESS_KEY_ID"),
+        "{out:#?}"
+    );
+    assert_no_secrets(&out);
+}
+
+#[test]
+fn a_single_object_uri_lands_under_its_basename() {
+    let s3 = S3sFs::start();
+    s3.put("models", "iris/v1/model.joblib", b"weights").put(
+        "models",
+        "iris/v1/model.joblib.sig",
+        b"no",
+    );
+    let tmp = TempDir::new("s3-single");
+    let dest = tmp.path().join("dest");
+    let out = run_env(
+        &["s3://models/iris/v1/model.joblib", dest.to_str().unwrap()],
+        &s3.env(),
+    );
+    out.expect_code(0);
+    assert_eq!(tree(&dest), files(&[("model.joblib", b"weights")]));
+}
+
+#[test]
+fn five_thousand_keys_arrive_through_continuation_tokens() {
+    let s3 = S3sFs::start();
+    for i in 0..5000 {
+        s3.put(
+            "many",
+            &format!("shards/{:02}/k{i:04}", i % 7),
+            i.to_string().as_bytes(),
+        );
+    }
+    let tmp = TempDir::new("s3-many");
+    let dest = tmp.path().join("dest");
+    let mut env = s3.env();
+    env.push(("RUST_LOG", "mr_storage_initializer::fetch::s3=debug".into()));
+    let out = run_env(&["s3://many/shards/", dest.to_str().unwrap()], &env);
+    out.expect_code(0);
+    let got = tree(&dest);
+    assert_eq!(got.len(), 5000);
+    for i in [0, 999, 1000, 1001, 4999] {
+        let path = format!("{:02}/k{i:04}", i % 7);
+        assert_eq!(got[&path], i.to_string().as_bytes(), "{path}");
+    }
+    assert!(
+        out.stderr
+            .contains("listed s3://many/shards/: 5000 object(s) in 5 page(s)"),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn wrong_keys_get_one_line_that_names_the_variables() {
+    let s3 = S3sFs::start();
+    s3.put("models", "iris/model.bin", b"x");
+    let tmp = TempDir::new("s3-wrong");
+    let dest = tmp.path().join("dest");
+    for (id, secret) in [(ACCESS_KEY, "not-the-secret"), ("AKIAUNKNOWN", SECRET_KEY)] {
+        let env = [
+            ("AWS_ACCESS_KEY_ID", id.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", secret.to_string()),
+            ("AWS_ENDPOINT_URL", s3.endpoint()),
+        ];
+        let out = run_env(&["s3://models/iris", dest.to_str().unwrap()], &env);
+        out.expect_code(1);
+        let last = out.last_line();
+        assert!(
+            last.starts_with("error: cannot list s3://models/iris: the S3 server refused the credentials: HTTP 403 Forbidden"),
+            "{last}"
+        );
+        assert!(
+            out.stderr
+                .contains("hint: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+            "{out:#?}"
+        );
+        assert!(!out.stderr.contains("not-the-secret"), "{out:#?}");
+        assert_no_secrets(&out);
+        assert!(!dest.exists(), "nothing is written on a failed listing");
+    }
+}
+
+#[test]
+fn a_missing_bucket_or_empty_prefix_is_one_clear_line() {
+    let s3 = S3sFs::start();
+    s3.put("models", "iris/model.bin", b"x");
+    let tmp = TempDir::new("s3-missing");
+    let dest = tmp.path().join("dest");
+    let out = run_env(&["s3://nobucket/iris", dest.to_str().unwrap()], &s3.env());
+    out.expect_code(1);
+    assert!(
+        out.last_line().starts_with(
+            "error: cannot list s3://nobucket/iris: the bucket 'nobucket' does not exist"
+        ),
+        "{out:#?}"
+    );
+    assert!(
+        out.stderr.contains("hint: check the bucket name"),
+        "{out:#?}"
+    );
+
+    let out = run_env(&["s3://models/nothing/", dest.to_str().unwrap()], &s3.env());
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        "error: nothing to download: no objects under 's3://models/nothing/'"
+    );
+    assert!(!dest.exists());
+}
+
+#[test]
+fn an_unreachable_endpoint_says_which() {
+    let port = closed_port();
+    let env = [
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+        ("awsAnonymousCredential", "true".into()),
+    ];
+    let tmp = TempDir::new("s3-unreachable");
+    let out = run_env(&["s3://models/iris", tmp.path().to_str().unwrap()], &env);
+    out.expect_code(1);
+    assert!(
+        out.last_line().starts_with(&format!(
+            "error: cannot list s3://models/iris: cannot reach the S3 endpoint http://127.0.0.1:{port}: "
+        )),
+        "{out:#?}"
+    );
+    assert!(
+        out.stderr.contains("hint: check AWS_ENDPOINT_URL"),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn anonymous_and_credential_free_access_send_unsigned_requests() {
+    let s3 = S3rver::start();
+    s3.bucket("public")
+        .put("public", "iris/model.json", b"{}")
+        .put("public", "iris/sub/", b"")
+        .put("public", "iris/sub/empty", b"");
+    let tmp = TempDir::new("s3-anon");
+    // awsAnonymousCredential wins over keys, as in KServe; with no credentials at all,
+    // requests go unsigned too.
+    for (i, anonymous) in [true, false].into_iter().enumerate() {
+        let dest = tmp.path().join(format!("dest{i}"));
+        let mut env = vec![("AWS_ENDPOINT_URL", s3.endpoint())];
+        if anonymous {
+            env.push(("awsAnonymousCredential", "true".into()));
+            env.push(("AWS_ACCESS_KEY_ID", "ignored".into()));
+            env.push(("AWS_SECRET_ACCESS_KEY", "ignored".into()));
+        }
+        let out = run_env(&["s3://public/iris", dest.to_str().unwrap()], &env);
+        out.expect_code(0);
+        // The folder marker `sub/` is skipped; the zero-byte object under it is a file.
+        assert_eq!(
+            tree(&dest),
+            files(&[("model.json", b"{}"), ("sub/empty", b"")])
+        );
+        let said = match anonymous {
+            true => "requests unsigned (awsAnonymousCredential)",
+            false => "requests unsigned (no credentials set)",
+        };
+        assert!(out.stderr.contains(said), "{out:#?}");
+    }
+}
+
+#[test]
+fn a_large_object_arrives_byte_exact_in_parallel_ranged_parts() {
+    let s3 = S3rver::start();
+    let big = bytes(200 << 20, 7);
+    s3.bucket("models")
+        .put("models", "llm/model.safetensors", &big)
+        .put("models", "llm/config.json", b"{}")
+        .put("models", "llm-old/model.safetensors", b"sibling");
+    let tmp = TempDir::new("s3-large");
+    let dest = tmp.path().join("dest");
+    let env = [
+        ("AWS_ENDPOINT_URL", s3.endpoint()),
+        ("RUST_LOG", "mr_storage_initializer::fetch::s3=debug".into()),
+    ];
+    let out = run_env(&["s3://models/llm", dest.to_str().unwrap()], &env);
+    out.expect_code(0);
+    let got = tree(&dest);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        ["config.json", "model.safetensors"]
+    );
+    assert!(got["model.safetensors"] == big, "the large object differs");
+    // 200 MiB in 16 MiB parts: 13 ranged GETs, none of them the whole object.
+    let parts: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("GET s3://models/llm/model.safetensors bytes "))
+        .collect();
+    assert_eq!(parts.len(), 13, "{parts:#?}");
+    assert!(
+        parts
+            .iter()
+            .any(|l| l.ends_with("bytes 201326592-209715199")),
+        "{parts:#?}"
+    );
+}
+
+#[test]
+fn bytes_that_do_not_match_the_etag_fail_and_leave_no_file() {
+    let s3 = S3rver::start();
+    s3.bucket("models")
+        .put("models", "iris/model.bin", &bytes(100_000, 3));
+    // s3rver keeps the MD5 (the ETag) apart from the bytes: change a byte behind its back.
+    let object = s3.object_file("models", "iris/model.bin");
+    let mut tampered = std::fs::read(&object).unwrap();
+    tampered[50_000] ^= 0xff;
+    std::fs::write(&object, tampered).unwrap();
+    let tmp = TempDir::new("s3-etag");
+    let dest = tmp.path().join("dest");
+    let env = [("AWS_ENDPOINT_URL", s3.endpoint())];
+    let out = run_env(&["s3://models/iris/", dest.to_str().unwrap()], &env);
+    out.expect_code(1);
+    let last = out.last_line();
+    assert!(
+        last.starts_with(
+            "error: cannot download 'iris/model.bin' of 's3://models/iris/': the bytes' MD5 is "
+        ),
+        "{last}"
+    );
+    assert!(
+        !dest.join("model.bin").exists(),
+        "no file under its final name"
+    );
+}
+
+#[test]
+fn tls_endpoints_trust_aws_ca_bundle_alone_or_skip_checks() {
+    let tmp = TempDir::new("s3-tls");
+    let certs = tls::make_certs(tmp.path());
+    let other_dir = tmp.path().join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let other = tls::make_certs(&other_dir);
+    let s3 = S3rver::start_tls(&certs);
+    s3.bucket("models").put("models", "iris/model.json", b"{}");
+    let ca = certs.ca.to_str().unwrap().to_string();
+    let uri = "s3://models/iris";
+    let base = vec![
+        ("AWS_ENDPOINT_URL", s3.endpoint()),
+        ("awsAnonymousCredential", "true".into()),
+    ];
+    let with = |extra: &[(&'static str, String)]| {
+        let mut env = base.clone();
+        env.extend_from_slice(extra);
+        env
+    };
+
+    let dest = tmp.path().join("ok");
+    let out = run_env(
+        &[uri, dest.to_str().unwrap()],
+        &with(&[("AWS_CA_BUNDLE", ca.clone())]),
+    );
+    out.expect_code(0);
+    assert_eq!(tree(&dest), files(&[("model.json", b"{}")]));
+
+    let dest = tmp.path().join("unverified");
+    let out = run_env(
+        &[uri, dest.to_str().unwrap()],
+        &with(&[("S3_VERIFY_SSL", "0".into())]),
+    );
+    out.expect_code(0);
+    assert_eq!(tree(&dest), files(&[("model.json", b"{}")]));
+    assert!(out.stderr.contains("S3_VERIFY_SSL is off"), "{out:#?}");
+
+    // AWS_CA_BUNDLE replaces the trust store: SSL_CERT_FILE trusting the CA does not help.
+    let dest = tmp.path().join("replaced");
+    let out = run_env(
+        &[uri, dest.to_str().unwrap()],
+        &with(&[
+            ("AWS_CA_BUNDLE", other.ca.to_str().unwrap().into()),
+            ("SSL_CERT_FILE", ca),
+        ]),
+    );
+    out.expect_code(1);
+    assert!(
+        out.last_line().starts_with(
+            "error: cannot list s3://models/iris: TLS with the S3 endpoint https://127.0.0.1:"
+        ),
+        "{out:#?}"
+    );
+    assert!(
+        out.stderr
+            .contains("hint: trust the endpoint's CA with AWS_CA_BUNDLE"),
+        "{out:#?}"
+    );
+    assert!(!dest.exists());
+
+    let dest = tmp.path().join("untrusted");
+    let out = run_env(&[uri, dest.to_str().unwrap()], &base);
+    out.expect_code(1);
+    assert!(
+        out.last_line().contains("TLS with the S3 endpoint"),
+        "{out:#?}"
+    );
+}
+
+/// A local STS: answers AssumeRoleWithWebIdentity with the s3s-fs keys (or refuses), and
+/// keeps every form it was sent.
+struct Sts {
+    server: Server,
+    forms: Arc<Mutex<Vec<HashMap<String, String>>>>,
+}
+
+impl Sts {
+    fn start(refuse: bool) -> Sts {
+        let forms = Arc::new(Mutex::new(Vec::new()));
+        let seen = forms.clone();
+        let server = Server::start("127.0.0.1:0", move |stream| {
+            let Some(form) = read_form(&stream) else {
+                return;
+            };
+            seen.lock().unwrap().push(form);
+            let (status, body) = if refuse {
+                ("403 Forbidden", "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code><Message>Token audience mismatch</Message></Error></ErrorResponse>".to_string())
+            } else {
+                (
+                    "200 OK",
+                    format!(
+                        "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
+                     <AccessKeyId>{ACCESS_KEY}</AccessKeyId><SecretAccessKey>{SECRET_KEY}</SecretAccessKey>\
+                     <SessionToken>mrsi-session-token</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration>\
+                     </Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"
+                    ),
+                )
+            };
+            let _ = write!(
+                &stream,
+                "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        });
+        Sts { server, forms }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+}
+
+// A POSTed form, decoded; `None` for a connection that sent no request.
+fn read_form(stream: &TcpStream) -> Option<HashMap<String, String>> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    if !line.starts_with("POST ") {
+        return None;
+    }
+    let mut length = 0;
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        if h.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = h.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    let decode =
+        |s: &str| mr_storage_initializer::uri::percent_decode(&s.replace('+', " ")).unwrap();
+    Some(
+        String::from_utf8(body)
+            .ok()?
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (decode(k), decode(v)))
+            .collect(),
+    )
+}
+
+fn web_identity_env(sts: &Sts, token_file: &Path, s3: &S3sFs) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "AWS_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/model-reader".into(),
+        ),
+        (
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            token_file.to_str().unwrap().into(),
+        ),
+        ("AWS_ENDPOINT_URL_STS", sts.url()),
+        ("AWS_ENDPOINT_URL", s3.endpoint()),
+    ]
+}
+
+#[test]
+fn web_identity_keys_come_from_sts_and_sign_the_requests() {
+    let s3 = S3sFs::start();
+    s3.put("models", "iris/model.json", b"{}");
+    let sts = Sts::start(false);
+    let tmp = TempDir::new("s3-irsa");
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, "eyJhbGciOi.mrsi-web-identity.sig\n").unwrap();
+    let dest = tmp.path().join("dest");
+    let out = run_env(
+        &["s3://models/iris", dest.to_str().unwrap()],
+        &web_identity_env(&sts, &token_file, &s3),
+    );
+    out.expect_code(0);
+    assert_eq!(tree(&dest), files(&[("model.json", b"{}")]));
+    let forms = sts.forms.lock().unwrap().clone();
+    assert_eq!(
+        forms.len(),
+        1,
+        "one exchange serves the whole run: {forms:#?}"
+    );
+    assert_eq!(forms[0]["Action"], "AssumeRoleWithWebIdentity");
+    assert_eq!(
+        forms[0]["RoleArn"],
+        "arn:aws:iam::123456789012:role/model-reader"
+    );
+    assert_eq!(
+        forms[0]["WebIdentityToken"],
+        "eyJhbGciOi.mrsi-web-identity.sig"
+    );
+    assert!(forms[0]["RoleSessionName"].starts_with("mr-storage-initializer-"));
+    assert_no_secrets(&out);
+    assert!(!out.stderr.contains("mrsi-web-identity"), "{out:#?}");
+    assert!(!out.stderr.contains("mrsi-session-token"), "{out:#?}");
+}
+
+#[test]
+fn a_refused_web_identity_is_one_line_naming_sts() {
+    let s3 = S3sFs::start();
+    let sts = Sts::start(true);
+    let tmp = TempDir::new("s3-irsa-refused");
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, "eyJhbGciOi.mrsi-web-identity.sig").unwrap();
+    let out = run_env(
+        &[
+            "s3://models/iris",
+            tmp.path().join("dest").to_str().unwrap(),
+        ],
+        &web_identity_env(&sts, &token_file, &s3),
+    );
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot get S3 credentials for s3://models/iris: STS at {}/ refused role \
+             arn:aws:iam::123456789012:role/model-reader: HTTP 403 Forbidden (server said: \
+             InvalidIdentityToken: Token audience mismatch)",
+            sts.url()
+        )
+    );
+    assert!(out.stderr.contains("hint: check AWS_ROLE_ARN"), "{out:#?}");
+    assert!(!out.stderr.contains("mrsi-web-identity"), "{out:#?}");
+}
+
+#[test]
+fn kserve_storage_spec_json_maps_onto_the_s3_variables() {
+    let s3 = S3sFs::start();
+    s3.put("models", "iris/model.json", b"{}");
+    let tmp = TempDir::new("s3-spec");
+    let dest = tmp.path().join("dest");
+    // The secret's JSON names a dead endpoint; the InferenceService's parameters override it.
+    let config = format!(
+        r#"{{"type":"s3","access_key_id":"{ACCESS_KEY}","secret_access_key":"{SECRET_KEY}","endpoint_url":"http://127.0.0.1:{}","region":"us-east-1","bucket":"models"}}"#,
+        closed_port()
+    );
+    let overrides = format!(r#"{{"endpoint_url":"{}"}}"#, s3.endpoint());
+    let env = [
+        ("STORAGE_CONFIG", config),
+        ("STORAGE_OVERRIDE_CONFIG", overrides),
+        // The storage spec wins over plain variables, as in KServe.
+        ("AWS_SECRET_ACCESS_KEY", "overridden".into()),
+        ("AWS_ACCESS_KEY_ID", "overridden".into()),
+    ];
+    let out = run_env(&["s3://models/iris", dest.to_str().unwrap()], &env);
+    out.expect_code(0);
+    assert_eq!(tree(&dest), files(&[("model.json", b"{}")]));
+    assert_no_secrets(&out);
+
+    // KServe's webhook form: S3_ENDPOINT (host only) with S3_USE_HTTPS=0.
+    let dest = tmp.path().join("webhook");
+    let env = [
+        ("S3_ENDPOINT", format!("127.0.0.1:{}", s3.port)),
+        ("S3_USE_HTTPS", "0".into()),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+        ("AWS_DEFAULT_REGION", "us-east-1".into()),
+    ];
+    let out = run_env(&["s3://models/iris", dest.to_str().unwrap()], &env);
+    out.expect_code(0);
+    assert_eq!(tree(&dest), files(&[("model.json", b"{}")]));
+}
+
+#[test]
+fn a_registry_artifact_on_s3_downloads_end_to_end() {
+    // The `iris` scenario resolves model-registry://iris to s3://models/iris/v2/.
+    let registry = Replay::start("iris");
+    let s3 = S3rver::start();
+    s3.bucket("models")
+        .put("models", "iris/v2/model.joblib", &bytes(50_000, 9))
+        .put("models", "iris/v2/metadata/schema.json", b"{\"in\":4}")
+        .put("models", "iris/v1/model.joblib", b"older");
+    let tmp = TempDir::new("s3-e2e");
+    let dest = tmp.path().join("models");
+    let env = [
+        ("MODEL_REGISTRY_BASE_URL", registry.authority()),
+        ("AWS_ENDPOINT_URL", s3.endpoint()),
+        ("awsAnonymousCredential", "true".into()),
+    ];
+    let out = run_env(&["model-registry://iris", dest.to_str().unwrap()], &env);
+    out.expect_code(0);
+    assert_eq!(
+        tree(&dest),
+        files(&[
+            ("metadata/schema.json", b"{\"in\":4}"),
+            ("model.joblib", &bytes(50_000, 9)),
+        ])
+    );
+}
+
+/// A fake S3 that lists `keys` (each object holding its own key as bytes) and serves them.
+fn fake_s3(keys: &'static [&'static str]) -> Server {
+    Server::start("127.0.0.1:0", move |stream| {
+        let Some((_, target, _)) = crate::support::server::read_head(&stream) else {
+            return;
+        };
+        let body = if target.contains("list-type=2") {
+            let mut xml = String::from("<ListBucketResult><IsTruncated>false</IsTruncated>");
+            for key in keys {
+                xml.push_str(&format!(
+                    "<Contents><Key>{key}</Key><Size>{}</Size></Contents>",
+                    key.len()
+                ));
+            }
+            xml + "</ListBucketResult>"
+        } else {
+            let key = target.split('?').next().unwrap_or("");
+            key.trim_start_matches("/b/").to_string()
+        };
+        let _ = write!(
+            &stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    })
+}
+
+#[test]
+fn a_hostile_key_fails_the_run_before_anything_is_written() {
+    let server = fake_s3(&["m/good.bin", "m/../../escaped.bin", "m/z.bin"]);
+    let tmp = TempDir::new("s3-hostile");
+    let dest = tmp.path().join("a/dest");
+    let env = [
+        ("AWS_ENDPOINT_URL", format!("http://{}", server.addr())),
+        ("awsAnonymousCredential", "true".into()),
+    ];
+    let out = run_env(&["s3://b/m/", dest.to_str().unwrap()], &env);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        "error: refusing object 'm/../../escaped.bin' of 's3://b/m/': a '..' segment would leave DEST_DIR"
+    );
+    assert!(tree(tmp.path()).is_empty(), "nothing written anywhere");
+}
