@@ -32,7 +32,7 @@ ARGS:
     DEST_DIR    where the files go; created if missing (KServe: /mnt/models)
 
 OPTIONS:
-    -j, --jobs N    parallel transfers (default 8)
+    -j, --jobs N    parallel transfers (default 16)
     --dry-run       print what would be written (size and path, one per line), write nothing
     --resolve       resolve a model-registry:// URI, print the result as one JSON object on
                     stdout, download nothing

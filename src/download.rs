@@ -10,7 +10,8 @@
 //!    the temporary file, so a rerun fetches only the missing parts of a large object.
 //! 5. After success, temporary files a killed run left anywhere in `DEST_DIR` are removed.
 //!
-//! Memory is bounded by workers × `http::BUFFER_SIZE`, whatever the object sizes.
+//! Memory is bounded by workers × `http::BUFFER_SIZE` (plus ureq's buffers per connection),
+//! whatever the object sizes.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -28,11 +29,14 @@ use crate::fetch::Source;
 use crate::plan::{self, Planned};
 use crate::progress::{self, Progress};
 
-/// Parallel transfers when `-j` is not given: enough to fill a fast link to an object store
-/// without a large memory or connection footprint.
-pub const DEFAULT_JOBS: usize = 8;
-/// Objects larger than this are fetched as ranged parts of this size.
-pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
+/// Parallel transfers when `-j` is not given: enough requests in flight to keep an object
+/// store busy on many small files (measured: 8 left s3rver idle between requests, 32 gained
+/// nothing more), at about 150 KiB of buffers each.
+pub const DEFAULT_JOBS: usize = 16;
+/// Objects larger than this are fetched as ranged parts of this size: large enough that the
+/// cost of a request (signing, the server's lookup) is noise, small enough that a 1 GiB file
+/// still keeps 16 workers busy.
+pub const DEFAULT_PART_SIZE: u64 = 64 << 20;
 
 /// How to download.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,13 +116,23 @@ pub fn download(
         }
         let (job, ranges) = FileJob::prepare(p, path, uri, options.part_size)?;
         let index = jobs.len();
-        tasks.extend(ranges.into_iter().map(|range| Task { job: index, range }));
+        tasks.extend(
+            ranges
+                .into_iter()
+                .enumerate()
+                .map(|(ordinal, range)| (ordinal, Task { job: index, range })),
+        );
         jobs.push(job);
     }
     if skipped > 0 {
         log::info!("{skipped} file(s) already complete in {}", dest.display());
     }
 
+    // First parts of every file, then second parts, and so on: workers spread over several
+    // large files rather than crowding one (writers to one file queue on its inode lock), and
+    // small files, all first parts, go first.
+    tasks.sort_by_key(|(ordinal, _)| *ordinal);
+    let tasks: Vec<Task> = tasks.into_iter().map(|(_, task)| task).collect();
     let total = tasks
         .iter()
         .filter_map(|t| t.range.as_ref().map(|r| r.end - r.start))
@@ -266,10 +280,8 @@ impl FileJob {
                 file
             }
             (Some(0), _) => create(&temp)?,
-            (Some(size), true) => {
-                ranges.push(Some(0..size));
-                create(&temp)?
-            }
+            // One plain GET for anything not split: a Range header on a whole object only
+            // makes servers and proxies take their slower path. The size is checked at the end.
             _ => {
                 ranges.push(None);
                 create(&temp)?

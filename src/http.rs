@@ -44,8 +44,13 @@ const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(10);
 // Browsers and curl stop at 20; a model download has no reason to need more than a few.
 const MAX_REDIRECTS: usize = 10;
-/// Bytes read from a response body at a time: with N workers, downloads hold N of these.
-pub const BUFFER_SIZE: usize = 256 * 1024;
+/// Bytes read from a response body at a time: with N workers, downloads hold N of these,
+/// plus ureq's own buffers (`INPUT_BUFFER` and `OUTPUT_BUFFER`) per connection.
+pub const BUFFER_SIZE: usize = 64 * 1024;
+// What ureq reads from a socket at a time; a loopback or LAN read rarely returns more.
+const INPUT_BUFFER: usize = 64 * 1024;
+// Requests are a GET's head or a small token form.
+const OUTPUT_BUFFER: usize = 16 * 1024;
 
 // Where Linux distributions keep the system bundle, when there is one.
 const SYSTEM_BUNDLES: [&str; 3] = [
@@ -81,6 +86,8 @@ pub fn agent(tls: &TlsSettings, trust: Trust<'_>) -> Result<Agent, Error> {
         .user_agent(USER_AGENT)
         .http_status_as_error(false)
         .max_redirects(0)
+        .input_buffer_size(INPUT_BUFFER)
+        .output_buffer_size(OUTPUT_BUFFER)
         .timeout_connect(Some(Duration::from_secs(10)))
         .timeout_recv_response(Some(Duration::from_secs(30)))
         // An idle timeout: a long body is fine as long as bytes keep coming.

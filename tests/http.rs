@@ -66,11 +66,8 @@ fn a_file_lands_under_the_last_path_segment() {
     out.expect_code(0);
     assert_eq!(names(&site.dest()), vec!["model.onnx"]);
     assert_eq!(std::fs::read(site.dest().join("model.onnx")).unwrap(), data);
-    // One ranged probe, then the file in one ranged read (it is smaller than a part).
-    assert_eq!(
-        ranges_asked(&web),
-        vec![Some("bytes=0-0".into()), Some("bytes=0-299999".into())]
-    );
+    // One ranged probe, then the file in one plain GET (it is smaller than a part).
+    assert_eq!(ranges_asked(&web), vec![Some("bytes=0-0".into()), None]);
     assert!(
         out.stderr
             .contains("info: downloaded 1 file(s), 300000 bytes (293.0 KiB) in "),
@@ -162,7 +159,7 @@ fn no_content_length_and_no_ranges_is_one_stream() {
 
 #[test]
 fn large_files_come_in_parallel_ranged_parts() {
-    let data = bytes((40 << 20) + 123, 4);
+    let data = bytes((130 << 20) + 123, 4);
     let site = Site::new(&[("big.bin", &data)]);
     let web = Web::start(&site.www(), Behaviour::default());
     let uri = format!("{}/big.bin", web.url());
@@ -170,17 +167,16 @@ fn large_files_come_in_parallel_ranged_parts() {
     assert_eq!(std::fs::read(site.dest().join("big.bin")).unwrap(), data);
     let mut asked: Vec<String> = ranges_asked(&web).into_iter().flatten().collect();
     asked.sort();
-    let part = 16u64 << 20;
+    let part = 64u64 << 20;
     let last = data.len() as u64 - 1;
-    assert_eq!(
-        asked,
-        vec![
-            "bytes=0-0".to_string(),
-            format!("bytes=0-{}", part - 1),
-            format!("bytes={}-{}", part, 2 * part - 1),
-            format!("bytes={}-{last}", 2 * part),
-        ]
-    );
+    let mut expected = vec![
+        "bytes=0-0".to_string(),
+        format!("bytes=0-{}", part - 1),
+        format!("bytes={}-{}", part, 2 * part - 1),
+        format!("bytes={}-{last}", 2 * part),
+    ];
+    expected.sort();
+    assert_eq!(asked, expected);
 }
 
 #[test]
@@ -198,13 +194,13 @@ fn a_cut_connection_resumes_from_the_bytes_written() {
     let out = run(&[&uri, &site.dest_str()], &[]);
     out.expect_code(0);
     assert_eq!(std::fs::read(site.dest().join("model.bin")).unwrap(), data);
-    let last = data.len() - 1;
+    // A plain GET, cut; the retry asks for the rest.
     assert_eq!(
         ranges_asked(&web),
         vec![
             Some("bytes=0-0".into()),
-            Some(format!("bytes=0-{last}")),
-            Some(format!("bytes=1048576-{last}")),
+            None,
+            Some("bytes=1048576-".into()),
         ]
     );
     assert!(
