@@ -28,7 +28,8 @@ USAGE:
 ARGS:
     SRC_URI     model-registry://[HOST[:PORT]/]MODEL[/VERSION][?namespace=NS]
                 (names may be percent-encoded: my%20model, v1%2Frc),
-                http(s)://HOST/PATH/FILE, file:///PATH or a local path
+                s3://BUCKET[/PREFIX], http(s)://HOST/PATH/FILE, file:///PATH or a
+                local path
     DEST_DIR    where the files go; created if missing (KServe: /mnt/models)
 
 OPTIONS:
@@ -59,6 +60,23 @@ ENVIRONMENT (empty counts as unset):
     CA_BUNDLE_CONFIGMAP_NAME       with CA_BUNDLE_VOLUME_MOUNT_POINT: KServe's CA bundle
     HTTPS_PROXY, HTTP_PROXY, NO_PROXY
     RUST_LOG                       log level (default info)
+
+  S3 (KServe's names and meanings):
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+                                   keys; without any credentials requests go unsigned
+    AWS_SESSION_TOKEN              session token for temporary keys
+    AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE  web identity (IRSA), exchanged at STS;
+                                   AWS_ROLE_SESSION_NAME, AWS_ENDPOINT_URL_STS optional
+    awsAnonymousCredential         true: unsigned requests even when keys are set
+    AWS_REGION, AWS_DEFAULT_REGION region (default us-east-1)
+    AWS_ENDPOINT_URL               endpoint URL (MinIO, Ceph...); path-style by default
+    S3_ENDPOINT, S3_USE_HTTPS      host[:port] and 1/0, when AWS_ENDPOINT_URL is not set
+    S3_USER_VIRTUAL_BUCKET         true: virtual-hosted addressing; false: path-style
+    S3_USE_ACCELERATE              true: the AWS Transfer Acceleration endpoint
+    S3_VERIFY_SSL                  0 or false: do not verify the endpoint's certificate
+    AWS_CA_BUNDLE                  PEM CA bundle that replaces the trust store for S3
+    STORAGE_CONFIG, STORAGE_OVERRIDE_CONFIG  KServe's storage-spec JSON (type s3), laid
+                                   over the variables above
 
 EXIT STATUS:
     0 success, 1 failure at run time, 2 bad command line.
