@@ -49,7 +49,10 @@ fn signed_prefix_download_takes_the_folder_and_never_its_siblings() {
         .put("models", "iris/v1.bak", b"no");
     let tmp = TempDir::new("s3-signed");
     let dest = tmp.path().join("dest");
-    let out = run_env(&["s3://models/iris/v1", dest.to_str().unwrap()], &s3.env());
+    // At debug level ureq logs every request: still no key, signature or credential.
+    let mut env = s3.env();
+    env.push(("RUST_LOG", "debug".into()));
+    let out = run_env(&["s3://models/iris/v1", dest.to_str().unwrap()], &env);
     out.expect_code(0);
     assert_eq!(
         tree(&dest),
@@ -142,6 +145,43 @@ fn wrong_keys_get_one_line_that_names_the_variables() {
         assert_no_secrets(&out);
         assert!(!dest.exists(), "nothing is written on a failed listing");
     }
+}
+
+#[test]
+fn access_denied_says_whether_credentials_were_set() {
+    let s3 = S3sFs::start();
+    s3.put("models", "iris/model.bin", b"x");
+    let tmp = TempDir::new("s3-denied");
+    let dest = tmp.path().join("dest");
+    let out = run_env(
+        &["s3://models/iris", dest.to_str().unwrap()],
+        &[("AWS_ENDPOINT_URL", s3.endpoint())],
+    );
+    out.expect_code(1);
+    assert!(
+        out.last_line()
+            .starts_with("error: cannot list s3://models/iris: access denied: HTTP 403 Forbidden"),
+        "{out:#?}"
+    );
+    assert!(
+        out.stderr
+            .contains("hint: no S3 credentials are set: set AWS_ACCESS_KEY_ID"),
+        "{out:#?}"
+    );
+    let out = run_env(
+        &["s3://models/iris", dest.to_str().unwrap()],
+        &[
+            ("AWS_ENDPOINT_URL", s3.endpoint()),
+            ("awsAnonymousCredential", "true".into()),
+        ],
+    );
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains("hint: awsAnonymousCredential=true sends unsigned requests"),
+        "{out:#?}"
+    );
+    assert!(!dest.exists());
 }
 
 #[test]

@@ -44,6 +44,7 @@ const LIST_BODY_LIMIT: u64 = 16 << 20;
 
 const HINT_KEYS: &str = "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys); the region (AWS_REGION or AWS_DEFAULT_REGION) is signed too";
 const HINT_NO_CREDENTIALS: &str = "no S3 credentials are set: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE";
+const HINT_ANONYMOUS: &str = "awsAnonymousCredential=true sends unsigned requests: the bucket must allow public reads, or unset it and give credentials";
 const HINT_DENIED: &str = "the credentials may not read this bucket or prefix: check the bucket policy or the role's permissions";
 const HINT_BUCKET: &str =
     "check the bucket name, and AWS_ENDPOINT_URL (or S3_ENDPOINT) when the bucket is not on AWS";
@@ -164,6 +165,71 @@ pub fn parse_uri(uri: &str) -> Result<(String, String), String> {
         return Err(format!("the bucket name '{bucket}' holds '{c}'"));
     }
     Ok((bucket.to_string(), key.to_string()))
+}
+
+// How requests were signed, for the hint on an access-denied answer.
+#[derive(Debug, Clone, Copy)]
+enum Signing {
+    Unsigned { chosen: bool },
+    Signed,
+}
+
+// A failure in S3's terms: what its error code means, and which variables to check.
+fn explain(
+    failure: Failure,
+    bucket: &str,
+    endpoint: &str,
+    signing: Signing,
+) -> (String, Option<&'static str>) {
+    match failure {
+        Failure::Tls(cause) => (
+            format!("TLS with the S3 endpoint {endpoint} failed: {cause}"),
+            Some(HINT_TLS),
+        ),
+        Failure::Transport(cause) => (
+            format!("cannot reach the S3 endpoint {endpoint}: {cause}"),
+            Some(HINT_ENDPOINT),
+        ),
+        Failure::Other(cause) => (cause, None),
+        Failure::Status(status) => {
+            let said = status.to_string();
+            match (status.code.as_deref(), status.status) {
+                (Some("NoSuchBucket"), _) => (
+                    format!("the bucket '{bucket}' does not exist: {said}"),
+                    Some(HINT_BUCKET),
+                ),
+                (Some("NoSuchKey"), _) => (
+                    format!("the object is gone (listed, then not found): {said}"),
+                    None,
+                ),
+                (
+                    Some(
+                        "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken"
+                        | "ExpiredToken" | "TokenRefreshRequired" | "InvalidSecurity"
+                        // s3s-based servers say this for an unknown access key id.
+                        | "NotSignedUp",
+                    ),
+                    _,
+                ) => (
+                    format!("the S3 server refused the credentials: {said}"),
+                    Some(HINT_KEYS),
+                ),
+                (Some("AuthorizationHeaderMalformed" | "PermanentRedirect"), _) | (None, 301) => (
+                    format!("the bucket is in another region or at another endpoint: {said}"),
+                    Some(HINT_REGION),
+                ),
+                (Some("AccessDenied" | "AllAccessDisabled"), _) | (None, 401 | 403) => {
+                    let hint = match signing {
+                        Signing::Unsigned { chosen: false } => HINT_NO_CREDENTIALS,
+                        Signing::Unsigned { chosen: true } => HINT_ANONYMOUS,
+                        Signing::Signed => HINT_DENIED,
+                    };
+                    (format!("access denied: {said}"), Some(hint))
+                }
+                _ => (said, None),
+            }
+        }
+    }
 }
 
 impl S3Source {
@@ -399,56 +465,11 @@ impl S3Source {
 
     // A failure in S3's terms: what the error code means, and which variables to check.
     fn error(&self, action: &'static str, what: &str, failure: Failure) -> Error {
-        let custom = self.endpoint.url.as_str();
-        let (reason, hint) = match failure {
-            Failure::Tls(cause) => (
-                format!("TLS with the S3 endpoint {custom} failed: {cause}"),
-                Some(HINT_TLS),
-            ),
-            Failure::Transport(cause) => (
-                format!("cannot reach the S3 endpoint {custom}: {cause}"),
-                Some(HINT_ENDPOINT),
-            ),
-            Failure::Other(cause) => (cause, None),
-            Failure::Status(status) => {
-                let said = status.to_string();
-                match (status.code.as_deref(), status.status) {
-                    (Some("NoSuchBucket"), _) => (
-                        format!("the bucket '{}' does not exist: {said}", self.bucket),
-                        Some(HINT_BUCKET),
-                    ),
-                    (Some("NoSuchKey"), _) => (
-                        format!("the object is gone (listed, then not found): {said}"),
-                        None,
-                    ),
-                    (
-                        Some(
-                            "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken"
-                            | "ExpiredToken" | "TokenRefreshRequired" | "InvalidSecurity"
-                            // s3s-based servers say this for an unknown access key id.
-                            | "NotSignedUp",
-                        ),
-                        _,
-                    ) => (
-                        format!("the S3 server refused the credentials: {said}"),
-                        Some(HINT_KEYS),
-                    ),
-                    (Some("AuthorizationHeaderMalformed" | "PermanentRedirect"), _)
-                    | (None, 301) => (
-                        format!("the bucket is in another region or at another endpoint: {said}"),
-                        Some(HINT_REGION),
-                    ),
-                    (Some("AccessDenied" | "AllAccessDisabled"), _) | (None, 401 | 403) => {
-                        let hint = match self.signer {
-                            Signer::None { chosen: false } => HINT_NO_CREDENTIALS,
-                            _ => HINT_DENIED,
-                        };
-                        (format!("access denied: {said}"), Some(hint))
-                    }
-                    _ => (said, None),
-                }
-            }
+        let signing = match self.signer {
+            Signer::None { chosen } => Signing::Unsigned { chosen },
+            _ => Signing::Signed,
         };
+        let (reason, hint) = explain(failure, &self.bucket, &self.endpoint.url, signing);
         Error::Fetch {
             action,
             url: what.to_string(),
@@ -662,6 +683,61 @@ mod tests {
         let broken = "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>";
         assert!(parse_page(broken).is_err());
         assert!(parse_page("<html>").is_err());
+    }
+
+    #[test]
+    fn errors_in_s3_terms() {
+        let status = |code: Option<&str>, status| {
+            Failure::Status(StatusError {
+                status,
+                code: code.map(String::from),
+                message: Some("m".into()),
+            })
+        };
+        let signed = Signing::Signed;
+        let e = |f| explain(f, "models", "http://h:9000", signed);
+        let (reason, hint) = e(status(Some("PermanentRedirect"), 301));
+        assert_eq!(
+            reason,
+            "the bucket is in another region or at another endpoint: HTTP 301 Moved Permanently (server said: PermanentRedirect: m)"
+        );
+        assert_eq!(hint, Some(HINT_REGION));
+        assert_eq!(e(status(None, 301)).1, Some(HINT_REGION));
+        assert_eq!(
+            e(status(Some("AuthorizationHeaderMalformed"), 400)).1,
+            Some(HINT_REGION)
+        );
+        assert_eq!(e(status(Some("ExpiredToken"), 400)).1, Some(HINT_KEYS));
+        assert_eq!(e(status(None, 403)).1, Some(HINT_DENIED));
+        assert_eq!(
+            e(status(Some("NoSuchKey"), 404)).0,
+            "the object is gone (listed, then not found): HTTP 404 Not Found (server said: NoSuchKey: m)"
+        );
+        assert_eq!(
+            e(status(Some("SlowDown"), 503)),
+            (
+                "HTTP 503 Service Unavailable (server said: SlowDown: m)".into(),
+                None
+            )
+        );
+        let unsigned = |chosen| {
+            explain(
+                status(Some("AccessDenied"), 403),
+                "b",
+                "e",
+                Signing::Unsigned { chosen },
+            )
+            .1
+        };
+        assert_eq!(unsigned(false), Some(HINT_NO_CREDENTIALS));
+        assert_eq!(unsigned(true), Some(HINT_ANONYMOUS));
+        assert_eq!(
+            e(Failure::Tls("bad cert".into())),
+            (
+                "TLS with the S3 endpoint http://h:9000 failed: bad cert".into(),
+                Some(HINT_TLS)
+            )
+        );
     }
 
     #[test]
