@@ -46,7 +46,8 @@ fn signed_prefix_download_takes_the_folder_and_never_its_siblings() {
         .put("models", "iris/v1/c++ & 50%.txt", b"odd name")
         .put("models", "iris/v1/empty", b"")
         .put("models", "iris/v10/sibling", b"no")
-        .put("models", "iris/v1.bak", b"no");
+        .put("models", "iris/v1.bak", b"no")
+        .put("models", "my model+x/w.bin", b"spaced");
     let tmp = TempDir::new("s3-signed");
     let dest = tmp.path().join("dest");
     // At debug level ureq logs every request: still no key, signature or credential.
