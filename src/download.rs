@@ -19,8 +19,8 @@ use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 
 use crate::dest;
@@ -197,7 +197,8 @@ struct FileJob {
     uri: String,
     path: PathBuf,
     temp: PathBuf,
-    file: File,
+    // Opened when the job is prepared for a parted file, else by `file()` when needed.
+    file: OnceLock<File>,
     // Which parts are done, for objects fetched in more than one part.
     journal: Option<Mutex<File>>,
     part_size: u64,
@@ -277,14 +278,14 @@ impl FileJob {
                         ranges.push(Some(start..(start + part_size).min(size)));
                     }
                 }
-                file
+                OnceLock::from(file)
             }
-            (Some(0), _) => create(&temp)?,
+            (Some(0), _) => OnceLock::new(),
             // One plain GET for anything not split: a Range header on a whole object only
             // makes servers and proxies take their slower path. The size is checked at the end.
             _ => {
                 ranges.push(None);
-                create(&temp)?
+                OnceLock::new()
             }
         };
         let job = FileJob {
@@ -311,20 +312,30 @@ impl FileJob {
         }
     }
 
+    // The temporary file. A file fetched in one piece is created by the worker that fetches
+    // it: creating thousands up front would put that cost (slow on a busy ext4) before the
+    // first byte, on one thread.
+    fn file(&self) -> Result<&File, Error> {
+        if let Some(file) = self.file.get() {
+            return Ok(file);
+        }
+        let file = create(&self.temp)?;
+        Ok(self.file.get_or_init(|| file))
+    }
+
     // All tasks done: check the size and rename into place.
     fn finish(&self, progress: &Progress) -> Result<(), Error> {
+        let file = self.file()?;
         let expected = match self.planned.size {
             Some(size) => size,
             None => {
                 let written = self.written.load(Ordering::Relaxed);
-                self.file
-                    .set_len(written)
+                file.set_len(written)
                     .map_err(|e| Error::io("truncate", &self.temp, e))?;
                 written
             }
         };
-        let actual = self
-            .file
+        let actual = file
             .metadata()
             .map_err(|e| Error::io("inspect", &self.temp, e))?
             .len();
@@ -447,7 +458,7 @@ fn run_task(
             .as_ref()
             .is_none_or(|r| Some(r.end) == job.planned.size);
     let mut writer = PartWriter {
-        file: &job.file,
+        file: job.file()?,
         pos: start,
         end: task.range.as_ref().map(|r| r.end),
         stop,
