@@ -4,8 +4,8 @@
 //!     bash .ci/install-test-servers && cargo bench --bench s3
 //!
 //! Two sets: a model folder of 3 × 384 MiB shards plus small JSON files (1.13 GiB), and 2,000
-//! files of 64 KiB. Runs alternate between the tools (ours, s5cmd, curl, ours, ...) so that a
-//! slow moment of the machine is shared out. Each run starts from an empty destination. For
+//! files of 64 KiB. Runs alternate between the tools, and who goes first rotates each round,
+//! so that a slow moment of the machine is shared out. Each run starts from an empty destination. For
 //! each tool and set it prints the median MiB/s, client CPU seconds (user + system) per GiB,
 //! the peak RSS (GNU time's %M: the largest process), and our ratio to s5cmd.
 //!
@@ -60,16 +60,18 @@ fn sets() -> Vec<Set> {
     let small = (0..2000)
         .map(|i| (format!("small/{:02}/f{i:04}.bin", i % 20), 64 * 1024))
         .collect();
+    // The many-files set first: deleting the large set's gigabytes leaves the file system
+    // busy (freeing and discarding blocks) for a while afterwards.
     vec![
-        Set {
-            name: "model folder (3 x 384 MiB + 4 small)",
-            prefix: "model",
-            files: model,
-        },
         Set {
             name: "2,000 x 64 KiB",
             prefix: "small",
             files: small,
+        },
+        Set {
+            name: "model folder (3 x 384 MiB + 4 small)",
+            prefix: "model",
+            files: model,
         },
     ]
 }
@@ -253,13 +255,23 @@ fn main() {
         s3.endpoint(),
         started.elapsed().as_secs_f64()
     );
+    // ext4 avoids reusing inodes deleted in the last half minute, and searching past them
+    // makes creating files slow: a run started right after seeding, or after another
+    // benchmark's clean-up, creates its 2,000 files at half speed.
+    sync();
+    std::thread::sleep(std::time::Duration::from_secs(35));
     let work = TempDir::new("bench-s3");
     let tools = [Tool::Ours, Tool::S5cmd, Tool::Curl];
     println!(
         "\n{:<38} {:<32} {:>9} {:>12} {:>10}",
         "set", "tool", "MiB/s", "CPU s/GiB", "peak RSS"
     );
-    for set in &sets {
+    for (i, set) in sets.iter().enumerate() {
+        if i > 0 {
+            // Let the previous set's deletions settle (see above).
+            sync();
+            std::thread::sleep(std::time::Duration::from_secs(35));
+        }
         let gib = set.bytes() as f64 / (1u64 << 30) as f64;
         let mut results: Vec<Vec<Measure>> = tools.iter().map(|_| Vec::new()).collect();
         // Each run writes into a folder of its own. Deleting thousands of files just before a
@@ -269,8 +281,12 @@ fn main() {
         // run pays for the previous one's writeback.
         let many_files = set.files.len() > 100;
         let mut run = 0;
-        for _ in 0..rounds {
-            for (t, &tool) in tools.iter().enumerate() {
+        // Round 0 warms up (server caches, the connection path) and is not counted.
+        for round in 0..=rounds {
+            // Who goes first rotates, so no tool always follows the same one.
+            for step in 0..tools.len() {
+                let t = (round + step) % tools.len();
+                let tool = tools[t];
                 run += 1;
                 let dest: PathBuf = work.path().join(format!("{}-{run}", set.prefix));
                 std::fs::create_dir_all(&dest).unwrap();
@@ -279,7 +295,19 @@ fn main() {
                 sync();
                 let m = timed(command(tool, &s3, set, &dest, &config), tool.name());
                 check(set, &dest, tool);
-                results[t].push(m);
+                let counted = round > 0;
+                eprintln!(
+                    "{} / {}{}: {:.2} s, {:.2} CPU s, {} KiB",
+                    set.prefix,
+                    tool.name(),
+                    if counted { "" } else { " (warm-up)" },
+                    m.seconds,
+                    m.cpu,
+                    m.rss_kib
+                );
+                if counted {
+                    results[t].push(m);
+                }
                 if !many_files {
                     std::fs::remove_dir_all(&dest).unwrap();
                 }
