@@ -433,16 +433,23 @@ pub fn join_url(base: &str, location: &str) -> Option<String> {
     Some(format!("{origin}{dir}{location}"))
 }
 
+/// Request headers as owned name and value pairs.
+pub type Headers = Vec<(String, String)>;
+
 /// Writes the bytes of `range` of `url` (all of it for `None`) to `out`.
 ///
 /// Dropped connections, timeouts, 429 and 5xx are retried with backoff; each retry asks for
 /// the bytes not yet written. A server that answers a ranged request with the whole body (200)
 /// is read from the start, skipping what was already written. The attempt count starts over
 /// whenever an attempt made progress, so a long download on a flaky link keeps going.
+///
+/// `headers` is asked again for each attempt: a signature made for the first attempt may be
+/// too old for a retry after a long, slow transfer (S3 accepts a signed request for 15
+/// minutes).
 pub fn download(
     agent: &Agent,
     url: &str,
-    headers: &[(&str, &str)],
+    headers: &dyn Fn() -> Result<Headers, Failure>,
     range: Option<Range<u64>>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
@@ -464,7 +471,11 @@ pub fn download(
             Some(end) => Some(format!("bytes={pos}-{}", end - 1)),
             None => Some(format!("bytes={pos}-")),
         };
-        let mut all_headers = headers.to_vec();
+        let headers = headers()?;
+        let mut all_headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         if let Some(value) = &range_header {
             all_headers.push(("Range", value));
         }

@@ -179,10 +179,9 @@ fn large_files_come_in_parallel_ranged_parts() {
     assert_eq!(asked, expected);
 }
 
-#[test]
-fn a_cut_connection_resumes_from_the_bytes_written() {
-    let data = bytes(3 << 20, 5);
-    let site = Site::new(&[("model.bin", &data)]);
+/// `model.bin` holding `data`, served by a server that cuts every response after 1 MiB.
+fn cut_after_1_mib(data: &[u8]) -> (Site, Web) {
+    let site = Site::new(&[("model.bin", data)]);
     let web = Web::start(
         &site.www(),
         Behaviour {
@@ -190,6 +189,40 @@ fn a_cut_connection_resumes_from_the_bytes_written() {
             ..Behaviour::default()
         },
     );
+    (site, web)
+}
+
+#[test]
+fn each_attempt_asks_for_fresh_headers() {
+    // S3 signatures expire: a retry must not resend the first attempt's.
+    let data = bytes(3 << 20, 6);
+    let (_site, web) = cut_after_1_mib(&data);
+    let agent = mr_storage_initializer::http::agent(
+        &mr_storage_initializer::settings::TlsSettings::default(),
+        mr_storage_initializer::http::Trust::Usual(&[]),
+    )
+    .unwrap();
+    let calls = std::cell::Cell::new(0);
+    let headers = || {
+        calls.set(calls.get() + 1);
+        Ok(vec![("X-Attempt".to_string(), calls.get().to_string())])
+    };
+    let mut out = Vec::new();
+    let url = format!("{}/model.bin", web.url());
+    mr_storage_initializer::http::download(&agent, &url, &headers, None, &mut out).unwrap();
+    assert!(out == data, "the bytes differ");
+    let attempts: Vec<Option<String>> = web
+        .seen()
+        .into_iter()
+        .map(|s| s.headers.get("x-attempt").cloned())
+        .collect();
+    assert_eq!(attempts, vec![Some("1".into()), Some("2".into())]);
+}
+
+#[test]
+fn a_cut_connection_resumes_from_the_bytes_written() {
+    let data = bytes(3 << 20, 5);
+    let (site, web) = cut_after_1_mib(&data);
     let uri = format!("{}/model.bin", web.url());
     let out = run(&[&uri, &site.dest_str()], &[]);
     out.expect_code(0);

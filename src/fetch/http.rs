@@ -118,8 +118,14 @@ impl Source for HttpSource {
         range: Option<Range<u64>>,
         out: &mut dyn Write,
     ) -> Result<(), Error> {
-        http::download(&self.agent, &self.url, &self.headers(), range, out)
-            .map_err(|f| self.fail(f))
+        let headers = || {
+            Ok(self
+                .headers()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect())
+        };
+        http::download(&self.agent, &self.url, &headers, range, out).map_err(|f| self.fail(f))
     }
 }
 

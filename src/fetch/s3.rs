@@ -127,7 +127,7 @@ pub fn endpoint(s3: &S3Settings, bucket: &str) -> Endpoint {
 }
 
 // rust-s3's view of a bucket: it builds URLs and, given keys (id, secret, session token),
-// presigns them.
+// signs requests for them.
 fn rust_s3_bucket(
     name: &str,
     endpoint: &Endpoint,
@@ -500,9 +500,17 @@ impl Source for S3Source {
             Some(r) => log::debug!("GET {what} bytes {}-{}", r.start, r.end - 1),
             None => log::debug!("GET {what}"),
         }
-        // Signed without a Range: the download code sets its own, and changes it to resume.
-        let request = self.request(&format!("/{key}"), Command::GetObject, &what)?;
-        http::download(&self.agent, &request.url, &request.headers(), range, out)
+        // Signed without a Range (the download code sets its own, and changes it to resume),
+        // and again for each attempt: a signature is good for 15 minutes.
+        let url = self
+            .request(&format!("/{key}"), Command::GetObject, &what)?
+            .url;
+        let sign = || {
+            self.request(&format!("/{key}"), Command::GetObject, &what)
+                .map(|signed| signed.headers)
+                .map_err(|e| Failure::Other(e.to_string()))
+        };
+        http::download(&self.agent, &url, &sign, range, out)
             .map_err(|f| self.error("download", &what, f))
     }
 }
