@@ -28,8 +28,8 @@ USAGE:
 ARGS:
     SRC_URI     model-registry://[HOST[:PORT]/]MODEL[/VERSION][?namespace=NS]
                 (names may be percent-encoded: my%20model, v1%2Frc),
-                s3://BUCKET[/PREFIX], http(s)://HOST/PATH/FILE, file:///PATH or a
-                local path
+                s3://BUCKET[/PREFIX], gs://BUCKET[/PREFIX], http(s)://HOST/PATH/FILE,
+                file:///PATH or a local path
     DEST_DIR    where the files go; created if missing (KServe: /mnt/models)
 
 OPTIONS:
@@ -77,6 +77,13 @@ ENVIRONMENT (empty counts as unset):
     AWS_CA_BUNDLE                  PEM CA bundle that replaces the trust store for S3
     STORAGE_CONFIG, STORAGE_OVERRIDE_CONFIG  KServe's storage-spec JSON (type s3), laid
                                    over the variables above
+
+  GCS (Google's names):
+    GOOGLE_APPLICATION_CREDENTIALS service-account key or user credentials JSON file; else
+                                   the metadata server, else anonymous requests
+    GCE_METADATA_HOST              the metadata server's host[:port]
+    STORAGE_EMULATOR_HOST          an emulator's host:port or URL, reached without auth
+    CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE  another JSON API endpoint, reached with auth
 
 EXIT STATUS:
     0 success, 1 failure at run time, 2 bad command line.

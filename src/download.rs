@@ -449,6 +449,16 @@ fn run_task(
     progress: &Progress,
 ) -> Result<(), Error> {
     let start = task.range.as_ref().map_or(0, |r| r.start);
+    match &task.range {
+        Some(r) => log::debug!(
+            "fetching '{}' of '{}' bytes {}-{}",
+            job.planned.key,
+            job.uri,
+            r.start,
+            r.end - 1
+        ),
+        None => log::debug!("fetching '{}' of '{}'", job.planned.key, job.uri),
+    }
     // An object that arrives in one piece is hashed on the way, when its MD5 is known; the
     // parts of a large object arrive out of order, and hashing them would mean reading the
     // whole file again.

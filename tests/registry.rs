@@ -536,23 +536,6 @@ fn allow_list_refuses_other_prefixes() {
     out.expect_code(0);
 }
 
-#[test]
-fn a_run_resolves_then_says_downloads_are_not_built_yet() {
-    let mr = Replay::start("iris");
-    let dest = TempDir::new("dest");
-    let base = mr.authority();
-    let out = run(
-        &["model-registry://iris/v1", dest.path().to_str().unwrap()],
-        &[("MODEL_REGISTRY_BASE_URL", base.as_str())],
-    );
-    out.expect_code(1);
-    assert_eq!(
-        out.last_line(),
-        "error: cannot download 'gs://models/iris/v1/': storage download not implemented yet for gs://"
-    );
-    assert_eq!(mr.keys().len(), 3);
-}
-
 // The probe of a host without a port goes to port 80: this test binds 127.0.0.1:80, which
 // needs root or CAP_NET_BIND_SERVICE (CI runs as root). Both probe answers that mean
 // "a registry" are checked here, one after the other, so the port is never contended.

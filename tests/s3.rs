@@ -3,14 +3,13 @@
 //! small fake speaks S3 only where no real server can be made to misbehave (hostile keys).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::support::replay::Replay;
 use crate::support::s3::{ACCESS_KEY, S3rver, S3sFs, SECRET_KEY};
-use crate::support::server::Server;
+use crate::support::server::{Server, read_form};
 use crate::support::{Run, TempDir, bytes, closed_port, run, tls, tree};
 
 fn run_env(args: &[&str], env: &[(&str, String)]) -> Run {
@@ -102,7 +101,7 @@ fn five_thousand_keys_arrive_through_continuation_tokens() {
     let tmp = TempDir::new("s3-many");
     let dest = tmp.path().join("dest");
     let mut env = s3.env();
-    env.push(("RUST_LOG", "mr_storage_initializer::fetch::s3=debug".into()));
+    env.push(("RUST_LOG", "mr_storage_initializer::fetch=debug".into()));
     let out = run_env(&["s3://many/shards/", dest.to_str().unwrap()], &env);
     out.expect_code(0);
     let got = tree(&dest);
@@ -280,7 +279,7 @@ fn a_large_object_arrives_byte_exact_in_parallel_ranged_parts() {
     let dest = tmp.path().join("dest");
     let env = [
         ("AWS_ENDPOINT_URL", s3.endpoint()),
-        ("RUST_LOG", "mr_storage_initializer::fetch::s3=debug".into()),
+        ("RUST_LOG", "mr_storage_initializer::download=debug".into()),
     ];
     let out = run_env(&["s3://models/llm", dest.to_str().unwrap()], &env);
     out.expect_code(0);
@@ -294,7 +293,7 @@ fn a_large_object_arrives_byte_exact_in_parallel_ranged_parts() {
     let parts: Vec<&str> = out
         .stderr
         .lines()
-        .filter(|l| l.contains("GET s3://models/llm/model.safetensors bytes "))
+        .filter(|l| l.contains("fetching 'llm/model.safetensors' of 's3://models/llm' bytes "))
         .collect();
     assert_eq!(parts.len(), 4, "{parts:#?}");
     assert!(
@@ -444,41 +443,6 @@ impl Sts {
     fn url(&self) -> String {
         format!("http://{}", self.server.addr())
     }
-}
-
-// A POSTed form, decoded; `None` for a connection that sent no request.
-fn read_form(stream: &TcpStream) -> Option<HashMap<String, String>> {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    if !line.starts_with("POST ") {
-        return None;
-    }
-    let mut length = 0;
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).ok()?;
-        if h.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = h.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().ok()?;
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    let decode =
-        |s: &str| mr_storage_initializer::uri::percent_decode(&s.replace('+', " ")).unwrap();
-    Some(
-        String::from_utf8(body)
-            .ok()?
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .map(|(k, v)| (decode(k), decode(v)))
-            .collect(),
-    )
 }
 
 fn web_identity_env(sts: &Sts, token_file: &Path, s3: &S3sFs) -> Vec<(&'static str, String)> {

@@ -15,6 +15,8 @@ mod registry;
 mod http;
 // s3:// downloads against real S3 servers on 127.0.0.1.
 mod s3;
+// gs:// downloads against fake-gcs-server and local auth stand-ins.
+mod gcs;
 // Extraction of a lone archive, hostile ones included.
 mod archive;
 // The whole job end to end, and the quickstart.

@@ -5,6 +5,8 @@
 //! object into a writer. Everything else (path mapping, parallelism, parts, temporary names,
 //! resume, progress) is the engine's (`download`), written once for every backend.
 
+pub mod gauth;
+pub mod gcs;
 pub mod http;
 pub mod local;
 pub mod s3;
@@ -14,6 +16,7 @@ use std::io::Write;
 use std::ops::Range;
 
 use crate::error::{Error, redact_url};
+use crate::http::{Failure, StatusError};
 use crate::settings::Settings;
 use crate::uri::StorageKind;
 
@@ -46,6 +49,102 @@ pub trait Source: Sync {
     fn read(&self, key: &str, range: Option<Range<u64>>, out: &mut dyn Write) -> Result<(), Error>;
 }
 
+/// `SCHEME://BUCKET[/KEY]` → bucket and key, the key as written (object names are not
+/// URL-encoded in these URIs). Shared by the object stores.
+pub fn bucket_uri(uri: &str, scheme: &str) -> Result<(String, String), String> {
+    let rest = match uri.split_once("://") {
+        Some((s, rest)) if s.eq_ignore_ascii_case(scheme) => rest,
+        _ => return Err(format!("not a {scheme}:// URI")),
+    };
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(format!("no bucket name after {scheme}://"));
+    }
+    if let Some(c) = bucket
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+    {
+        return Err(format!("the bucket name '{bucket}' holds '{c}'"));
+    }
+    Ok((bucket.to_string(), key.to_string()))
+}
+
+/// One page of an object store's listing, and the token of the next page if there is one.
+#[derive(Debug, PartialEq)]
+pub struct Page {
+    pub objects: Vec<Object>,
+    pub next: Option<String>,
+}
+
+/// Lists `prefix` through `page(prefix, token, max_keys)`, the way every object store is
+/// listed here. A prefix that does not end in `/` is the object of that exact name (the first
+/// key of a one-key page, since it sorts before every longer key) plus everything under
+/// `prefix/`, so siblings such as `model2/` are never listed. Pages are followed until the
+/// store gives no token; a token given twice is an error rather than a loop. `what` names the
+/// store in messages (`s3://bucket`).
+pub fn list_by_pages(
+    prefix: &str,
+    what: &str,
+    page: impl Fn(&str, Option<&str>, Option<usize>) -> Result<Page, Error>,
+) -> Result<Vec<Object>, Error> {
+    let mut objects = Vec::new();
+    let below = if prefix.is_empty() || prefix.ends_with('/') {
+        prefix.to_string()
+    } else {
+        let first = page(prefix, None, Some(1))?;
+        objects.extend(first.objects.into_iter().filter(|o| o.key == prefix));
+        format!("{prefix}/")
+    };
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let next = page(&below, token.as_deref(), None)?;
+        pages += 1;
+        objects.extend(next.objects);
+        match next.next {
+            Some(next) if token.as_deref() == Some(next.as_str()) => {
+                return Err(Error::Fetch {
+                    action: "list",
+                    url: format!("{what}/{below}"),
+                    reason: "the server sent the same page token twice".into(),
+                    hint: None,
+                });
+            }
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    log::debug!(
+        "listed {what}/{below}: {} object(s) in {pages} page(s)",
+        objects.len()
+    );
+    Ok(objects)
+}
+
+/// Words for a failure that is not an error status, the same for every object store: the
+/// store's name and endpoint, and its own hints for TLS and for reaching it. An error status
+/// is handed back for the store to read its codes.
+pub fn unanswered(
+    store: &str,
+    endpoint: &str,
+    failure: Failure,
+    tls_hint: &'static str,
+    endpoint_hint: &'static str,
+) -> Result<(String, Option<&'static str>), StatusError> {
+    match failure {
+        Failure::Tls(cause) => Ok((
+            format!("TLS with the {store} endpoint {endpoint} failed: {cause}"),
+            Some(tls_hint),
+        )),
+        Failure::Transport(cause) => Ok((
+            format!("cannot reach the {store} endpoint {endpoint}: {cause}"),
+            Some(endpoint_hint),
+        )),
+        Failure::Other(cause) => Ok((cause, None)),
+        Failure::Status(status) => Err(status),
+    }
+}
+
 /// A source ready to be listed, and the prefix its URI names.
 pub struct Opened {
     pub source: Box<dyn Source>,
@@ -65,6 +164,13 @@ pub fn open(uri: &str, settings: &Settings) -> Result<Opened, Error> {
         }),
         Some(StorageKind::S3) => {
             let (source, prefix) = s3::S3Source::open(uri, settings)?;
+            Ok(Opened {
+                source: Box::new(source),
+                prefix,
+            })
+        }
+        Some(StorageKind::Gcs) => {
+            let (source, prefix) = gcs::GcsSource::open(uri, settings)?;
             Ok(Opened {
                 source: Box::new(source),
                 prefix,

@@ -36,7 +36,7 @@ use serde::Deserialize;
 use ureq::Agent;
 
 use crate::error::Error;
-use crate::fetch::{Object, Source, sts};
+use crate::fetch::{Object, Page, Source, bucket_uri, list_by_pages, sts, unanswered};
 use crate::http::{self, Failure, StatusError, Trust};
 use crate::settings::{S3Credentials, S3Settings, Settings};
 
@@ -153,21 +153,7 @@ fn rust_s3_bucket(
 
 /// `s3://BUCKET[/KEY]` → bucket and key (the key as written: S3 keys are not URL-encoded).
 pub fn parse_uri(uri: &str) -> Result<(String, String), String> {
-    let rest = match uri.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("s3") => rest,
-        _ => return Err("not an s3:// URI".into()),
-    };
-    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err("no bucket name after s3://".into());
-    }
-    if let Some(c) = bucket
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
-    {
-        return Err(format!("the bucket name '{bucket}' holds '{c}'"));
-    }
-    Ok((bucket.to_string(), key.to_string()))
+    bucket_uri(uri, "s3")
 }
 
 // How requests were signed, for the hint on an access-denied answer.
@@ -184,17 +170,9 @@ fn explain(
     endpoint: &str,
     signing: Signing,
 ) -> (String, Option<&'static str>) {
-    match failure {
-        Failure::Tls(cause) => (
-            format!("TLS with the S3 endpoint {endpoint} failed: {cause}"),
-            Some(HINT_TLS),
-        ),
-        Failure::Transport(cause) => (
-            format!("cannot reach the S3 endpoint {endpoint}: {cause}"),
-            Some(HINT_ENDPOINT),
-        ),
-        Failure::Other(cause) => (cause, None),
-        Failure::Status(status) => {
+    match unanswered("S3", endpoint, failure, HINT_TLS, HINT_ENDPOINT) {
+        Ok(words) => words,
+        Err(status) => {
             let said = status.to_string();
             match (status.code.as_deref(), status.status) {
                 (Some("NoSuchBucket"), _) => (
@@ -434,35 +412,6 @@ impl S3Source {
         })
     }
 
-    // Every page under `prefix`, appended to `objects`.
-    fn list_all(&self, prefix: &str, objects: &mut Vec<Object>) -> Result<(), Error> {
-        let mut token: Option<String> = None;
-        let mut pages = 0;
-        loop {
-            let page = self.list_page(prefix, token.as_deref(), None)?;
-            pages += 1;
-            objects.extend(page.objects);
-            match page.next {
-                Some(next) if token.as_deref() == Some(next.as_str()) => {
-                    return Err(Error::Fetch {
-                        action: "list",
-                        url: format!("s3://{}/{prefix}", self.bucket),
-                        reason: "the server sent the same continuation token twice".into(),
-                        hint: None,
-                    });
-                }
-                Some(next) => token = Some(next),
-                None => break,
-            }
-        }
-        log::debug!(
-            "listed s3://{}/{prefix}: {} object(s) in {pages} page(s)",
-            self.bucket,
-            objects.len()
-        );
-        Ok(())
-    }
-
     // A failure in S3's terms: what the error code means, and which variables to check.
     fn error(&self, action: &'static str, what: &str, failure: Failure) -> Error {
         let signing = match self.signer {
@@ -481,25 +430,12 @@ impl S3Source {
 
 impl Source for S3Source {
     fn list(&self, prefix: &str) -> Result<Vec<Object>, Error> {
-        let mut objects = Vec::new();
-        if prefix.is_empty() || prefix.ends_with('/') {
-            self.list_all(prefix, &mut objects)?;
-        } else {
-            // The object named exactly `prefix`, if any, sorts first among the keys that start
-            // with it; then everything below `prefix/`. Siblings are never listed.
-            let first = self.list_page(prefix, None, Some(1))?;
-            objects.extend(first.objects.into_iter().filter(|o| o.key == prefix));
-            self.list_all(&format!("{prefix}/"), &mut objects)?;
-        }
-        Ok(objects)
+        let what = format!("s3://{}", self.bucket);
+        list_by_pages(prefix, &what, |p, token, max| self.list_page(p, token, max))
     }
 
     fn read(&self, key: &str, range: Option<Range<u64>>, out: &mut dyn Write) -> Result<(), Error> {
         let what = format!("s3://{}/{key}", self.bucket);
-        match &range {
-            Some(r) => log::debug!("GET {what} bytes {}-{}", r.start, r.end - 1),
-            None => log::debug!("GET {what}"),
-        }
         // Signed without a Range (the download code sets its own, and changes it to resume),
         // and again for each attempt: a signature is good for 15 minutes.
         let url = self
@@ -528,13 +464,6 @@ impl Signed {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect()
     }
-}
-
-// One ListObjectsV2 page: its objects, and the token of the next page if there is one.
-#[derive(Debug, PartialEq)]
-struct Page {
-    objects: Vec<Object>,
-    next: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: run the real binary hermetically, read its
 //! output, make temporary folders.
 
+pub mod gcs;
 pub mod proxy;
 pub mod replay;
 pub mod s3;

@@ -2,7 +2,7 @@
 //! to a thread of its own, and stop (joining the loop) when dropped or asked to.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,4 +89,39 @@ pub fn read_head(stream: &TcpStream) -> Option<(String, String, HashMap<String, 
         }
     }
     Some((method, target, headers))
+}
+
+// A POSTed form, decoded; `None` for a connection that sent no request.
+pub fn read_form(stream: &TcpStream) -> Option<HashMap<String, String>> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    if !line.starts_with("POST ") {
+        return None;
+    }
+    let mut length = 0;
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        if h.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = h.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    let decode =
+        |s: &str| mr_storage_initializer::uri::percent_decode(&s.replace('+', " ")).unwrap();
+    Some(
+        String::from_utf8(body)
+            .ok()?
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (decode(k), decode(v)))
+            .collect(),
+    )
 }

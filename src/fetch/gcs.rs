@@ -1,0 +1,401 @@
+//! GCS source: `gs://BUCKET[/PREFIX]` through the Cloud Storage JSON API, over the one HTTP
+//! stack (no Google SDK).
+//!
+//! - Listing: `GET /storage/v1/b/BUCKET/o?prefix=...&pageToken=...`, 1,000 names a page. As
+//!   for S3, a prefix without a trailing `/` is listed as the object of that exact name plus
+//!   everything under `PREFIX/`, so siblings are never listed. `size` is a string in the API.
+//! - Reading: `GET /storage/v1/b/BUCKET/o/NAME?alt=media`, the name percent-encoded whole (`/`
+//!   as `%2F`), with `Range` for parts and resume.
+//! - Integrity: `md5Hash` (absent on composite objects) becomes the engine's MD5, checked
+//!   when an object arrives in one piece. `crc32c` is not checked: the engine has one hash.
+//! - Auth, in KServe's order: `STORAGE_EMULATOR_HOST` means no auth at all (Google's own
+//!   convention); else `GOOGLE_APPLICATION_CREDENTIALS`; else the metadata server (workload
+//!   identity), asked once with a short limit; else anonymous (public buckets). The log says
+//!   which. Tokens are cached and renewed five minutes before they expire; every download
+//!   attempt takes the current one.
+
+use std::io::Write;
+use std::ops::Range;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use ureq::Agent;
+
+use crate::error::Error;
+use crate::fetch::gauth::{self, Credentials, Token};
+use crate::fetch::{Object, Page, Source, bucket_uri, list_by_pages, unanswered};
+use crate::http::{self, Failure, Headers, StatusError, Trust};
+use crate::settings::{GcsSettings, Settings};
+use crate::uri::percent_encode;
+
+const PUBLIC_ENDPOINT: &str = "https://storage.googleapis.com";
+// Tokens are renewed when they have less than this left.
+const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
+// A page of 1,000 objects with their metadata.
+const LIST_BODY_LIMIT: u64 = 16 << 20;
+
+const HINT_AUTH: &str = "set GOOGLE_APPLICATION_CREDENTIALS to a service-account key that may read the bucket, or run with workload identity";
+const HINT_DENIED: &str =
+    "the credentials may not read this bucket: check its IAM (roles/storage.objectViewer)";
+const HINT_BUCKET: &str =
+    "check the bucket name (and STORAGE_EMULATOR_HOST when it is an emulator)";
+const HINT_ENDPOINT: &str = "check STORAGE_EMULATOR_HOST or CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE, and HTTPS_PROXY/NO_PROXY";
+const HINT_TLS: &str =
+    "trust the endpoint's CA with SSL_CERT_FILE or KServe's CA bundle (CA_BUNDLE_CONFIGMAP_NAME)";
+
+/// One bucket.
+pub struct GcsSource {
+    agent: Agent,
+    endpoint: String,
+    bucket: String,
+    auth: Auth,
+}
+
+enum Auth {
+    Anonymous,
+    Tokens {
+        credentials: Credentials,
+        current: Mutex<Option<Token>>,
+    },
+}
+
+/// `gs://BUCKET[/NAME]` → bucket and object name (as written).
+pub fn parse_uri(uri: &str) -> Result<(String, String), String> {
+    bucket_uri(uri, "gs")
+}
+
+/// The JSON API's base URL, and whether requests are authenticated.
+fn endpoint(gcs: &GcsSettings) -> (String, bool) {
+    match (&gcs.emulator, &gcs.endpoint) {
+        (Some(emulator), _) => (emulator.clone(), false),
+        (None, Some(endpoint)) => (endpoint.clone(), true),
+        (None, None) => (PUBLIC_ENDPOINT.to_string(), true),
+    }
+}
+
+impl GcsSource {
+    /// Sets up the endpoint and credentials for the bucket of `uri`. The metadata server, when
+    /// it is the candidate, is asked now, so the log says at once which auth is used.
+    pub fn open(uri: &str, settings: &Settings) -> Result<(GcsSource, String), Error> {
+        let (bucket, name) = parse_uri(uri).map_err(|reason| Error::Uri {
+            uri: uri.to_string(),
+            reason,
+        })?;
+        let gcs = &settings.gcs;
+        let agent = http::agent(&settings.tls, Trust::Usual(&[]))?;
+        let (endpoint, authenticated) = endpoint(gcs);
+        let auth = match (&gcs.credentials_file, authenticated) {
+            (_, false) => {
+                log::info!("GCS emulator {endpoint} (STORAGE_EMULATOR_HOST): no authentication");
+                Auth::Anonymous
+            }
+            (Some(path), true) => {
+                let credentials = gauth::load(path).map_err(|reason| Error::Env {
+                    var: "GOOGLE_APPLICATION_CREDENTIALS".into(),
+                    reason: format!("'{}': {reason}", path.display()),
+                })?;
+                log::info!(
+                    "GCS {endpoint}: authenticating as {}",
+                    credentials.describe()
+                );
+                Auth::Tokens {
+                    credentials,
+                    current: Mutex::new(None),
+                }
+            }
+            (None, true) => {
+                let host = gauth::metadata_host(gcs.metadata_host.as_deref());
+                let credentials = Credentials::Metadata { host };
+                match gauth::token(&agent, &credentials) {
+                    Ok(token) => {
+                        log::info!(
+                            "GCS {endpoint}: authenticating through {}",
+                            credentials.describe()
+                        );
+                        Auth::Tokens {
+                            credentials,
+                            current: Mutex::new(Some(token)),
+                        }
+                    }
+                    Err(why) => {
+                        log::info!(
+                            "GCS {endpoint}: anonymous requests (no GOOGLE_APPLICATION_CREDENTIALS; {why})"
+                        );
+                        Auth::Anonymous
+                    }
+                }
+            }
+        };
+        let source = GcsSource {
+            agent,
+            endpoint,
+            bucket,
+            auth,
+        };
+        Ok((source, name))
+    }
+
+    // `Authorization` for the next request, renewing the token when it is about to expire.
+    fn headers(&self, what: &str) -> Result<Headers, Error> {
+        let Auth::Tokens {
+            credentials,
+            current,
+        } = &self.auth
+        else {
+            return Ok(Vec::new());
+        };
+        let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = current
+            .as_ref()
+            .is_some_and(|t| t.expires > SystemTime::now() + RENEW_BEFORE);
+        if !fresh {
+            let token = gauth::token(&self.agent, credentials).map_err(|reason| Error::Fetch {
+                action: "get a GCS access token for",
+                url: what.to_string(),
+                reason,
+                hint: Some(HINT_AUTH),
+            })?;
+            log::debug!("got a GCS access token from {}", credentials.describe());
+            *current = Some(token);
+        }
+        let token = current.as_ref().expect("set above");
+        Ok(vec![(
+            "Authorization".into(),
+            format!("Bearer {}", token.value.expose()),
+        )])
+    }
+
+    fn list_page(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+        max: Option<usize>,
+    ) -> Result<Page, Error> {
+        let max = max.unwrap_or(1000);
+        let what = format!("gs://{}/{prefix}", self.bucket);
+        let mut url = format!(
+            "{}/storage/v1/b/{}/o?prefix={}&maxResults={max}&fields=items(name,size,md5Hash),nextPageToken",
+            self.endpoint,
+            percent_encode(&self.bucket),
+            percent_encode(prefix)
+        );
+        if let Some(token) = token {
+            url.push_str("&pageToken=");
+            url.push_str(&percent_encode(token));
+        }
+        let headers = self.headers(&what)?;
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut response = http::get_with_retry(&self.agent, &url, &pairs)
+            .map_err(|f| self.error("list", &what, f, true))?;
+        if response.status().as_u16() != 200 {
+            let status = Failure::Status(StatusError::read(response));
+            return Err(self.error("list", &what, status, true));
+        }
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(LIST_BODY_LIMIT)
+            .read_to_string()
+            .map_err(|e| {
+                let cause = format!("reading the listing: {}", http::describe(&e));
+                self.error("list", &what, Failure::Transport(cause), true)
+            })?;
+        parse_page(&body).map_err(|reason| Error::Fetch {
+            action: "list",
+            url: what,
+            reason: format!("the server's listing is not a JSON API object list: {reason}"),
+            hint: Some(HINT_ENDPOINT),
+        })
+    }
+
+    // A failure in GCS's terms. `listing`: a 404 then means the bucket is missing.
+    fn error(&self, action: &'static str, what: &str, failure: Failure, listing: bool) -> Error {
+        let anonymous = matches!(self.auth, Auth::Anonymous);
+        let (reason, hint) = explain(failure, &self.bucket, &self.endpoint, listing, anonymous);
+        Error::Fetch {
+            action,
+            url: what.to_string(),
+            reason,
+            hint,
+        }
+    }
+}
+
+// What a failure means, and what to check.
+fn explain(
+    failure: Failure,
+    bucket: &str,
+    endpoint: &str,
+    listing: bool,
+    anonymous: bool,
+) -> (String, Option<&'static str>) {
+    match unanswered("GCS", endpoint, failure, HINT_TLS, HINT_ENDPOINT) {
+        Ok(words) => words,
+        Err(status) => {
+            let said = status.to_string();
+            match status.status {
+                404 if listing => (
+                    format!("the bucket '{bucket}' does not exist: {said}"),
+                    Some(HINT_BUCKET),
+                ),
+                404 => (
+                    format!("the object is gone (listed, then not found): {said}"),
+                    None,
+                ),
+                401 | 403 if anonymous => (
+                    format!("access denied to anonymous requests: {said}"),
+                    Some(HINT_AUTH),
+                ),
+                401 => (
+                    format!("the access token was refused: {said}"),
+                    Some(HINT_AUTH),
+                ),
+                403 => (format!("access denied: {said}"), Some(HINT_DENIED)),
+                _ => (said, None),
+            }
+        }
+    }
+}
+
+impl Source for GcsSource {
+    fn list(&self, prefix: &str) -> Result<Vec<Object>, Error> {
+        let what = format!("gs://{}", self.bucket);
+        list_by_pages(prefix, &what, |p, token, max| self.list_page(p, token, max))
+    }
+
+    fn read(&self, key: &str, range: Option<Range<u64>>, out: &mut dyn Write) -> Result<(), Error> {
+        let what = format!("gs://{}/{key}", self.bucket);
+        let url = format!(
+            "{}/storage/v1/b/{}/o/{}?alt=media",
+            self.endpoint,
+            percent_encode(&self.bucket),
+            percent_encode(key)
+        );
+        let headers = || {
+            self.headers(&what)
+                .map_err(|e| Failure::Other(e.to_string()))
+        };
+        http::download(&self.agent, &url, &headers, range, out)
+            .map_err(|f| self.error("download", &what, f, false))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListAnswer {
+    #[serde(default)]
+    items: Vec<Item>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Item {
+    name: String,
+    size: String,
+    md5_hash: Option<String>,
+}
+
+fn parse_page(json: &str) -> Result<Page, String> {
+    let answer: ListAnswer =
+        serde_json::from_str(json).map_err(|e| crate::error::one_line(&e.to_string()))?;
+    let mut objects = Vec::with_capacity(answer.items.len());
+    for item in answer.items {
+        let size = item
+            .size
+            .parse()
+            .map_err(|_| format!("the size of '{}' is '{}'", item.name, item.size))?;
+        let md5 = item
+            .md5_hash
+            .as_deref()
+            .and_then(|h| STANDARD.decode(h).ok())
+            .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok());
+        objects.push(Object {
+            key: item.name,
+            size: Some(size),
+            etag: item.md5_hash,
+            ranges: true,
+            md5,
+        });
+    }
+    Ok(Page {
+        objects,
+        next: answer.next_page_token.filter(|t| !t.is_empty()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris() {
+        assert_eq!(
+            parse_uri("gs://models/iris/v1").unwrap(),
+            ("models".into(), "iris/v1".into())
+        );
+        assert_eq!(
+            parse_uri("GS://models").unwrap(),
+            ("models".into(), "".into())
+        );
+        assert!(parse_uri("gs://").is_err());
+        assert!(parse_uri("gs://a:b/c").is_err());
+        assert!(parse_uri("s3://b/k").is_err());
+    }
+
+    #[test]
+    fn endpoints() {
+        let mut gcs = GcsSettings::default();
+        assert_eq!(endpoint(&gcs), (PUBLIC_ENDPOINT.to_string(), true));
+        gcs.endpoint = Some("https://storage-psc.p.googleapis.com".into());
+        assert!(endpoint(&gcs).1);
+        gcs.emulator = Some("http://127.0.0.1:4443".into());
+        assert_eq!(endpoint(&gcs), ("http://127.0.0.1:4443".into(), false));
+    }
+
+    #[test]
+    fn pages() {
+        let json = r#"{"kind":"storage#objects","nextPageToken":"CgVpcmlz",
+            "items":[{"name":"iris/a b+é.json","size":"12","md5Hash":"sCYyTGkEsqnLS4jW1hyB0Q=="},
+                     {"name":"iris/composite.bin","size":"1073741824"}]}"#;
+        let page = parse_page(json).unwrap();
+        assert_eq!(page.objects[0].key, "iris/a b+é.json");
+        assert_eq!(page.objects[0].size, Some(12));
+        assert_eq!(page.objects[0].md5.unwrap()[0], 0xb0);
+        assert_eq!(page.objects[1].md5, None);
+        assert_eq!(page.objects[1].size, Some(1 << 30));
+        assert_eq!(page.next.as_deref(), Some("CgVpcmlz"));
+        assert_eq!(
+            parse_page(r#"{"kind":"storage#objects"}"#).unwrap().objects,
+            vec![]
+        );
+        assert!(parse_page(r#"{"items":[{"name":"a","size":"big"}]}"#).is_err());
+        assert!(parse_page("<html>").is_err());
+    }
+
+    #[test]
+    fn errors_in_gcs_terms() {
+        let status = |code| {
+            Failure::Status(StatusError {
+                status: code,
+                code: None,
+                message: Some("m".into()),
+            })
+        };
+        let e = |f, listing, anonymous| explain(f, "models", "https://e", listing, anonymous);
+        assert_eq!(
+            e(status(404), true, false).0,
+            "the bucket 'models' does not exist: HTTP 404 Not Found (server said: m)"
+        );
+        assert_eq!(e(status(404), false, false).1, None);
+        assert_eq!(e(status(403), true, true).1, Some(HINT_AUTH));
+        assert_eq!(e(status(403), true, false).1, Some(HINT_DENIED));
+        assert_eq!(e(status(401), true, false).1, Some(HINT_AUTH));
+    }
+}
