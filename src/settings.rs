@@ -783,6 +783,36 @@ mod tests {
     }
 
     #[test]
+    fn gcs_endpoints_in_both_forms() {
+        let g = settings(&[("STORAGE_EMULATOR_HOST", "127.0.0.1:4443")])
+            .unwrap()
+            .gcs;
+        assert_eq!(g.emulator.as_deref(), Some("http://127.0.0.1:4443"));
+        let g = settings(&[
+            ("STORAGE_EMULATOR_HOST", "https://gcs.local:4443/"),
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE",
+                "https://storage-psc.p.googleapis.com/storage/v1/",
+            ),
+            ("GCE_METADATA_HOST", "169.254.169.254"),
+        ])
+        .unwrap()
+        .gcs;
+        assert_eq!(g.emulator.as_deref(), Some("https://gcs.local:4443"));
+        assert_eq!(
+            g.endpoint.as_deref(),
+            Some("https://storage-psc.p.googleapis.com")
+        );
+        assert_eq!(g.metadata_host.as_deref(), Some("169.254.169.254"));
+        let e = settings(&[("STORAGE_EMULATOR_HOST", "ftp://x")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid value in STORAGE_EMULATOR_HOST"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn split_port_cases() {
         assert_eq!(split_port("h:9090"), ("h", Some(9090)));
         assert_eq!(split_port("[::1]:8080"), ("::1", Some(8080)));
