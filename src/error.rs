@@ -34,8 +34,6 @@ pub enum Error {
     },
     /// The artifact URI the registry gave is refused by the URI policy.
     Refused { uri: String, reason: String },
-    /// The storage backend for this URI scheme does not exist yet.
-    NotImplemented { uri: String, scheme: String },
     /// A storage request failed: an error status, no answer, a TLS failure, or an answer
     /// that breaks the protocol (a short body, a wrong range).
     Fetch {
@@ -167,10 +165,6 @@ impl fmt::Display for Error {
             Error::Refused { uri, reason } => {
                 write!(f, "refusing artifact URI '{uri}': {reason}")
             }
-            Error::NotImplemented { uri, scheme } => write!(
-                f,
-                "cannot download '{uri}': storage download not implemented yet for {scheme}"
-            ),
             Error::Fetch {
                 action,
                 url,

@@ -443,13 +443,14 @@ pub type Headers = Vec<(String, String)>;
 /// is read from the start, skipping what was already written. The attempt count starts over
 /// whenever an attempt made progress, so a long download on a flaky link keeps going.
 ///
-/// `headers` is asked again for each attempt: a signature made for the first attempt may be
-/// too old for a retry after a long, slow transfer (S3 accepts a signed request for 15
-/// minutes).
+/// `headers` is asked again for each attempt, with the `Range` value that attempt sends: a
+/// signature made for the first attempt may be too old for a retry after a long, slow
+/// transfer (S3 accepts a signed request for 15 minutes), and Azure's Shared Key signs the
+/// range itself.
 pub fn download(
     agent: &Agent,
     url: &str,
-    headers: &dyn Fn() -> Result<Headers, Failure>,
+    headers: &dyn Fn(Option<&str>) -> Result<Headers, Failure>,
     range: Option<Range<u64>>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
@@ -471,7 +472,7 @@ pub fn download(
             Some(end) => Some(format!("bytes={pos}-{}", end - 1)),
             None => Some(format!("bytes={pos}-")),
         };
-        let headers = headers()?;
+        let headers = headers(range_header.as_deref())?;
         let mut all_headers: Vec<(&str, &str)> = headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))

@@ -29,6 +29,30 @@ pub struct Settings {
     pub s3: S3Settings,
     /// Google Cloud Storage.
     pub gcs: GcsSettings,
+    /// Azure Blob Storage.
+    pub azure: AzureSettings,
+}
+
+/// Azure Blob settings, under the names KServe and Azure's own tools read (`AZ_*` are KServe's
+/// legacy names, read when the `AZURE_*` one is unset).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AzureSettings {
+    /// `AZURE_STORAGE_ACCESS_KEY`: the account key, for Shared Key signing.
+    pub account_key: Option<Secret>,
+    /// `AZURE_CLIENT_ID`.
+    pub client_id: Option<String>,
+    /// `AZURE_TENANT_ID`.
+    pub tenant_id: Option<String>,
+    /// `AZURE_CLIENT_SECRET`.
+    pub client_secret: Option<Secret>,
+    /// `AZURE_FEDERATED_TOKEN_FILE`: workload identity's projected token.
+    pub federated_token_file: Option<PathBuf>,
+    /// `AZURE_AUTHORITY_HOST` (default `https://login.microsoftonline.com`).
+    pub authority_host: Option<String>,
+    /// `AZURE_STORAGE_BLOB_ENDPOINT`: replaces `https://ACCOUNT.blob.core.windows.net`.
+    pub blob_endpoint: Option<String>,
+    /// `AZURE_STORAGE_CONNECTION_STRING`, held whole: it may carry a key or a SAS.
+    pub connection_string: Option<Secret>,
 }
 
 /// GCS settings, under the names Google's own libraries read.
@@ -494,6 +518,20 @@ impl Settings {
             allowed_artifact_prefixes,
             http_headers: BTreeMap::new(),
             s3: S3Settings::from_lookup(&get)?,
+            azure: AzureSettings {
+                account_key: get("AZURE_STORAGE_ACCESS_KEY").map(|k| Secret(k.trim().into())),
+                client_id: get("AZURE_CLIENT_ID").or_else(|| get("AZ_CLIENT_ID")),
+                tenant_id: get("AZURE_TENANT_ID").or_else(|| get("AZ_TENANT_ID")),
+                client_secret: get("AZURE_CLIENT_SECRET")
+                    .or_else(|| get("AZ_CLIENT_SECRET"))
+                    .map(Secret),
+                federated_token_file: get("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from),
+                authority_host: get("AZURE_AUTHORITY_HOST")
+                    .map(|h| h.trim().trim_end_matches('/').to_string()),
+                blob_endpoint: get("AZURE_STORAGE_BLOB_ENDPOINT")
+                    .map(|e| e.trim().trim_end_matches('/').to_string()),
+                connection_string: get("AZURE_STORAGE_CONNECTION_STRING").map(Secret),
+            },
             gcs: GcsSettings {
                 credentials_file: get("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from),
                 metadata_host: get("GCE_METADATA_HOST").map(|h| h.trim().to_string()),

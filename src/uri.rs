@@ -237,17 +237,6 @@ impl StorageKind {
             _ => None,
         }
     }
-
-    /// How the kind is written, for messages.
-    pub fn scheme(self) -> &'static str {
-        match self {
-            StorageKind::S3 => "s3://",
-            StorageKind::Gcs => "gs://",
-            StorageKind::Azure => "Azure Blob (https://ACCOUNT.blob.core.windows.net)",
-            StorageKind::Http => "http(s)://",
-            StorageKind::Local => "local files (file://)",
-        }
-    }
 }
 
 /// The host of an absolute URL (`scheme://host...`), or "" when it has no `://`.

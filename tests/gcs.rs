@@ -3,7 +3,6 @@
 //! be seen: a token endpoint that verifies the JWT with the test key's public half, a metadata
 //! server, and a JSON API stub that demands the bearer token.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -15,19 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::support::gcs::FakeGcs;
 use crate::support::replay::Replay;
 use crate::support::server::{Server, read_form, read_head};
-use crate::support::{Run, TempDir, bytes, closed_port, run, tree};
-
-fn run_env(args: &[&str], env: &[(&str, String)]) -> Run {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    run(args, &env)
-}
-
-fn files(entries: &[(&str, &[u8])]) -> BTreeMap<String, Vec<u8>> {
-    entries
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_vec()))
-        .collect()
-}
+use crate::support::{Run, TempDir, bytes, closed_port, files, run_env, tree};
 
 fn emulator(gcs: &FakeGcs) -> Vec<(&'static str, String)> {
     vec![

@@ -203,7 +203,7 @@ fn each_attempt_asks_for_fresh_headers() {
     )
     .unwrap();
     let calls = std::cell::Cell::new(0);
-    let headers = || {
+    let headers = |_: Option<&str>| {
         calls.set(calls.get() + 1);
         Ok(vec![("X-Attempt".to_string(), calls.get().to_string())])
     };

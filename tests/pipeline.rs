@@ -172,22 +172,3 @@ fn the_quickstart_downloads_into_models() {
         "{stdout}"
     );
 }
-
-#[test]
-fn a_backend_not_built_yet_says_so_and_writes_nothing() {
-    let dest = TempDir::new("not-built");
-    let target = dest.path().join("models");
-    let out = run(
-        &[
-            "https://acct.blob.core.windows.net/models/iris/v1",
-            target.to_str().unwrap(),
-        ],
-        &[],
-    );
-    out.expect_code(1);
-    assert_eq!(
-        out.last_line(),
-        "error: cannot download 'https://acct.blob.core.windows.net/models/iris/v1': storage download not implemented yet for Azure Blob (https://ACCOUNT.blob.core.windows.net)"
-    );
-    assert!(!target.exists());
-}

@@ -2,7 +2,7 @@
 //! signatures must be right, s3rver for speed, anonymous access and TLS (support::s3). A
 //! small fake speaks S3 only where no real server can be made to misbehave (hostile keys).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -10,12 +10,7 @@ use std::sync::{Arc, Mutex};
 use crate::support::replay::Replay;
 use crate::support::s3::{ACCESS_KEY, S3rver, S3sFs, SECRET_KEY};
 use crate::support::server::{Server, read_form};
-use crate::support::{Run, TempDir, bytes, closed_port, run, tls, tree};
-
-fn run_env(args: &[&str], env: &[(&str, String)]) -> Run {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    run(args, &env)
-}
+use crate::support::{Run, TempDir, bytes, closed_port, files, run_env, tls, tree};
 
 /// Credentials and signatures never reach the output.
 fn assert_no_secrets(out: &Run) {
@@ -28,13 +23,6 @@ fn assert_no_secrets(out: &Run) {
     ] {
         assert!(!all.contains(secret), "{secret} shown: {out:#?}");
     }
-}
-
-fn files(entries: &[(&str, &[u8])]) -> BTreeMap<String, Vec<u8>> {
-    entries
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_vec()))
-        .collect()
 }
 
 #[test]

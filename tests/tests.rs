@@ -17,6 +17,8 @@ mod http;
 mod s3;
 // gs:// downloads against fake-gcs-server and local auth stand-ins.
 mod gcs;
+// Azure Blob downloads against Azurite and local token stand-ins.
+mod azure;
 // Extraction of a lone archive, hostile ones included.
 mod archive;
 // The whole job end to end, and the quickstart.

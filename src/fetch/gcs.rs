@@ -26,16 +26,16 @@ use ureq::Agent;
 
 use crate::error::Error;
 use crate::fetch::gauth::{self, Credentials, Token};
-use crate::fetch::{Object, Page, Source, bucket_uri, list_by_pages, unanswered};
-use crate::http::{self, Failure, Headers, StatusError, Trust};
+use crate::fetch::{
+    Listing, Object, Page, Source, bucket_uri, get_listing, list_by_pages, unanswered,
+};
+use crate::http::{self, Failure, Headers, Trust};
 use crate::settings::{GcsSettings, Settings};
 use crate::uri::percent_encode;
 
 const PUBLIC_ENDPOINT: &str = "https://storage.googleapis.com";
 // Tokens are renewed when they have less than this left.
 const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
-// A page of 1,000 objects with their metadata.
-const LIST_BODY_LIMIT: u64 = 16 << 20;
 
 const HINT_AUTH: &str = "set GOOGLE_APPLICATION_CREDENTIALS to a service-account key that may read the bucket, or run with workload identity";
 const HINT_DENIED: &str =
@@ -187,30 +187,14 @@ impl GcsSource {
             url.push_str(&percent_encode(token));
         }
         let headers = self.headers(&what)?;
-        let pairs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let mut response = http::get_with_retry(&self.agent, &url, &pairs)
-            .map_err(|f| self.error("list", &what, f, true))?;
-        if response.status().as_u16() != 200 {
-            let status = Failure::Status(StatusError::read(response));
-            return Err(self.error("list", &what, status, true));
-        }
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(LIST_BODY_LIMIT)
-            .read_to_string()
-            .map_err(|e| {
-                let cause = format!("reading the listing: {}", http::describe(&e));
-                self.error("list", &what, Failure::Transport(cause), true)
-            })?;
-        parse_page(&body).map_err(|reason| Error::Fetch {
-            action: "list",
-            url: what,
-            reason: format!("the server's listing is not a JSON API object list: {reason}"),
-            hint: Some(HINT_ENDPOINT),
+        let listing = Listing {
+            what: &what,
+            format: "a JSON API object list",
+            parse: parse_page,
+            hint: HINT_ENDPOINT,
+        };
+        get_listing(&self.agent, &url, &headers, listing, |f| {
+            self.error("list", &what, f, true)
         })
     }
 
@@ -277,7 +261,7 @@ impl Source for GcsSource {
             percent_encode(&self.bucket),
             percent_encode(key)
         );
-        let headers = || {
+        let headers = |_: Option<&str>| {
             self.headers(&what)
                 .map_err(|e| Failure::Other(e.to_string()))
         };
@@ -333,6 +317,7 @@ fn parse_page(json: &str) -> Result<Page, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::StatusError;
 
     #[test]
     fn uris() {

@@ -118,7 +118,7 @@ impl Source for HttpSource {
         range: Option<Range<u64>>,
         out: &mut dyn Write,
     ) -> Result<(), Error> {
-        let headers = || {
+        let headers = |_: Option<&str>| {
             Ok(self
                 .headers()
                 .into_iter()

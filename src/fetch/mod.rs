@@ -5,6 +5,7 @@
 //! object into a writer. Everything else (path mapping, parallelism, parts, temporary names,
 //! resume, progress) is the engine's (`download`), written once for every backend.
 
+pub mod azure;
 pub mod gauth;
 pub mod gcs;
 pub mod http;
@@ -121,6 +122,53 @@ pub fn list_by_pages(
     Ok(objects)
 }
 
+/// How to read one page of a store's listing.
+pub struct Listing<'a> {
+    /// What is being listed, for messages (`s3://bucket/prefix`).
+    pub what: &'a str,
+    /// What the page should be, for the message when it is not (`ListObjectsV2 XML`).
+    pub format: &'static str,
+    pub parse: fn(&str) -> Result<Page, String>,
+    /// The hint when a page cannot be parsed (the endpoint is probably not that store).
+    pub hint: &'static str,
+}
+
+/// GETs one page of a listing (retried like every GET) and parses it; a failed request goes
+/// through `error`, which words it in the store's terms.
+pub fn get_listing(
+    agent: &ureq::Agent,
+    url: &str,
+    headers: &[(String, String)],
+    listing: Listing<'_>,
+    error: impl Fn(Failure) -> Error,
+) -> Result<Page, Error> {
+    // A page of 1,000 names with their metadata is well under this.
+    const LIMIT: u64 = 16 << 20;
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut response = crate::http::get_with_retry(agent, url, &headers).map_err(&error)?;
+    if response.status().as_u16() != 200 {
+        return Err(error(Failure::Status(StatusError::read(response))));
+    }
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(LIMIT)
+        .read_to_string()
+        .map_err(|e| {
+            let cause = format!("reading the listing: {}", crate::http::describe(&e));
+            error(Failure::Transport(cause))
+        })?;
+    (listing.parse)(&body).map_err(|reason| Error::Fetch {
+        action: "list",
+        url: listing.what.to_string(),
+        reason: format!("the server's listing is not {}: {reason}", listing.format),
+        hint: Some(listing.hint),
+    })
+}
+
 /// Words for a failure that is not an error status, the same for every object store: the
 /// store's name and endpoint, and its own hints for TLS and for reaching it. An error status
 /// is handed back for the store to read its codes.
@@ -176,10 +224,13 @@ pub fn open(uri: &str, settings: &Settings) -> Result<Opened, Error> {
                 prefix,
             })
         }
-        Some(kind) => Err(Error::NotImplemented {
-            uri: redact_url(uri),
-            scheme: kind.scheme().to_string(),
-        }),
+        Some(StorageKind::Azure) => {
+            let (source, prefix) = azure::AzureSource::open(uri, settings)?;
+            Ok(Opened {
+                source: Box::new(source),
+                prefix,
+            })
+        }
         None => Err(Error::Uri {
             uri: redact_url(uri),
             reason: "unsupported storage scheme (supported: model-registry://, s3://, gs://, Azure Blob https://, http(s)://, file:// or a path)".into(),

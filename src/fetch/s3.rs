@@ -36,14 +36,14 @@ use serde::Deserialize;
 use ureq::Agent;
 
 use crate::error::Error;
-use crate::fetch::{Object, Page, Source, bucket_uri, list_by_pages, sts, unanswered};
-use crate::http::{self, Failure, StatusError, Trust};
+use crate::fetch::{
+    Listing, Object, Page, Source, bucket_uri, get_listing, list_by_pages, sts, unanswered,
+};
+use crate::http::{self, Failure, Trust};
 use crate::settings::{S3Credentials, S3Settings, Settings};
 
 // Temporary keys are renewed when they have less than this left.
 const RENEW_BEFORE: Duration = Duration::from_secs(10 * 60);
-// A ListObjectsV2 page holds at most 1,000 keys of at most 1 KiB each.
-const LIST_BODY_LIMIT: u64 = 16 << 20;
 
 const HINT_KEYS: &str = "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys); the region (AWS_REGION or AWS_DEFAULT_REGION) is signed too";
 const HINT_NO_CREDENTIALS: &str = "no S3 credentials are set: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE";
@@ -390,25 +390,14 @@ impl S3Source {
             max_keys,
         };
         let request = self.request("/", command, &what)?;
-        let mut response = http::get_with_retry(&self.agent, &request.url, &request.headers())
-            .map_err(|f| self.error("list", &what, f))?;
-        if response.status().as_u16() != 200 {
-            return Err(self.error("list", &what, Failure::Status(StatusError::read(response))));
-        }
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(LIST_BODY_LIMIT)
-            .read_to_string()
-            .map_err(|e| {
-                let cause = format!("reading the listing: {}", http::describe(&e));
-                self.error("list", &what, Failure::Transport(cause))
-            })?;
-        parse_page(&body).map_err(|reason| Error::Fetch {
-            action: "list",
-            url: what.clone(),
-            reason: format!("the server's listing is not ListObjectsV2 XML: {reason}"),
-            hint: Some(HINT_ENDPOINT),
+        let listing = Listing {
+            what: &what,
+            format: "ListObjectsV2 XML",
+            parse: parse_page,
+            hint: HINT_ENDPOINT,
+        };
+        get_listing(&self.agent, &request.url, &request.headers, listing, |f| {
+            self.error("list", &what, f)
         })
     }
 
@@ -441,7 +430,7 @@ impl Source for S3Source {
         let url = self
             .request(&format!("/{key}"), Command::GetObject, &what)?
             .url;
-        let sign = || {
+        let sign = |_: Option<&str>| {
             self.request(&format!("/{key}"), Command::GetObject, &what)
                 .map(|signed| signed.headers)
                 .map_err(|e| Failure::Other(e.to_string()))
@@ -455,15 +444,6 @@ impl Source for S3Source {
 struct Signed {
     url: String,
     headers: Vec<(String, String)>,
-}
-
-impl Signed {
-    fn headers(&self) -> Vec<(&str, &str)> {
-        self.headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect()
-    }
 }
 
 #[derive(Deserialize)]
@@ -527,6 +507,7 @@ pub fn md5_of_etag(etag: &str) -> Option<[u8; 16]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::StatusError;
 
     fn s3(
         endpoint: Option<&str>,

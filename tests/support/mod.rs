@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: run the real binary hermetically, read its
 //! output, make temporary folders.
 
+pub mod azure;
 pub mod gcs;
 pub mod proxy;
 pub mod replay;
@@ -125,5 +126,19 @@ pub fn closed_port() -> u16 {
 pub fn bytes(len: usize, seed: u32) -> Vec<u8> {
     (0..len as u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) ^ seed).rotate_left(seed % 31) as u8)
+        .collect()
+}
+
+/// `run` with owned values, as tests that build their environment write it.
+pub fn run_env(args: &[&str], env: &[(&str, String)]) -> Run {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run(args, &env)
+}
+
+/// The expected `tree` of a folder: relative path → contents.
+pub fn files(entries: &[(&str, &[u8])]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    entries
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_vec()))
         .collect()
 }
