@@ -28,8 +28,9 @@ USAGE:
 ARGS:
     SRC_URI     model-registry://[HOST[:PORT]/]MODEL[/VERSION][?namespace=NS]
                 (names may be percent-encoded: my%20model, v1%2Frc),
-                s3://BUCKET[/PREFIX], gs://BUCKET[/PREFIX], http(s)://HOST/PATH/FILE,
-                file:///PATH or a local path
+                s3://BUCKET[/PREFIX], gs://BUCKET[/PREFIX],
+                https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX][?SAS],
+                http(s)://HOST/PATH/FILE, file:///PATH or a local path
     DEST_DIR    where the files go; created if missing (KServe: /mnt/models)
 
 OPTIONS:
@@ -84,6 +85,15 @@ ENVIRONMENT (empty counts as unset):
     GCE_METADATA_HOST              the metadata server's host[:port]
     STORAGE_EMULATOR_HOST          an emulator's host:port or URL, reached without auth
     CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE  another JSON API endpoint, reached with auth
+
+  Azure Blob (KServe's and Azure's names; AZ_CLIENT_ID, AZ_TENANT_ID, AZ_CLIENT_SECRET too):
+    AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_CLIENT_SECRET   service principal
+    AZURE_FEDERATED_TOKEN_FILE     workload identity token (with the client and tenant ids)
+    AZURE_AUTHORITY_HOST           token authority (default https://login.microsoftonline.com)
+    AZURE_STORAGE_ACCESS_KEY       account key (Shared Key signing)
+    AZURE_STORAGE_BLOB_ENDPOINT    replaces https://ACCOUNT.blob.core.windows.net (Azurite)
+    AZURE_STORAGE_CONNECTION_STRING  BlobEndpoint, AccountName, AccountKey or
+                                   SharedAccessSignature
 
 EXIT STATUS:
     0 success, 1 failure at run time, 2 bad command line.
