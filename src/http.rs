@@ -169,6 +169,19 @@ pub enum Failure {
     Status(StatusError),
     /// The server broke the protocol (a wrong range, a short body), or the writer failed.
     Other(String),
+    /// The caller's header function failed (signing, a token exchange): its own error,
+    /// already worded, with its hint.
+    Headers(Box<Error>),
+}
+
+impl Failure {
+    /// The caller's own error when its header function failed, else `word(self)`.
+    pub fn or_else(self, word: impl FnOnce(Failure) -> Error) -> Error {
+        match self {
+            Failure::Headers(e) => *e,
+            other => word(other),
+        }
+    }
 }
 
 impl fmt::Display for Failure {
@@ -178,6 +191,7 @@ impl fmt::Display for Failure {
                 f.write_str(cause)
             }
             Failure::Status(status) => status.fmt(f),
+            Failure::Headers(e) => e.fmt(f),
         }
     }
 }
@@ -450,7 +464,7 @@ pub type Headers = Vec<(String, String)>;
 pub fn download(
     agent: &Agent,
     url: &str,
-    headers: &dyn Fn(Option<&str>) -> Result<Headers, Failure>,
+    headers: &dyn Fn(Option<&str>) -> Result<Headers, Error>,
     range: Option<Range<u64>>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
@@ -472,7 +486,8 @@ pub fn download(
             Some(end) => Some(format!("bytes={pos}-{}", end - 1)),
             None => Some(format!("bytes={pos}-")),
         };
-        let headers = headers(range_header.as_deref())?;
+        let headers =
+            headers(range_header.as_deref()).map_err(|e| Failure::Headers(Box::new(e)))?;
         let mut all_headers: Vec<(&str, &str)> = headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))

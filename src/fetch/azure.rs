@@ -267,14 +267,9 @@ impl AzureSource {
         Ok((source, blob.prefix))
     }
 
-    // The URL for `path` below the container (`""` for the container itself) with `query`
-    // (name, value; unencoded), and its headers: signed, with a bearer token, or plain.
-    fn request(
-        &self,
-        path: &str,
-        query: &[(&str, &str)],
-        range: Option<&str>,
-    ) -> Result<(String, Headers), Error> {
+    // The URL of `path` below the container (`""` for the container itself) with `query`
+    // (name, value; unencoded), plus the SAS token when that is the auth.
+    fn url(&self, path: &str, query: &[(&str, &str)]) -> String {
         let mut url = format!("{}{path}", self.base);
         let mut pairs: Vec<String> = query
             .iter()
@@ -287,6 +282,17 @@ impl AzureSource {
             url.push('?');
             url.push_str(&pairs.join("&"));
         }
+        url
+    }
+
+    // The headers of a GET of that URL sending `range`: signed (Shared Key), with a bearer
+    // token, or only the date and version. They may hold credentials: sent, never shown.
+    fn headers(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        range: Option<&str>,
+    ) -> Result<Headers, Error> {
         let date = http_date(SystemTime::now());
         let mut headers: Headers = vec![
             ("x-ms-date".into(), date.clone()),
@@ -308,7 +314,7 @@ impl AzureSource {
                 headers.push(("Authorization".into(), format!("Bearer {}", token.expose())));
             }
         }
-        Ok((url, headers))
+        Ok(headers)
     }
 
     fn bearer(
@@ -400,7 +406,8 @@ impl AzureSource {
             query.push(("marker", marker));
         }
         query.sort();
-        let (url, headers) = self.request("", &query, None)?;
+        let url = self.url("", &query);
+        let headers = self.headers("", &query, None)?;
         let listing = Listing {
             what: &what,
             format: "a List Blobs answer",
@@ -504,14 +511,10 @@ impl Source for AzureSource {
     fn read(&self, key: &str, range: Option<Range<u64>>, out: &mut dyn Write) -> Result<(), Error> {
         let what = format!("{}/{key}", self.what);
         let path = format!("/{}", encode_name(key));
-        let url = self.request(&path, &[], None)?.0;
-        let headers = |range: Option<&str>| {
-            self.request(&path, &[], range)
-                .map(|(_, headers)| headers)
-                .map_err(|e| Failure::Other(e.to_string()))
-        };
+        let url = self.url(&path, &[]);
+        let headers = |range: Option<&str>| self.headers(&path, &[], range);
         http::download(&self.agent, &url, &headers, range, out)
-            .map_err(|f| self.error("download", &what, f, false))
+            .map_err(|f| f.or_else(|f| self.error("download", &what, f, false)))
     }
 }
 

@@ -182,7 +182,7 @@ struct TokenAnswer {
 /// one.
 pub fn token(agent: &Agent, credentials: &Credentials) -> Result<Token, String> {
     let now = SystemTime::now();
-    let (url, response) = match credentials {
+    let (url, mut response) = match credentials {
         Credentials::ServiceAccount {
             email,
             key_id,
@@ -229,7 +229,6 @@ pub fn token(agent: &Agent, credentials: &Credentials) -> Result<Token, String> 
             (url, response)
         }
     };
-    let mut response = response;
     if response.status().as_u16() != 200 {
         return Err(format!("{url} refused: {}", StatusError::read(response)));
     }

@@ -261,12 +261,9 @@ impl Source for GcsSource {
             percent_encode(&self.bucket),
             percent_encode(key)
         );
-        let headers = |_: Option<&str>| {
-            self.headers(&what)
-                .map_err(|e| Failure::Other(e.to_string()))
-        };
+        let headers = |_: Option<&str>| self.headers(&what);
         http::download(&self.agent, &url, &headers, range, out)
-            .map_err(|f| self.error("download", &what, f, false))
+            .map_err(|f| f.or_else(|f| self.error("download", &what, f, false)))
     }
 }
 

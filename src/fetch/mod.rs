@@ -189,6 +189,9 @@ pub fn unanswered(
             Some(endpoint_hint),
         )),
         Failure::Other(cause) => Ok((cause, None)),
+        // Sources hand their own header errors back with `Failure::or_else`; should one get
+        // here, its words still stand.
+        Failure::Headers(e) => Ok((e.to_string(), e.hint())),
         Failure::Status(status) => Err(status),
     }
 }

@@ -39,7 +39,7 @@ use crate::error::Error;
 use crate::fetch::{
     Listing, Object, Page, Source, bucket_uri, get_listing, list_by_pages, sts, unanswered,
 };
-use crate::http::{self, Failure, Trust};
+use crate::http::{self, Failure, Headers, Trust};
 use crate::settings::{S3Credentials, S3Settings, Settings};
 
 // Temporary keys are renewed when they have less than this left.
@@ -123,6 +123,16 @@ pub fn endpoint(s3: &S3Settings, bucket: &str) -> Endpoint {
         // SDKs fall back to path-style for it, and so does this.
         path_style: s3.virtual_hosted.map_or(bucket.contains('.'), |v| !v),
         region,
+    }
+}
+
+// The error for a request rust-s3 could not build or sign.
+fn sign_failed(what: &str) -> impl Fn(s3::error::S3Error) -> Error + '_ {
+    move |e| Error::Fetch {
+        action: "sign a request for",
+        url: what.to_string(),
+        reason: crate::error::one_line(&e.to_string()),
+        hint: None,
     }
 }
 
@@ -299,38 +309,30 @@ impl S3Source {
         Ok((source, key))
     }
 
-    // The URL and headers of a GET of `path` (`/` for the bucket, `/KEY` for an object):
-    // signed in the Authorization header (SigV4, as the AWS SDKs send it) or unsigned. The
-    // headers hold credentials: they are sent, never shown.
-    fn request(&self, path: &str, command: Command<'_>, what: &str) -> Result<Signed, Error> {
-        let failed = |e: s3::error::S3Error| Error::Fetch {
-            action: "sign a request for",
-            url: what.to_string(),
-            reason: crate::error::one_line(&e.to_string()),
-            hint: None,
-        };
-        let sign = |bucket: &Bucket| -> Result<Signed, Error> {
-            let request = AttoRequest::new(bucket, path, command.clone()).map_err(failed)?;
-            let url = request.url().map_err(failed)?.to_string();
-            let headers = request
+    // The URL of a GET of `path` (`/` for the bucket, `/KEY` for an object). It does not
+    // depend on the credentials, so the unsigned bucket builds it.
+    fn url(&self, path: &str, command: Command<'_>, what: &str) -> Result<String, Error> {
+        let request = AttoRequest::new(&self.unsigned, path, command).map_err(sign_failed(what))?;
+        Ok(request.url().map_err(sign_failed(what))?.to_string())
+    }
+
+    // The headers of that GET: signed in the Authorization header (SigV4, as the AWS SDKs send
+    // it), or none when requests go unsigned. They hold credentials: sent, never shown.
+    fn headers(&self, path: &str, command: Command<'_>, what: &str) -> Result<Headers, Error> {
+        let sign = |bucket: &Bucket| -> Result<Headers, Error> {
+            let request =
+                AttoRequest::new(bucket, path, command.clone()).map_err(sign_failed(what))?;
+            Ok(request
                 .headers()
-                .map_err(failed)?
+                .map_err(sign_failed(what))?
                 .iter()
                 .filter_map(|(name, value)| {
                     Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
                 })
-                .collect();
-            Ok(Signed { url, headers })
+                .collect())
         };
         match &self.signer {
-            Signer::None { .. } => {
-                let request =
-                    AttoRequest::new(&self.unsigned, path, command.clone()).map_err(failed)?;
-                Ok(Signed {
-                    url: request.url().map_err(failed)?.to_string(),
-                    headers: Vec::new(),
-                })
-            }
+            Signer::None { .. } => Ok(Vec::new()),
             Signer::Keys(bucket) => sign(bucket),
             Signer::WebIdentity {
                 role_arn,
@@ -389,14 +391,15 @@ impl S3Source {
             start_after: None,
             max_keys,
         };
-        let request = self.request("/", command, &what)?;
+        let url = self.url("/", command.clone(), &what)?;
+        let headers = self.headers("/", command, &what)?;
         let listing = Listing {
             what: &what,
             format: "ListObjectsV2 XML",
             parse: parse_page,
             hint: HINT_ENDPOINT,
         };
-        get_listing(&self.agent, &request.url, &request.headers, listing, |f| {
+        get_listing(&self.agent, &url, &headers, listing, |f| {
             self.error("list", &what, f)
         })
     }
@@ -427,23 +430,12 @@ impl Source for S3Source {
         let what = format!("s3://{}/{key}", self.bucket);
         // Signed without a Range (the download code sets its own, and changes it to resume),
         // and again for each attempt: a signature is good for 15 minutes.
-        let url = self
-            .request(&format!("/{key}"), Command::GetObject, &what)?
-            .url;
-        let sign = |_: Option<&str>| {
-            self.request(&format!("/{key}"), Command::GetObject, &what)
-                .map(|signed| signed.headers)
-                .map_err(|e| Failure::Other(e.to_string()))
-        };
+        let path = format!("/{key}");
+        let url = self.url(&path, Command::GetObject, &what)?;
+        let sign = |_: Option<&str>| self.headers(&path, Command::GetObject, &what);
         http::download(&self.agent, &url, &sign, range, out)
-            .map_err(|f| self.error("download", &what, f))
+            .map_err(|f| f.or_else(|f| self.error("download", &what, f)))
     }
-}
-
-// A request ready to send.
-struct Signed {
-    url: String,
-    headers: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
