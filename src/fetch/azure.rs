@@ -136,7 +136,7 @@ enum Auth {
     /// Shared Key: the account's name and its decoded key.
     SharedKey {
         account: String,
-        key: Secret,
+        key: AccountKey,
     },
     /// A bearer token from Microsoft Entra ID.
     Token {
@@ -235,16 +235,14 @@ impl AzureSource {
                 conn.sas,
             ) {
                 (Some(key), _) => {
-                    let decoded = STANDARD
-                        .decode(key.expose().trim())
-                        .map_err(|_| Error::Env {
-                            var: "AZURE_STORAGE_ACCESS_KEY".into(),
-                            reason: "the account key is not base64 (the value is not shown)".into(),
-                        })?;
+                    let key = AccountKey::new(&key).ok_or_else(|| Error::Env {
+                        var: "AZURE_STORAGE_ACCESS_KEY".into(),
+                        reason: "the account key is not base64 (the value is not shown)".into(),
+                    })?;
                     (
                         Auth::SharedKey {
                             account: account.clone(),
-                            key: Secret::new(STANDARD.encode(decoded)),
+                            key,
                         },
                         "the account key (Shared Key)",
                     )
@@ -303,7 +301,7 @@ impl AzureSource {
             Auth::SharedKey { account, key } => {
                 let resource = format!("{}{path}", self.resource_root);
                 let to_sign = string_to_sign(&date, range, &resource, query);
-                let signature = sign(key, &to_sign)?;
+                let signature = key.sign(&to_sign);
                 headers.push((
                     "Authorization".into(),
                     format!("SharedKey {account}:{signature}"),
@@ -551,14 +549,23 @@ pub fn string_to_sign(
     s
 }
 
-// Base64 of HMAC-SHA256 of `text` with the (base64) account key.
-fn sign(key: &Secret, text: &str) -> Result<String, Error> {
-    let key = STANDARD.decode(key.expose()).map_err(|_| Error::Env {
-        var: "AZURE_STORAGE_ACCESS_KEY".into(),
-        reason: "the account key is not base64 (the value is not shown)".into(),
-    })?;
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
-    Ok(STANDARD.encode(ring::hmac::sign(&key, text.as_bytes()).as_ref()))
+/// An account key, decoded once into the HMAC key that signs every request.
+pub struct AccountKey(ring::hmac::Key);
+
+impl AccountKey {
+    /// The key from its base64 form; `None` when it is not base64.
+    pub fn new(base64: &Secret) -> Option<AccountKey> {
+        let bytes = STANDARD.decode(base64.expose().trim()).ok()?;
+        Some(AccountKey(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            &bytes,
+        )))
+    }
+
+    /// Base64 of HMAC-SHA256 of `text`.
+    pub fn sign(&self, text: &str) -> String {
+        STANDARD.encode(ring::hmac::sign(&self.0, text.as_bytes()).as_ref())
+    }
 }
 
 /// `Sat, 21 Nov 2026 09:30:15 GMT`, the date form HTTP and `x-ms-date` use.
@@ -688,9 +695,10 @@ mod tests {
     // `SharedKeyCredentialPolicy`) for the same requests, with Azurite's published key.
     #[test]
     fn shared_key_signatures_match_the_sdk() {
-        let key = Secret::new(
+        let key = AccountKey::new(&Secret::new(
             "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
-        );
+        ))
+        .unwrap();
         let date = "Sat, 21 Nov 2026 09:30:15 GMT";
         let list = string_to_sign(
             date,
@@ -704,7 +712,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            sign(&key, &list).unwrap(),
+            key.sign(&list),
             "o6uuWNUPe8ausIyMzchVBLafxdIL8CDv0eue70bhFZ8="
         );
         // (The SDK sends ranges as x-ms-range, so its vector has no Range line; a ranged
@@ -716,7 +724,7 @@ mod tests {
             &[],
         );
         assert_eq!(
-            sign(&key, &part).unwrap(),
+            key.sign(&part),
             "AKVx0x87Zfwlc+wsg0IK1umFtzvZSoVTAhwcmwppfME="
         );
     }
