@@ -529,7 +529,18 @@ impl Settings {
                 authority_host: get("AZURE_AUTHORITY_HOST")
                     .map(|h| h.trim().trim_end_matches('/').to_string()),
                 blob_endpoint: get("AZURE_STORAGE_BLOB_ENDPOINT")
-                    .map(|e| e.trim().trim_end_matches('/').to_string()),
+                    .map(|e| {
+                        // A SAS belongs in the URI or the connection string: on the endpoint
+                        // it would end up before the container's path.
+                        if e.contains(['?', '#']) {
+                            return Err(Error::Env {
+                                var: "AZURE_STORAGE_BLOB_ENDPOINT".into(),
+                                reason: "it has a query (not shown); give scheme://host[:port][/account] and put a SAS token in the URI".into(),
+                            });
+                        }
+                        Ok(e.trim().trim_end_matches('/').to_string())
+                    })
+                    .transpose()?,
                 connection_string: get("AZURE_STORAGE_CONNECTION_STRING").map(Secret),
             },
             gcs: GcsSettings {
@@ -848,6 +859,21 @@ mod tests {
                 .starts_with("invalid value in STORAGE_EMULATOR_HOST"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn an_azure_endpoint_with_a_query_is_refused_unseen() {
+        let e = settings(&[(
+            "AZURE_STORAGE_BLOB_ENDPOINT",
+            "https://acct.blob.core.windows.net?sv=1&sig=s3cr3t",
+        )])
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid value in AZURE_STORAGE_BLOB_ENDPOINT"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
     }
 
     #[test]

@@ -254,7 +254,11 @@ impl AzureSource {
                 ),
             },
         };
-        log::info!("Azure Blob {endpoint} (account {account}): {said}");
+        // An endpoint variable could carry a query (a SAS): it is never shown.
+        log::info!(
+            "Azure Blob {} (account {account}): {said}",
+            crate::error::redact_url(&endpoint)
+        );
         let source = AzureSource {
             agent: http::agent(&settings.tls, Trust::Usual(&[]))?,
             base,
@@ -424,7 +428,8 @@ impl AzureSource {
             Auth::SharedKey { .. } => Kind::SharedKey,
             Auth::Token { .. } => Kind::Token,
         };
-        let (reason, hint) = explain(failure, &self.base, listing, kind);
+        let endpoint = crate::error::redact_url(&self.base);
+        let (reason, hint) = explain(failure, &endpoint, listing, kind);
         Error::Fetch {
             action,
             url: what.to_string(),
