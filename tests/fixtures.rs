@@ -9,7 +9,7 @@
 //! checked.
 //!
 //! The spec is `fixtures/model-registry.openapi.json`, a JSON copy of
-//! `shared/model-registry.openapi.yaml` (`.ci/run` checks that they are the same).
+//! `fixtures/model-registry.openapi.yaml` (`.ci/run` checks that they are the same).
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
