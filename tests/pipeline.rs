@@ -92,6 +92,55 @@ fn an_https_artifact_with_a_private_ca() {
     assert_eq!(listing(&dest), iris_files());
 }
 
+/// `MODEL_REGISTRY_CA_FILE` vouches for the registry only: the same CA in front of the artifact
+/// server is not trusted for the download, and the hint says which settings are.
+#[test]
+fn the_registry_ca_file_is_not_trusted_for_downloads() {
+    let files = Web::start(&artifacts_dir(), Behaviour::default());
+    let tmp = TempDir::new("e2e-registry-ca");
+    let certs = tls::make_certs(tmp.path());
+    let artifacts = tls::TlsProxy::start(&certs, files.port());
+    let registry = Replay::start("quickstart");
+    let upstream: u16 = registry
+        .authority()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let registry_tls = tls::TlsProxy::start(&certs, upstream);
+    registry.set(
+        "artifact_server",
+        &format!("https://127.0.0.1:{}", artifacts.port),
+    );
+    let dest = tmp.path().join("models");
+    let out = run(
+        &["model-registry://iris", dest.to_str().unwrap()],
+        &[
+            (
+                "MODEL_REGISTRY_BASE_URL",
+                &format!("https://127.0.0.1:{}", registry_tls.port),
+            ),
+            ("MODEL_REGISTRY_CA_FILE", certs.ca.to_str().unwrap()),
+        ],
+    );
+    out.expect_code(1);
+    // The registry answered over TLS (its CA was trusted), then the download was refused.
+    assert!(registry.requests().len() >= 3, "{:?}", registry.requests());
+    let last = out.last_line();
+    assert!(
+        last.starts_with("error: ") && last.contains("UnknownIssuer"),
+        "{last}"
+    );
+    assert!(
+        out.stderr
+            .contains("MODEL_REGISTRY_CA_FILE is trusted for the registry only"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dest.join("iris-model.tar.gz").exists());
+}
+
 #[test]
 fn a_file_artifact_is_copied_not_linked() {
     let (_files, registry) = with_artifacts("local-artifact");

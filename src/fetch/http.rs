@@ -18,9 +18,10 @@ use crate::plan::safe_relative;
 use crate::settings::{Secret, Settings};
 use crate::uri::{percent_decode, url_host};
 
-/// What to do when a server's certificate is not trusted.
-pub const TLS_HINT: &str =
-    "trust the server's CA with SSL_CERT_FILE or KServe's CA bundle (CA_BUNDLE_CONFIGMAP_NAME)";
+/// What to do when a server's certificate is not trusted. `MODEL_REGISTRY_CA_FILE` is named
+/// because it is the CA setting a registry user has at hand, and it does not apply here.
+pub const TLS_HINT: &str = "trust the server's CA with SSL_CERT_FILE or KServe's CA bundle \
+    (CA_BUNDLE_CONFIGMAP_NAME); MODEL_REGISTRY_CA_FILE is trusted for the registry only";
 
 /// One `http://` or `https://` file.
 pub struct HttpSource {
