@@ -59,8 +59,12 @@ ENVIRONMENT (empty counts as unset):
     SSL_CERT_FILE                  extra PEM CA bundle to trust (built-in and system roots
                                    are always trusted)
     CA_BUNDLE_CONFIGMAP_NAME       with CA_BUNDLE_VOLUME_MOUNT_POINT: KServe's CA bundle
-    HTTPS_PROXY, HTTP_PROXY, NO_PROXY
-    RUST_LOG                       log level (default info)
+    ALL_PROXY, HTTPS_PROXY, HTTP_PROXY
+                                   proxy URL for every request, http:// and https:// alike:
+                                   the first of these that is set (lower case too)
+    NO_PROXY                       hosts reached without the proxy
+    RUST_LOG                       log level (default info); a bare level is this program's,
+                                   a dependency's is asked for by name (ureq=debug)
 
   S3 (KServe's names and meanings):
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY

@@ -32,6 +32,24 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Creates `DEST_DIR` and any folders above it that are missing. When it, or a folder above it,
+/// is a file, the error names that file: the system's "File exists" or "Not a directory" does
+/// not say which path is the file.
+pub fn create_root(dest: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dest).map_err(|e| {
+        let file = dest
+            .ancestors()
+            .find(|p| std::fs::metadata(p).is_ok_and(|m| !m.is_dir()));
+        match file {
+            Some(file) => Error::NotAFolder {
+                dest: dest.to_path_buf(),
+                file: file.to_path_buf(),
+            },
+            None => Error::io("create folder", dest, e),
+        }
+    })
+}
+
 /// Creates the folders of `relative` (a path checked by `plan::safe_relative`) below `dest`
 /// and returns the file's full path. Refuses to pass through a symbolic link or a file, so a
 /// link left in `DEST_DIR` cannot send a write elsewhere.

@@ -103,7 +103,7 @@ pub fn download(
         });
     }
 
-    std::fs::create_dir_all(dest).map_err(|e| Error::io("create folder", dest, e))?;
+    dest::create_root(dest)?;
     let mut jobs = Vec::new();
     let mut tasks = Vec::new();
     let mut skipped = 0;

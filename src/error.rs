@@ -12,6 +12,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::http::PLAIN_HTTP;
+
 /// Everything that can make a run fail.
 #[derive(Debug)]
 pub enum Error {
@@ -29,6 +31,8 @@ pub enum Error {
         version: Option<String>,
         /// The registry's base URL (scheme, host and path prefix).
         registry: String,
+        /// The URI named the registry (a host, or `?namespace=`) rather than taking the default.
+        registry_in_uri: bool,
         /// Why it failed (boxed: it is the largest payload, and errors travel in `Result`s).
         why: Box<Lookup>,
     },
@@ -55,6 +59,8 @@ pub enum Error {
     },
     /// An archive could not be extracted, or holds an entry that would leave `DEST_DIR`.
     Archive { path: PathBuf, reason: String },
+    /// `DEST_DIR`, or a folder above it (`file`), is a file.
+    NotAFolder { dest: PathBuf, file: PathBuf },
     /// A local file could not be read or written.
     Io {
         action: &'static str,
@@ -70,6 +76,8 @@ pub enum Lookup {
     Unreachable { url: String, cause: String },
     /// The TLS handshake failed: the certificate is not trusted or not for this host.
     Tls { url: String, cause: String },
+    /// The TLS handshake failed and the same host and port answer plain HTTP.
+    PlainHttp { url: String, evidence: String },
     /// 401 or 403.
     Unauthorized {
         url: String,
@@ -119,9 +127,18 @@ impl Error {
     /// A suggestion printed as `hint: ...` before the error line, where one helps.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            Error::Resolve { why, .. } => match **why {
-                Lookup::Unreachable { .. } => Some(
+            Error::Resolve {
+                why,
+                registry_in_uri,
+                ..
+            } => match **why {
+                // Only the default registry comes from MODEL_REGISTRY_BASE_URL; a host or a
+                // namespace in the URI already says where the registry is.
+                Lookup::Unreachable { .. } if !registry_in_uri => Some(
                     "check MODEL_REGISTRY_BASE_URL, or put the registry's host:port in the URI",
+                ),
+                Lookup::PlainHttp { .. } => Some(
+                    "use http:// for this registry: in MODEL_REGISTRY_BASE_URL, or MODEL_REGISTRY_SCHEME=http when no scheme is written",
                 ),
                 Lookup::Tls { .. } => Some(
                     "trust the registry's CA with MODEL_REGISTRY_CA_FILE, SSL_CERT_FILE or KServe's CA bundle (CA_BUNDLE_CONFIGMAP_NAME)",
@@ -154,6 +171,7 @@ impl fmt::Display for Error {
                 version,
                 registry,
                 why,
+                ..
             } => {
                 write!(f, "cannot resolve model '{model}'")?;
                 match version {
@@ -178,6 +196,15 @@ impl fmt::Display for Error {
             Error::Archive { path, reason } => {
                 write!(f, "cannot extract '{}': {reason}", path.display())
             }
+            Error::NotAFolder { dest, file } if dest == file => {
+                write!(f, "DEST_DIR '{}' is a file, not a folder", dest.display())
+            }
+            Error::NotAFolder { dest, file } => write!(
+                f,
+                "DEST_DIR '{}' cannot be created: '{}' is a file, not a folder",
+                dest.display(),
+                file.display()
+            ),
             Error::Io {
                 action,
                 path,
@@ -194,6 +221,9 @@ impl fmt::Display for Lookup {
                 write!(f, "registry unreachable: GET {url}: {cause}")
             }
             Lookup::Tls { url, cause } => write!(f, "TLS failure: GET {url}: {cause}"),
+            Lookup::PlainHttp { url, evidence } => {
+                write!(f, "{PLAIN_HTTP} GET {url}: {evidence}")
+            }
             Lookup::Unauthorized {
                 url,
                 status,
@@ -255,12 +285,17 @@ fn said(message: &str) -> String {
 // otherwise show it twice.
 impl std::error::Error for Error {}
 
-/// A URL without its query string or fragment, for errors and logs: presigned and SAS query
-/// strings are credentials.
+/// A URL without the text of its query string or fragment, for errors and logs: presigned
+/// and SAS query strings are credentials. Each keeps its own mark (`?<redacted>`,
+/// `#<redacted>`), so the log still shows what was written.
 pub fn redact_url(url: &str) -> String {
-    match url.find(['?', '#']) {
-        Some(i) => format!("{}?<redacted>", &url[..i]),
-        None => url.to_string(),
+    let (rest, fragment) = match url.split_once('#') {
+        Some((rest, _)) => (rest, "#<redacted>"),
+        None => (url, ""),
+    };
+    match rest.split_once('?') {
+        Some((base, _)) => format!("{base}?<redacted>{fragment}"),
+        None => format!("{rest}{fragment}"),
     }
 }
 
@@ -279,6 +314,7 @@ mod tests {
             model: "iris".into(),
             version: version.map(Into::into),
             registry: "http://mr:8080".into(),
+            registry_in_uri: false,
             why: Box::new(why),
         }
     }
@@ -313,6 +349,41 @@ mod tests {
         let text = e.to_string();
         assert!(!text.contains("s3cr3t"), "{text}");
         assert!(text.contains("'hdfs://nn/models?<redacted>'"), "{text}");
+    }
+
+    #[test]
+    fn redaction_keeps_the_query_and_fragment_marks() {
+        let cases = [
+            ("https://h/f?sig=s3cr3t", "https://h/f?<redacted>"),
+            ("https://h/f#part", "https://h/f#<redacted>"),
+            (
+                "https://h/f?sig=s3cr3t#part",
+                "https://h/f?<redacted>#<redacted>",
+            ),
+            // A '?' after the '#' is in the fragment, not a query.
+            ("https://h/f#a?b", "https://h/f#<redacted>"),
+            ("s3://b/k", "s3://b/k"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_base_url_hint_only_for_the_default_registry() {
+        let unreachable = || Lookup::Unreachable {
+            url: "http://mr:8080/x".into(),
+            cause: "refused".into(),
+        };
+        assert!(resolve(None, unreachable()).hint().is_some());
+        let mut named = resolve(None, unreachable());
+        if let Error::Resolve {
+            registry_in_uri, ..
+        } = &mut named
+        {
+            *registry_in_uri = true;
+        }
+        assert_eq!(named.hint(), None);
     }
 
     #[test]

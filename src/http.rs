@@ -7,7 +7,11 @@
 //! works), the system bundle when there is one, `SSL_CERT_FILE`, KServe's CA bundle and any
 //! extra CA file (the registry's).
 //!
-//! Proxies: ureq reads `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and honours `NO_PROXY`.
+//! Proxies: ureq takes the first of `ALL_PROXY`, `HTTPS_PROXY` and `HTTP_PROXY` (each also in
+//! lower case) that is set, for every request whatever its scheme, and honours `NO_PROXY`.
+//!
+//! An `https://` URL on a server that speaks plain HTTP fails in the TLS handshake with words
+//! that do not say so ("unexpected end of file"); it is checked and said plainly, and is final.
 //!
 //! Redirects are followed here, not by ureq, so that each hop passes the address policy (no
 //! metadata or link-local hosts) and credentials never follow a redirect to another host.
@@ -29,7 +33,7 @@ use ureq::{Agent, Body};
 
 use crate::error::{Error, one_line, redact_url};
 use crate::policy::is_blocked_host;
-use crate::settings::TlsSettings;
+use crate::settings::{TlsSettings, port_text};
 use crate::uri::{percent_encode, url_host};
 
 /// `User-Agent` of every request.
@@ -51,6 +55,10 @@ pub const BUFFER_SIZE: usize = 64 * 1024;
 const INPUT_BUFFER: usize = 64 * 1024;
 // Requests are a GET's head or a small token form.
 const OUTPUT_BUFFER: usize = 16 * 1024;
+// The check that a server which failed a TLS handshake speaks plain HTTP: one request, no retry.
+const PLAIN_HTTP_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How every backend words an `https://` URL on a plain-HTTP server.
+pub const PLAIN_HTTP: &str = "TLS handshake failed: is the server plain HTTP?";
 // Idle connections kept per host: ureq keeps 3, so with more workers than that every request
 // past the third opened a new connection (138 connects for 2,000 small objects).
 const IDLE_PER_HOST: usize = 64;
@@ -165,6 +173,9 @@ pub enum Failure {
     Transport(String),
     /// The TLS handshake failed (an untrusted or wrong certificate): trying again cannot help.
     Tls(String),
+    /// The TLS handshake failed and `http://` on the same host and port gets an answer: the
+    /// URL should say `http://`. Holds what went wrong and what answered.
+    PlainHttp(String),
     /// An error status, final (429 and 5xx only after retries).
     Status(StatusError),
     /// The server broke the protocol (a wrong range, a short body), or the writer failed.
@@ -190,6 +201,7 @@ impl fmt::Display for Failure {
             Failure::Transport(cause) | Failure::Tls(cause) | Failure::Other(cause) => {
                 f.write_str(cause)
             }
+            Failure::PlainHttp(evidence) => write!(f, "{PLAIN_HTTP} ({evidence})"),
             Failure::Status(status) => status.fmt(f),
             Failure::Headers(e) => e.fmt(f),
         }
@@ -287,7 +299,7 @@ pub fn get_with_retry(
     url: &str,
     headers: &[(&str, &str)],
 ) -> Result<Response<Body>, Failure> {
-    with_retry("GET", url, || send(agent, url, headers))
+    with_retry(agent, "GET", url, || send(agent, url, headers))
 }
 
 /// A POST of a form (`application/x-www-form-urlencoded`), retried as `get_with_retry`:
@@ -303,7 +315,7 @@ pub fn post_form_with_retry(
         .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
         .collect::<Vec<_>>()
         .join("&");
-    with_retry("POST", url, || {
+    with_retry(agent, "POST", url, || {
         agent
             .post(url)
             .content_type("application/x-www-form-urlencoded")
@@ -314,6 +326,7 @@ pub fn post_form_with_retry(
 }
 
 fn with_retry(
+    agent: &Agent,
     method: &str,
     url: &str,
     mut call: impl FnMut() -> Result<Response<Body>, Sent>,
@@ -334,10 +347,7 @@ fn with_retry(
             }
             Err(Sent::Redirect(cause)) => return Err(Failure::Transport(cause)),
             Err(Sent::Transport(e)) => {
-                let cause = describe(&e);
-                if is_tls(&e) {
-                    return Err(Failure::Tls(cause));
-                }
+                let cause = unanswered(agent, url, &e)?;
                 if attempt == ATTEMPTS {
                     return Err(Failure::Transport(format!(
                         "{cause} (after {ATTEMPTS} attempts)"
@@ -497,8 +507,7 @@ pub fn download(
         }
         let outcome = match send(agent, url, &all_headers) {
             Err(Sent::Redirect(reason)) => return Err(Failure::Transport(reason)),
-            Err(Sent::Transport(e)) if is_tls(&e) => return Err(Failure::Tls(describe(&e))),
-            Err(Sent::Transport(e)) => Err((describe(&e), backoff(attempt))),
+            Err(Sent::Transport(e)) => Err((unanswered(agent, url, &e)?, backoff(attempt))),
             Ok(response) => {
                 let status = response.status();
                 match status.as_u16() {
@@ -631,6 +640,84 @@ pub fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
         s => s.split_once('-')?.0.trim().parse().ok()?,
     };
     Some((start, total))
+}
+
+// Why a request got no response: `Err` when that is final (TLS), else the cause, worth
+// another try.
+fn unanswered(agent: &Agent, url: &str, e: &ureq::Error) -> Result<String, Failure> {
+    let cause = describe(e);
+    if answered_in_plain_text(e) {
+        return Err(Failure::PlainHttp(format!(
+            "{cause}: the server's first bytes were not TLS"
+        )));
+    }
+    if let Some(answered) = answers_plain_http(agent, url, e) {
+        return Err(Failure::PlainHttp(format!(
+            "{cause}; {answered} answers without TLS"
+        )));
+    }
+    if is_tls(e) {
+        return Err(Failure::Tls(cause));
+    }
+    Ok(cause)
+}
+
+// The TLS handshake got bytes that are no TLS record at all (`HTTP/1.1 400 ...` from a
+// plain-HTTP server): rustls's own error says so, so nothing needs checking.
+fn answered_in_plain_text(e: &ureq::Error) -> bool {
+    let ureq::Error::Io(io) = e else {
+        return false;
+    };
+    matches!(
+        io.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType
+        ))
+    )
+}
+
+// After an `https://` request got no answer at all (the server closed on the ClientHello, as
+// some plain-HTTP servers do), whether `http://` on the same host and port answers; returns
+// that URL when it does. A certificate failure never gets here: the server spoke TLS. TLS
+// servers that answer a plain request (nginx, Go, Apache) answer 400 ("plain HTTP request sent
+// to HTTPS port"), so a 400 proves nothing. No credentials are sent: the request is for `/`,
+// with no headers of ours.
+fn answers_plain_http(agent: &Agent, url: &str, e: &ureq::Error) -> Option<String> {
+    let ureq::Error::Io(io) = e else {
+        return None;
+    };
+    let handshake = io.kind() == std::io::ErrorKind::UnexpectedEof && io.get_ref().is_none();
+    let scheme_end = url.find("://")?;
+    if !handshake || !url[..scheme_end].eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let authority = authority_of(url)[scheme_end + 3..].rsplit('@').next()?;
+    // No port written means 443: that is where the handshake was tried.
+    let probe = match port_text(authority) {
+        Some(_) => format!("http://{authority}/"),
+        None => format!("http://{authority}:443/"),
+    };
+    let response = agent
+        .get(&probe)
+        .config()
+        .timeout_global(Some(PLAIN_HTTP_CHECK_TIMEOUT))
+        .build()
+        .call();
+    match response {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            log::debug!("GET {probe} (after a failed TLS handshake): HTTP {status}");
+            (status != 400).then_some(probe)
+        }
+        Err(e) => {
+            log::debug!(
+                "GET {probe} (after a failed TLS handshake): {}",
+                describe(&e)
+            );
+            None
+        }
+    }
 }
 
 // rustls reports handshake failures as I/O errors of kind InvalidData.

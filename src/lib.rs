@@ -35,10 +35,13 @@ use crate::resolve::Resolution;
 use crate::settings::Settings;
 use crate::uri::{RegistryUri, is_registry_uri};
 
-/// Sends `log` records to stderr as `level: message`, at `RUST_LOG` (default `info`).
+/// Sends `log` records to stderr as `level: message`, filtered by `RUST_LOG` (see
+/// `log_filter`).
 pub fn init_logging() {
     use std::io::Write;
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    let rust_log = std::env::var("RUST_LOG").ok();
+    env_logger::Builder::new()
+        .parse_filters(&log_filter(rust_log.as_deref()))
         // Trace records do not exist: the `log` crate is built with `max_level_debug`.
         .format(|buf, record| {
             writeln!(
@@ -49,6 +52,43 @@ pub fn init_logging() {
             )
         })
         .init();
+}
+
+/// The `env_logger` filter for a `RUST_LOG` value (default `info`). A bare level (`debug`) is
+/// this program's level; other crates stay at `info` or quieter, since ureq and rustls write
+/// dozens of lines per request at `debug`. `module=level` directives (`ureq=debug`) apply as
+/// written, and win over the bare level.
+pub fn log_filter(rust_log: Option<&str>) -> String {
+    const CRATE: &str = env!("CARGO_CRATE_NAME");
+    let spec = rust_log.map(str::trim).unwrap_or_default();
+    // env_logger's `/text` suffix filters messages; it is kept as written.
+    let (directives, text) = match spec.split_once('/') {
+        Some((d, t)) => (d, Some(t)),
+        None => (spec, None),
+    };
+    let mut level = log::LevelFilter::Info;
+    let mut modules = Vec::new();
+    for directive in directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        match directive.parse::<log::LevelFilter>() {
+            Ok(bare) => level = bare,
+            Err(_) => modules.push(directive),
+        }
+    }
+    let others = level.min(log::LevelFilter::Info);
+    let mut filter = format!("{others},{CRATE}={level}");
+    for module in modules {
+        filter.push(',');
+        filter.push_str(module);
+    }
+    if let Some(text) = text {
+        filter.push('/');
+        filter.push_str(text);
+    }
+    filter
 }
 
 /// Resolves a `model-registry://` URI and checks the artifact URI against the policy.
@@ -70,7 +110,14 @@ pub fn resolve_uri(uri: &str, settings: &Settings) -> Result<Resolution, Error> 
 /// Processes each `SRC_URI DEST_DIR` pair in order; stops at the first failure.
 pub fn run(pairs: &[Pair], options: &Options, settings: &Settings) -> Result<(), Error> {
     for pair in pairs {
-        log::info!("{} -> {}", redact_url(&pair.src), pair.dest.display());
+        // A model-registry:// URI holds no secret (its query is ?namespace=), and redacting it
+        // would hide what the parser objects to.
+        let shown = if is_registry_uri(&pair.src) {
+            pair.src.clone()
+        } else {
+            redact_url(&pair.src)
+        };
+        log::info!("{shown} -> {}", pair.dest.display());
         let source = if is_registry_uri(&pair.src) {
             resolve_uri(&pair.src, settings)?.artifact_uri
         } else {
@@ -107,4 +154,35 @@ pub fn fetch(
         }
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn a_bare_level_is_this_programs_and_modules_are_as_written() {
+        let cases = [
+            (None, "INFO,mr_storage_initializer=INFO"),
+            (Some(" "), "INFO,mr_storage_initializer=INFO"),
+            (Some("debug"), "INFO,mr_storage_initializer=DEBUG"),
+            (Some("warn"), "WARN,mr_storage_initializer=WARN"),
+            (
+                Some("ureq=debug"),
+                "INFO,mr_storage_initializer=INFO,ureq=debug",
+            ),
+            (
+                Some("debug, ureq=debug"),
+                "INFO,mr_storage_initializer=DEBUG,ureq=debug",
+            ),
+            (
+                Some("trace,mr_storage_initializer=warn"),
+                "INFO,mr_storage_initializer=TRACE,mr_storage_initializer=warn",
+            ),
+            (Some("debug/GET"), "INFO,mr_storage_initializer=DEBUG/GET"),
+        ];
+        for (rust_log, filter) in cases {
+            assert_eq!(log_filter(rust_log), filter, "{rust_log:?}");
+        }
+    }
 }

@@ -146,6 +146,7 @@ impl<'a> Client<'a> {
             let url = url.clone();
             match f {
                 Failure::Tls(cause) => Lookup::Tls { url, cause },
+                Failure::PlainHttp(evidence) => Lookup::PlainHttp { url, evidence },
                 other => Lookup::Unreachable {
                     url,
                     cause: other.to_string(),

@@ -35,11 +35,12 @@ pub fn resolve(
     settings: &RegistrySettings,
     agent: &Agent,
 ) -> Result<Resolution, Error> {
-    let (base, model, version) = choose_registry(uri, settings, agent);
+    let (base, model, version, registry_in_uri) = choose_registry(uri, settings, agent);
     let fail = |why: Lookup| Error::Resolve {
         model: model.clone(),
         version: version.clone(),
         registry: base.url(),
+        registry_in_uri,
         why: Box::new(why),
     };
     let token = match &settings.token {
@@ -151,18 +152,19 @@ pub fn resolve(
     })
 }
 
-/// Which registry to ask, and the model and version to ask for.
+/// Which registry to ask, the model and version to ask for, and whether the URI named the
+/// registry (a host or a namespace) rather than leaving it to `MODEL_REGISTRY_BASE_URL`.
 fn choose_registry(
     uri: &RegistryUri,
     settings: &RegistrySettings,
     agent: &Agent,
-) -> (BaseUrl, String, Option<String>) {
+) -> (BaseUrl, String, Option<String>, bool) {
     let at = |authority: String| BaseUrl {
         scheme: settings.base.scheme.clone(),
         authority,
         path_prefix: String::new(),
     };
-    let (base, model, version) = match (&uri.target, &uri.namespace) {
+    let (base, model, version, named) = match (&uri.target, &uri.namespace) {
         (
             Target::Host {
                 host,
@@ -172,13 +174,21 @@ fn choose_registry(
             Some(ns),
         ) => {
             log::info!("?namespace={ns} names the registry: ignoring host '{host}' in the URI");
-            (namespaced(settings, ns), model.clone(), version.clone())
+            (
+                namespaced(settings, ns),
+                model.clone(),
+                version.clone(),
+                true,
+            )
         }
-        (Target::Default { model, version }, Some(ns)) => {
-            (namespaced(settings, ns), model.clone(), version.clone())
-        }
+        (Target::Default { model, version }, Some(ns)) => (
+            namespaced(settings, ns),
+            model.clone(),
+            version.clone(),
+            true,
+        ),
         (Target::Default { model, version }, None) => {
-            (settings.base.clone(), model.clone(), version.clone())
+            (settings.base.clone(), model.clone(), version.clone(), false)
         }
         (
             Target::Host {
@@ -187,7 +197,7 @@ fn choose_registry(
                 version,
             },
             None,
-        ) => (at(host.clone()), model.clone(), version.clone()),
+        ) => (at(host.clone()), model.clone(), version.clone(), true),
         // The parser folds this into `Default` when a namespace is given.
         (Target::HostOrModel { first, second }, _) => {
             let candidate = at(first.clone());
@@ -195,17 +205,22 @@ fn choose_registry(
                 log::info!(
                     "'{first}' answers as a model registry: reading the URI as host '{first}', model '{second}'"
                 );
-                (candidate, second.clone(), None)
+                (candidate, second.clone(), None, true)
             } else {
                 log::info!(
                     "'{first}' is not a reachable model registry: reading the URI as model '{first}', version '{second}'"
                 );
-                (settings.base.clone(), first.clone(), Some(second.clone()))
+                (
+                    settings.base.clone(),
+                    first.clone(),
+                    Some(second.clone()),
+                    false,
+                )
             }
         }
     };
     log::info!("model registry: {}", base.url());
-    (base, model, version)
+    (base, model, version, named)
 }
 
 /// `<service>.<ns>.<domain>:<port of the base URL, else 8080>`.

@@ -161,6 +161,7 @@ impl BaseUrl {
         if authority.contains(['?', '#', '@', ' ']) {
             return Err(format!("'{value}' is not host[:port] or a URL"));
         }
+        check_port(authority)?;
         Ok(BaseUrl {
             scheme,
             authority: authority.to_string(),
@@ -199,6 +200,40 @@ pub fn split_port(authority: &str) -> (&str, Option<u16>) {
             Err(_) => (authority, None),
         },
         _ => (authority, None),
+    }
+}
+
+/// The port text of `host:port` or `[v6]:port` as written (maybe empty or not a number), or
+/// `None` when there is no port. A bare IPv6 address (`::1`) has no port.
+pub fn port_text(authority: &str) -> Option<&str> {
+    if authority.starts_with('[') {
+        return authority.split_once("]:").map(|(_, port)| port);
+    }
+    match authority.split_once(':') {
+        Some((_, port)) if !port.contains(':') => Some(port),
+        _ => None,
+    }
+}
+
+/// Refuses a port that is written but unusable (empty, not a number, 0, above 65535): without
+/// this check `host:xyz` fails much later as a DNS error that does not mention the port.
+pub fn check_port(authority: &str) -> Result<(), String> {
+    let Some(port) = port_text(authority) else {
+        return Ok(());
+    };
+    if port.is_empty() {
+        return Err(format!("the port in '{authority}' is empty"));
+    }
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "the port '{port}' in '{authority}' is not a number"
+        ));
+    }
+    match port.parse::<u32>() {
+        Ok(1..=65535) => Ok(()),
+        _ => Err(format!(
+            "the port {port} in '{authority}' is not between 1 and 65535"
+        )),
     }
 }
 
@@ -624,7 +659,33 @@ mod tests {
             "https://gw.example.com/mr/api/model_registry/v1alpha3/registered_model?name=iris"
         );
         assert!(BaseUrl::parse("ftp://x", "http").is_err());
+        for (value, reason) in [
+            ("h:xyz", "the port 'xyz' in 'h:xyz' is not a number"),
+            (
+                "https://h:8o8o/mr",
+                "the port '8o8o' in 'h:8o8o' is not a number",
+            ),
+            ("h:", "the port in 'h:' is empty"),
+            ("h:0", "the port 0 in 'h:0' is not between 1 and 65535"),
+            (
+                "h:65536",
+                "the port 65536 in 'h:65536' is not between 1 and 65535",
+            ),
+            ("[::1]:+80", "the port '+80' in '[::1]:+80' is not a number"),
+        ] {
+            assert_eq!(BaseUrl::parse(value, "http"), Err(reason.into()), "{value}");
+        }
+        assert!(BaseUrl::parse("h:65535", "http").is_ok());
         assert!(BaseUrl::parse("https:///mr", "http").is_err());
+    }
+
+    #[test]
+    fn a_bad_port_names_the_variable() {
+        let e = settings(&[("MODEL_REGISTRY_BASE_URL", "host:xyz")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value in MODEL_REGISTRY_BASE_URL: the port 'xyz' in 'host:xyz' is not a number"
+        );
     }
 
     #[test]

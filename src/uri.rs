@@ -13,12 +13,13 @@
 //!
 //! Segments are percent-decoded after splitting, so `%2F` puts a `/` inside a name. Empty
 //! segments, trailing slashes, more than three segments and fragments are errors, never lookups
-//! of an empty or truncated name.
+//! of an empty or truncated name; so is a host's port that is empty, not a number, 0 or above
+//! 65535.
 //!
 //! Every other URI is classified by `StorageKind` for the download stage.
 
 use crate::error::Error;
-use crate::settings::split_port;
+use crate::settings::{check_port, port_text, split_port};
 
 /// The scheme of registry URIs.
 pub const REGISTRY_SCHEME: &str = "model-registry://";
@@ -101,14 +102,22 @@ impl RegistryUri {
                 model: seg(0)?,
                 version: None,
             },
-            3 => Target::Host {
-                host: raw[0].to_string(),
-                model: seg(1)?,
-                version: Some(seg(2)?),
-            },
+            3 => {
+                check_port(raw[0]).map_err(|r| bad(&r))?;
+                Target::Host {
+                    host: raw[0].to_string(),
+                    model: seg(1)?,
+                    version: Some(seg(2)?),
+                }
+            }
             _ => {
                 let first = raw[0];
-                if split_port(first).1.is_some() {
+                // Digits after the colon make it a host (`llama:7b` stays a model name), so
+                // `h:0` and `h:99999` are refused rather than looked up as models.
+                let digits = port_text(first)
+                    .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+                if digits {
+                    check_port(first).map_err(|r| bad(&r))?;
                     Target::Host {
                         host: first.to_string(),
                         model: seg(1)?,
@@ -381,6 +390,28 @@ mod tests {
             (
                 "model-registry://my%20model/v1",
                 plain(d("my model", Some("v1"))),
+            ),
+            // A port must be a usable number wherever the first segment is a host.
+            (
+                "model-registry://h:xyz/iris/v1",
+                Err("the port 'xyz' in 'h:xyz' is not a number"),
+            ),
+            (
+                "model-registry://h:/iris/v1",
+                Err("the port in 'h:' is empty"),
+            ),
+            (
+                "model-registry://h:0/iris",
+                Err("the port 0 in 'h:0' is not between 1 and 65535"),
+            ),
+            (
+                "model-registry://h:65536/iris",
+                Err("the port 65536 in 'h:65536' is not between 1 and 65535"),
+            ),
+            // Two segments without digits after the colon: a model name, as before.
+            (
+                "model-registry://llama:7b/v1",
+                plain(d("llama:7b", Some("v1"))),
             ),
             (
                 "model-registry://iris/v1#x",

@@ -15,6 +15,25 @@ fn help_goes_to_stdout_and_exits_0() {
     assert_eq!(out.stderr, "");
 }
 
+/// Every proxy variable ureq reads is listed (.ci/check-kustomize takes the names from here).
+#[test]
+fn help_lists_the_proxy_variables() {
+    let out = run(&["--help"], &[]);
+    out.expect_code(0);
+    assert!(
+        out.stdout
+            .contains("\n    ALL_PROXY, HTTPS_PROXY, HTTP_PROXY\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("\n    NO_PROXY                       hosts reached without the proxy\n"),
+        "{}",
+        out.stdout
+    );
+}
+
 #[test]
 fn version() {
     let out = run(&["-V"], &[]);
@@ -80,6 +99,22 @@ fn a_malformed_uri_is_a_run_time_failure_with_the_reason() {
         out.expect_code(1);
         assert_eq!(out.last_line(), last, "{uri}");
     }
+}
+
+/// A '#' is an error in a model-registry:// URI; the log shows the URI as written, not as if
+/// it had a query.
+#[test]
+fn a_fragment_is_logged_as_written() {
+    let out = run(&["model-registry://iris#v1", "/tmp/unused-dest"], &[]);
+    out.expect_code(1);
+    assert_eq!(
+        out.stderr.lines().next(),
+        Some("info: model-registry://iris#v1 -> /tmp/unused-dest")
+    );
+    assert_eq!(
+        out.last_line(),
+        "error: invalid URI 'model-registry://iris#v1': a '#' is not allowed; write %23 for a '#' inside a name"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::support::proxy::Proxy;
+use crate::support::server::PlainHttp;
 use crate::support::web::{Behaviour, Web};
 use crate::support::{TempDir, bytes, run, tls};
 
@@ -374,6 +375,86 @@ fn proxies_are_used_unless_no_proxy_says_otherwise() {
     .expect_code(0);
     assert_eq!(proxy.targets().len(), 4);
     assert_eq!(web.seen().len(), 6);
+}
+
+/// `ALL_PROXY` is used too, as `--help` says (ureq takes the first of ALL_PROXY, HTTPS_PROXY
+/// and HTTP_PROXY that is set).
+#[test]
+fn all_proxy_is_used() {
+    let site = Site::new(&[("model.bin", b"through the proxy")]);
+    let web = Web::start(&site.www(), Behaviour::default());
+    let proxy = Proxy::start();
+    let uri = format!("{}/model.bin", web.url());
+    run(
+        &[&uri, &site.dest_str()],
+        &[("ALL_PROXY", &proxy.url()), ("NO_PROXY", "")],
+    )
+    .expect_code(0);
+    assert_eq!(
+        std::fs::read(site.dest().join("model.bin")).unwrap(),
+        b"through the proxy"
+    );
+    assert_eq!(proxy.targets().len(), 2);
+}
+
+/// The shared HTTP stack says it for downloads as it does for the registry: an `https://` URL
+/// on a plain-HTTP server is named as such, with a hint, and is not retried.
+#[test]
+fn https_url_on_a_plain_http_server() {
+    let site = Site::new(&[]);
+    let server = PlainHttp::start(false);
+    let uri = format!("https://{}/model.bin", server.authority());
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot download {uri}: TLS handshake failed: is the server plain HTTP? (unexpected end of file; http://{}/ answers without TLS)",
+            server.authority()
+        )
+    );
+    assert!(
+        out.stderr
+            .contains("hint: the server answers plain HTTP: use an http:// URL"),
+        "{out:#?}"
+    );
+    assert!(!out.stderr.contains("attempt 1 of"), "{out:#?}");
+    assert_eq!(server.hellos(), 1);
+    assert_eq!(server.requests(), ["GET /"]);
+    assert!(names(&site.dest()).is_empty());
+}
+
+/// A DEST_DIR that is a file, or below one, is named as such rather than "File exists".
+#[test]
+fn a_dest_dir_that_is_a_file() {
+    let site = Site::new(&[("model.bin", b"weights")]);
+    let web = Web::start(&site.www(), Behaviour::default());
+    let uri = format!("{}/model.bin", web.url());
+    let file = site.tmp.path().join("not-a-folder");
+    std::fs::write(&file, b"already here").unwrap();
+
+    let out = run(&[&uri, file.to_str().unwrap()], &[]);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: DEST_DIR '{}' is a file, not a folder",
+            file.display()
+        )
+    );
+
+    let below = file.join("models/iris");
+    let out = run(&[&uri, below.to_str().unwrap()], &[]);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: DEST_DIR '{}' cannot be created: '{}' is a file, not a folder",
+            below.display(),
+            file.display()
+        )
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"already here");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use crate::support::replay::{Replay, normalize};
+use crate::support::server::PlainHttp;
 use crate::support::{Run, TempDir, closed_port, run, tls};
 
 const API: &str = "/api/model_registry/v1alpha3";
@@ -644,4 +645,128 @@ fn https_registry_with_a_private_ca() {
     assert!(!out.stderr.contains("attempt 1 of"), "{out:#?}");
     // The failed handshake reached the registry zero times; the trusted run three.
     assert_eq!(mr.keys().len(), 3);
+}
+
+/// An `https://` base URL on a registry that speaks plain HTTP, both ways such a server meets a
+/// ClientHello (closing, or answering 400 in HTTP): said plainly, with a hint, and not retried.
+#[test]
+fn https_base_url_on_a_plain_http_registry() {
+    for answer_tls in [false, true] {
+        let server = PlainHttp::start(answer_tls);
+        let base = format!("https://{}", server.authority());
+        let out = run(
+            &["--resolve", "model-registry://iris"],
+            &[("MODEL_REGISTRY_BASE_URL", base.as_str())],
+        );
+        out.expect_code(1);
+        // An HTTP answer to the ClientHello is proof in itself; a closed connection is checked
+        // with one plain request.
+        let evidence = if answer_tls {
+            "received corrupt message of type InvalidContentType: the server's first bytes were not TLS".to_string()
+        } else {
+            format!(
+                "unexpected end of file; http://{}/ answers without TLS",
+                server.authority()
+            )
+        };
+        assert_eq!(
+            out.last_line(),
+            format!(
+                "error: cannot resolve model 'iris' (newest version) in model registry {base}: TLS handshake failed: is the server plain HTTP? GET {base}{API}/registered_model?name=iris: {evidence}"
+            )
+        );
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(
+            lines[lines.len() - 2],
+            "hint: use http:// for this registry: in MODEL_REGISTRY_BASE_URL, or MODEL_REGISTRY_SCHEME=http when no scheme is written"
+        );
+        // One handshake, then at most one plain request to check: no retries.
+        assert!(!out.stderr.contains("attempt 1 of"), "{out:#?}");
+        assert_eq!(server.hellos(), 1);
+        let checks: &[&str] = if answer_tls { &[] } else { &["GET /"] };
+        assert_eq!(server.requests(), checks);
+    }
+}
+
+#[test]
+fn a_port_that_is_not_a_port_is_refused_before_any_request() {
+    for (base, why) in [
+        ("host:xyz", "the port 'xyz' in 'host:xyz' is not a number"),
+        ("https://host:/mr", "the port in 'host:' is empty"),
+        (
+            "host:0",
+            "the port 0 in 'host:0' is not between 1 and 65535",
+        ),
+        (
+            "host:65536",
+            "the port 65536 in 'host:65536' is not between 1 and 65535",
+        ),
+    ] {
+        let out = run(
+            &["--resolve", "model-registry://iris"],
+            &[("MODEL_REGISTRY_BASE_URL", base)],
+        );
+        out.expect_code(1);
+        assert_eq!(
+            out.last_line(),
+            format!("error: invalid value in MODEL_REGISTRY_BASE_URL: {why}"),
+            "{base}"
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{out:#?}");
+    }
+    let uri = "model-registry://host:xyz/iris/v1";
+    let out = run(&["--resolve", uri], &[]);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!("error: invalid URI '{uri}': the port 'xyz' in 'host:xyz' is not a number")
+    );
+}
+
+/// The URI already names the registry's host:port: the hint to put one there is not shown.
+#[test]
+fn an_unreachable_host_in_the_uri_gets_no_base_url_hint() {
+    let dead = format!("127.0.0.1:{}", closed_port());
+    let out = run(
+        &["--resolve", &format!("model-registry://{dead}/iris")],
+        &[],
+    );
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot resolve model 'iris' (newest version) in model registry http://{dead}: registry unreachable: GET http://{dead}{API}/registered_model?name=iris: Connection refused (os error 111) (after 4 attempts)"
+        )
+    );
+    assert!(!out.stderr.contains("hint:"), "{out:#?}");
+}
+
+/// `RUST_LOG=debug` raises this program's level only; ureq's lines come when asked for by name.
+#[test]
+fn rust_log_debug_leaves_dependencies_at_info() {
+    let mr = Replay::start("iris");
+    let ours = format!("debug: GET {}{API}/registered_model?name=iris", mr.url());
+    // Lines ureq and ureq-proto write at debug for every request.
+    let theirs = ["debug: Connected TcpStream to ", "debug: Call<Prepare>"];
+
+    let out = resolve(&mr, "model-registry://iris", &[("RUST_LOG", "debug")]);
+    out.expect_code(0);
+    assert!(out.stderr.contains(&ours), "{}", out.stderr);
+    for line in theirs {
+        assert!(!out.stderr.contains(line), "{line}: {}", out.stderr);
+    }
+
+    for rust_log in ["ureq=debug", "debug,ureq=debug"] {
+        let out = resolve(&mr, "model-registry://iris", &[("RUST_LOG", rust_log)]);
+        out.expect_code(0);
+        for line in theirs {
+            assert!(
+                out.stderr.contains(line),
+                "{rust_log}: {line}: {}",
+                out.stderr
+            );
+        }
+        assert_eq!(out.stderr.contains(&ours), rust_log.starts_with("debug"));
+        assert!(out.stderr.contains("info: resolving model-registry://iris"));
+    }
 }

@@ -23,6 +23,9 @@ use crate::uri::{percent_decode, url_host};
 pub const TLS_HINT: &str = "trust the server's CA with SSL_CERT_FILE or KServe's CA bundle \
     (CA_BUNDLE_CONFIGMAP_NAME); MODEL_REGISTRY_CA_FILE is trusted for the registry only";
 
+/// What to do when an `https://` URL names a server that speaks plain HTTP.
+pub const PLAIN_HTTP_HINT: &str = "the server answers plain HTTP: use an http:// URL";
+
 /// One `http://` or `https://` file.
 pub struct HttpSource {
     agent: Agent,
@@ -64,6 +67,7 @@ impl HttpSource {
     fn fail(&self, failure: Failure) -> Error {
         let hint = match failure {
             Failure::Tls(_) => Some(TLS_HINT),
+            Failure::PlainHttp(_) => Some(PLAIN_HTTP_HINT),
             _ => None,
         };
         Error::Fetch {

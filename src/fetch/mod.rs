@@ -188,6 +188,11 @@ pub fn unanswered(
             format!("cannot reach the {store} endpoint {endpoint}: {cause}"),
             Some(endpoint_hint),
         )),
+        // The endpoint's scheme is what to change, and the endpoint hint names its variables.
+        plain @ Failure::PlainHttp(_) => Ok((
+            format!("cannot reach the {store} endpoint {endpoint}: {plain}"),
+            Some(endpoint_hint),
+        )),
         Failure::Other(cause) => Ok((cause, None)),
         // Sources hand their own header errors back with `Failure::or_else`; should one get
         // here, its words still stand.

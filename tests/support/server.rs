@@ -2,10 +2,10 @@
 //! to a thread of its own, and stop (joining the loop) when dropped or asked to.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 /// A running accept loop.
@@ -64,6 +64,79 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A server that speaks only plain HTTP, as a registry or file server on a laptop does: every
+/// request gets a 404, and a TLS ClientHello is met the way such servers meet it, by closing
+/// the connection, or (`answer_tls`) by answering it in HTTP with a 400, as Go's and Python's
+/// servers do. Stops when dropped.
+pub struct PlainHttp {
+    server: Server,
+    hellos: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl PlainHttp {
+    pub fn start(answer_tls: bool) -> PlainHttp {
+        let hellos = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let server = {
+            let (hellos, requests) = (hellos.clone(), requests.clone());
+            Server::start("127.0.0.1:0", move |mut stream| {
+                let mut head = [0u8; 5];
+                if stream.read_exact(&mut head).is_err() {
+                    return;
+                }
+                if head[0] == 0x16 {
+                    // A TLS handshake record: read it whole, so that closing sends a FIN
+                    // (end of file), not a reset.
+                    let mut record = vec![0; u16::from_be_bytes([head[3], head[4]]).into()];
+                    let _ = stream.read_exact(&mut record);
+                    hellos.fetch_add(1, Ordering::SeqCst);
+                    if answer_tls {
+                        let _ = stream.write_all(
+                            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                    }
+                    return;
+                }
+                let mut seen = head.to_vec();
+                let mut buf = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&seen);
+                let method_and_target: Vec<&str> = text.split(' ').take(2).collect();
+                requests.lock().unwrap().push(method_and_target.join(" "));
+                let _ = stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            })
+        };
+        PlainHttp {
+            server,
+            hellos,
+            requests,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn authority(&self) -> String {
+        self.server.addr().to_string()
+    }
+
+    /// How many TLS ClientHellos arrived.
+    pub fn hellos(&self) -> usize {
+        self.hellos.load(Ordering::SeqCst)
+    }
+
+    /// `METHOD TARGET` of each plain request.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
     }
 }
 
