@@ -5,8 +5,9 @@
 //! - `S3sFs` (Rust, `s3s-fs`): checks SigV4 signatures strictly; a bucket is a folder and an
 //!   object a file, so seeding is writing files.
 //!
-//! `.ci/install-test-servers` installs both into `target/test-servers/`. A test that cannot
-//! find one fails, naming that script: it never skips itself into a green run.
+//! `.ci/install-test-servers` installs both once per machine and links `target/test-servers/`
+//! to them. A test that cannot find one fails, naming that script: it never skips itself into a
+//! green run.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use mr_storage_initializer::settings::TlsSettings;
 use super::TempDir;
 use super::tls::Certs;
 
-/// Where `.ci/install-test-servers` puts the servers.
+/// Where `.ci/install-test-servers` links the servers (a cache shared by every clone).
 pub fn servers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-servers")
 }
