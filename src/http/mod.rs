@@ -4,9 +4,6 @@
 //! Every remote call the program makes goes through here, so timeouts, proxies, CA bundles
 //! and retry rules are the same for the registry and for every storage backend.
 //!
-//! Redirects are followed here, not by ureq, so that each hop passes the address policy (no
-//! metadata or link-local hosts) and credentials never follow a redirect to another host.
-//!
 //! Downloads (`download`) survive dropped connections: a retry asks for the bytes not yet
 //! written (`Range`), and when the server ignores ranges it skips what it already wrote.
 
@@ -20,17 +17,18 @@ use ureq::http::Response;
 use ureq::{Agent, Body};
 
 use crate::error::{Error, one_line, redact_url};
-use crate::policy::is_blocked_host;
-use crate::uri::{percent_encode, url_host};
+use crate::uri::percent_encode;
 
 mod agent;
+mod redirect;
 mod status;
 mod transport;
 
 pub use agent::{Trust, USER_AGENT, agent};
+pub use redirect::join_url;
+use redirect::{Sent, send};
 pub use status::{Failure, PLAIN_HTTP, StatusError};
 pub use transport::describe;
-use transport::unanswered;
 
 /// How many times a GET is tried in all before its failure is final.
 pub const ATTEMPTS: u32 = 4;
@@ -39,8 +37,6 @@ pub const ATTEMPTS: u32 = 4;
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 // A server's Retry-After is honoured up to this.
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(10);
-// Browsers and curl stop at 20; a model download has no reason to need more than a few.
-const MAX_REDIRECTS: usize = 10;
 /// Bytes read from a response body at a time: with N workers, downloads hold N of these,
 /// plus ureq's own buffers (`INPUT_BUFFER` and `OUTPUT_BUFFER`) per connection.
 pub const BUFFER_SIZE: usize = 64 * 1024;
@@ -99,9 +95,8 @@ fn with_retry(
                 );
                 retry_after(&response).unwrap_or_else(|| backoff(attempt))
             }
-            Err(Sent::Redirect(cause)) => return Err(Failure::Transport(cause)),
-            Err(Sent::Transport(e)) => {
-                let cause = unanswered(agent, url, &e)?;
+            Err(sent) => {
+                let cause = sent.retry_cause(agent, url)?;
                 if attempt == ATTEMPTS {
                     return Err(Failure::Transport(format!(
                         "{cause} (after {ATTEMPTS} attempts)"
@@ -117,98 +112,6 @@ fn with_retry(
         thread::sleep(wait);
         attempt += 1;
     }
-}
-
-// Why `send` got no final response.
-enum Sent {
-    Transport(ureq::Error),
-    // A redirect that cannot be followed: final, never retried.
-    Redirect(String),
-}
-
-// One GET, following redirects. Headers other than `Accept` and `Range` (credentials, a
-// host's `-headers`) go only to the host the caller named.
-fn send(agent: &Agent, url: &str, headers: &[(&str, &str)]) -> Result<Response<Body>, Sent> {
-    let origin = authority_of(url);
-    let mut current = url.to_string();
-    for _ in 0..=MAX_REDIRECTS {
-        let same_origin = authority_of(&current).eq_ignore_ascii_case(origin);
-        let mut request = agent.get(&current);
-        for (name, value) in headers {
-            let portable =
-                name.eq_ignore_ascii_case("accept") || name.eq_ignore_ascii_case("range");
-            if same_origin || portable {
-                request = request.header(*name, *value);
-            }
-        }
-        let response = request.call().map_err(Sent::Transport)?;
-        let status = response.status().as_u16();
-        if !matches!(status, 301 | 302 | 303 | 307 | 308) {
-            return Ok(response);
-        }
-        // A 3xx without a Location is an answer, not a redirect (S3 says PermanentRedirect
-        // this way when the region is wrong): the caller reads its body.
-        let Some(location) = response
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-        else {
-            return Ok(response);
-        };
-        let next = join_url(&current, location).ok_or_else(|| {
-            Sent::Redirect(format!("HTTP {status} redirect to an unusable Location"))
-        })?;
-        let host = url_host(&next);
-        if is_blocked_host(host) {
-            return Err(Sent::Redirect(format!(
-                "refusing a redirect to {host}: it is a link-local or cloud metadata address"
-            )));
-        }
-        log::debug!(
-            "GET {}: HTTP {status}, following to {}",
-            redact_url(&current),
-            redact_url(&next)
-        );
-        current = next;
-    }
-    Err(Sent::Redirect(format!(
-        "more than {MAX_REDIRECTS} redirects"
-    )))
-}
-
-// `scheme://authority` of an absolute URL.
-fn authority_of(url: &str) -> &str {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "";
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    &url[..scheme.len() + 3 + end]
-}
-
-/// Resolves a `Location` against the URL that sent it: absolute, scheme-relative,
-/// absolute-path and relative forms. `None` for a scheme other than http(s).
-pub fn join_url(base: &str, location: &str) -> Option<String> {
-    let location = location.trim();
-    if let Some((scheme, _)) = location.split_once("://") {
-        let scheme = scheme.to_ascii_lowercase();
-        return (scheme == "http" || scheme == "https").then(|| location.to_string());
-    }
-    let origin = authority_of(base);
-    if origin.is_empty() {
-        return None;
-    }
-    if let Some(rest) = location.strip_prefix("//") {
-        let scheme = &origin[..origin.find("://")?];
-        return Some(format!("{scheme}://{rest}"));
-    }
-    if location.starts_with('/') {
-        return Some(format!("{origin}{location}"));
-    }
-    let path = &base[origin.len()..];
-    let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
-    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-    let dir = if dir.is_empty() { "/" } else { dir };
-    Some(format!("{origin}{dir}{location}"))
 }
 
 /// Request headers as owned name and value pairs.
@@ -260,8 +163,7 @@ pub fn download(
             all_headers.push(("Range", value));
         }
         let outcome = match send(agent, url, &all_headers) {
-            Err(Sent::Redirect(reason)) => return Err(Failure::Transport(reason)),
-            Err(Sent::Transport(e)) => Err((unanswered(agent, url, &e)?, backoff(attempt))),
+            Err(sent) => Err((sent.retry_cause(agent, url)?, backoff(attempt))),
             Ok(response) => {
                 let status = response.status();
                 match status.as_u16() {

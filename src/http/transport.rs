@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ureq::Agent;
 
-use super::authority_of;
+use super::redirect::authority_of;
 use super::status::Failure;
 use crate::error::one_line;
 use crate::settings::port_text;
