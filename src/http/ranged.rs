@@ -2,11 +2,13 @@
 //! connections by asking again for only the bytes not yet written (`Range`), and skips what it
 //! already wrote when the server ignores ranges.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::ops::Range;
 use std::thread;
+use std::time::Duration;
 
-use ureq::Agent;
+use ureq::http::Response;
+use ureq::{Agent, Body};
 
 use super::redirect::send;
 use super::retry::{ATTEMPTS, backoff, gave_up, is_retryable, retry_after};
@@ -38,148 +40,157 @@ pub fn download(
     range: Option<Range<u64>>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let shown = redact_url(url);
-    let ranged = range.is_some();
-    let (mut pos, end) = match range {
-        Some(r) => (r.start, Some(r.end)),
-        None => (0, None),
+    let mut transfer = Transfer {
+        agent,
+        url,
+        headers,
+        pos: range.as_ref().map_or(0, |r| r.start),
+        end: range.map(|r| r.end),
+        buf: vec![0u8; BUFFER_SIZE],
+        out,
     };
-    let mut buf = vec![0u8; BUFFER_SIZE];
     let mut attempt = 1;
     loop {
-        if end == Some(pos) {
-            return Ok(());
+        let from = transfer.pos;
+        let (wait, cause) = match transfer.attempt() {
+            Outcome::Done => return Ok(()),
+            Outcome::Fatal(failure) => return Err(failure),
+            Outcome::RetryAfter(wait, cause) => (wait.unwrap_or_else(|| backoff(attempt)), cause),
+        };
+        if transfer.pos > from {
+            attempt = 1;
         }
-        let from = pos;
-        let range_header = match end {
-            _ if !ranged && pos == 0 => None,
+        if attempt == ATTEMPTS {
+            return Err(gave_up(&cause));
+        }
+        log::warn!(
+            "GET {}: {cause}; retrying from byte {} (attempt {} of {ATTEMPTS})",
+            redact_url(url),
+            transfer.pos,
+            attempt + 1
+        );
+        thread::sleep(wait);
+        attempt += 1;
+    }
+}
+
+// What one attempt came to.
+enum Outcome {
+    // Every byte asked for is written.
+    Done,
+    // Worth another try, after the server's `Retry-After` (`None`: the usual backoff).
+    RetryAfter(Option<Duration>, String),
+    // Trying again cannot help.
+    Fatal(Failure),
+}
+
+// A download under way: where its next byte comes from and where it goes.
+struct Transfer<'a> {
+    agent: &'a Agent,
+    url: &'a str,
+    headers: &'a dyn Fn(Option<&str>) -> Result<Headers, Error>,
+    // The next byte to write, and the end of the range asked for (exclusive): with a range,
+    // every request says `Range`, even from byte 0.
+    pos: u64,
+    end: Option<u64>,
+    buf: Vec<u8>,
+    out: &'a mut dyn Write,
+}
+
+impl Transfer<'_> {
+    // One GET for the bytes not yet written.
+    fn attempt(&mut self) -> Outcome {
+        let pos = self.pos;
+        let range = match self.end {
+            Some(end) if end == pos => return Outcome::Done,
             Some(end) => Some(format!("bytes={pos}-{}", end - 1)),
+            None if pos == 0 => None,
             None => Some(format!("bytes={pos}-")),
         };
-        let headers =
-            headers(range_header.as_deref()).map_err(|e| Failure::Headers(Box::new(e)))?;
-        let mut all_headers: Vec<(&str, &str)> = headers
+        let headers = match (self.headers)(range.as_deref()) {
+            Ok(headers) => headers,
+            Err(e) => return Outcome::Fatal(Failure::Headers(Box::new(e))),
+        };
+        let mut all: Vec<(&str, &str)> = headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        if let Some(value) = &range_header {
-            all_headers.push(("Range", value));
-        }
-        let outcome = match send(agent, url, &all_headers) {
-            Err(sent) => Err((sent.retry_cause(agent, url)?, backoff(attempt))),
-            Ok(response) => {
-                let status = response.status();
-                match status.as_u16() {
-                    200 | 206 => {
-                        let skip = if status.as_u16() == 206 {
-                            let start = response
-                                .headers()
-                                .get("content-range")
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(content_range)
-                                .map(|(start, _)| start);
-                            if start != Some(pos) {
-                                return Err(Failure::Other(format!(
-                                    "asked for bytes from {pos}, the server sent a different range"
-                                )));
-                            }
-                            0
-                        } else {
-                            if pos > 0 {
-                                log::debug!(
-                                    "GET {shown}: the server ignored Range; skipping {pos} bytes"
-                                );
-                            }
-                            pos
-                        };
-                        let mut body = response.into_body().into_reader();
-                        match stream(&mut body, skip, &mut pos, end, &mut buf, out) {
-                            Ok(()) => Ok(()),
-                            Err(Streamed::Read(cause)) => Err((cause, backoff(attempt))),
-                            Err(Streamed::Write(e)) => {
-                                return Err(Failure::Other(format!("writing failed: {e}")));
-                            }
-                        }
-                    }
-                    416 if end.is_none() && pos > 0 => Ok(()),
-                    code if is_retryable(code) => {
-                        let wait = retry_after(&response).unwrap_or_else(|| backoff(attempt));
-                        Err((format!("HTTP {code}"), wait))
-                    }
-                    _ => return Err(Failure::Status(StatusError::read(response))),
-                }
-            }
-        };
-        match outcome {
-            Ok(()) => return Ok(()),
-            Err((cause, wait)) => {
-                if pos > from {
-                    attempt = 1;
-                }
-                if attempt == ATTEMPTS {
-                    return Err(gave_up(&cause));
-                }
-                log::warn!(
-                    "GET {shown}: {cause}; retrying from byte {pos} (attempt {} of {ATTEMPTS})",
-                    attempt + 1
-                );
-                thread::sleep(wait);
-                attempt += 1;
-            }
-        }
-    }
-}
-// How streaming a body stopped short.
-enum Streamed {
-    // The connection broke or the body ended early: worth a retry.
-    Read(String),
-    // The writer failed: final.
-    Write(std::io::Error),
-}
-
-// Copies a body to `out`: drops the first `skip` bytes (already written), advances `pos` by
-// what was written, and stops at `end`. A body that ends before `end` is a `Read` failure.
-fn stream(
-    body: &mut dyn Read,
-    mut skip: u64,
-    pos: &mut u64,
-    end: Option<u64>,
-    buf: &mut [u8],
-    out: &mut dyn Write,
-) -> Result<(), Streamed> {
-    loop {
-        let n = match body.read(buf) {
-            Ok(0) => {
-                return match end {
-                    Some(end) if *pos < end => Err(Streamed::Read(format!(
-                        "the connection closed at byte {pos} of {end}"
-                    ))),
-                    _ if skip > 0 => Err(Streamed::Read(
-                        "the body is shorter than what was already written".into(),
-                    )),
-                    _ => Ok(()),
+        all.extend(range.as_deref().map(|value| ("Range", value)));
+        let response = match send(self.agent, self.url, &all) {
+            Ok(response) => response,
+            Err(sent) => {
+                return match sent.retry_cause(self.agent, self.url) {
+                    Ok(cause) => Outcome::RetryAfter(None, cause),
+                    Err(failure) => Outcome::Fatal(failure),
                 };
             }
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Streamed::Read(one_line(&e.to_string()))),
         };
-        let mut chunk = &buf[..n];
-        let dropped = skip.min(chunk.len() as u64);
-        chunk = &chunk[dropped as usize..];
-        skip -= dropped;
-        if let Some(end) = end {
-            // A server that sends more than was asked (a 200 for a part) is cut at `end`.
-            let room = end - *pos;
-            if (chunk.len() as u64) > room {
-                chunk = &chunk[..room as usize];
+        match response.status().as_u16() {
+            200 => {
+                if pos > 0 {
+                    let shown = redact_url(self.url);
+                    log::debug!("GET {shown}: the server ignored Range; skipping {pos} bytes");
+                }
+                self.write_body(response, pos)
+            }
+            206 => {
+                let start = response
+                    .headers()
+                    .get("content-range")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(content_range);
+                if start.map(|(start, _)| start) != Some(pos) {
+                    return Outcome::Fatal(Failure::Other(format!(
+                        "asked for bytes from {pos}, the server sent a different range"
+                    )));
+                }
+                self.write_body(response, 0)
+            }
+            416 if self.end.is_none() && pos > 0 => Outcome::Done,
+            code if is_retryable(code) => {
+                Outcome::RetryAfter(retry_after(&response), format!("HTTP {code}"))
+            }
+            _ => Outcome::Fatal(Failure::Status(StatusError::read(response))),
+        }
+    }
+
+    // Copies the body to `out`: drops its first `skip` bytes (already written), advances `pos`
+    // by what was written, and stops at `end`. A body that ends short is worth another try.
+    fn write_body(&mut self, response: Response<Body>, mut skip: u64) -> Outcome {
+        let mut body = response.into_body().into_reader();
+        loop {
+            let n = match body.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Outcome::RetryAfter(None, one_line(&e.to_string())),
+            };
+            let dropped = skip.min(n as u64);
+            skip -= dropped;
+            let mut chunk = &self.buf[dropped as usize..n];
+            if let Some(end) = self.end {
+                // A server that sends more than was asked (a 200 for a part) is cut at `end`.
+                let room = end - self.pos;
+                if (chunk.len() as u64) > room {
+                    chunk = &chunk[..room as usize];
+                }
+            }
+            if let Err(e) = self.out.write_all(chunk) {
+                return Outcome::Fatal(Failure::Other(format!("writing failed: {e}")));
+            }
+            self.pos += chunk.len() as u64;
+            if self.end == Some(self.pos) {
+                return Outcome::Done;
             }
         }
-        out.write_all(chunk).map_err(Streamed::Write)?;
-        *pos += chunk.len() as u64;
-        if end == Some(*pos) {
-            return Ok(());
-        }
+        let cause = match self.end {
+            Some(end) if self.pos < end => {
+                format!("the connection closed at byte {} of {end}", self.pos)
+            }
+            _ if skip > 0 => "the body is shorter than what was already written".into(),
+            _ => return Outcome::Done,
+        };
+        Outcome::RetryAfter(None, cause)
     }
 }
 
