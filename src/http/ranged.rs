@@ -1,6 +1,5 @@
 //! The resumable download: a GET of a whole body or a byte range that survives dropped
-//! connections by asking again for only the bytes not yet written (`Range`), and skips what it
-//! already wrote when the server ignores ranges.
+//! connections and servers that ignore `Range`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::ops::Range;

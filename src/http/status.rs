@@ -90,10 +90,7 @@ impl StatusError {
                 m.as_str().map(String::from)
             })
             .or_else(|| xml_element(body, "Message"));
-        let code = match json {
-            Some(_) => None,
-            None => xml_element(body, "Code"),
-        };
+        let code = xml_element(body, "Code").filter(|_| json.is_none());
         StatusError {
             status,
             code: code.map(|c| one_line(&c)).filter(|c| !c.is_empty()),

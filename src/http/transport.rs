@@ -1,8 +1,6 @@
 //! Why a request got no response at all: a transport error worth another try, or a final TLS
-//! failure.
-//!
-//! An `https://` URL on a server that speaks plain HTTP fails in the TLS handshake with words
-//! that do not say so ("unexpected end of file"); it is checked and said plainly, and is final.
+//! failure. An `https://` URL on a server that speaks plain HTTP fails in the TLS handshake
+//! with words that do not say so ("unexpected end of file"); it is checked and said plainly.
 
 use std::time::Duration;
 
@@ -16,8 +14,7 @@ use crate::settings::port_text;
 // The check that a server which failed a TLS handshake speaks plain HTTP: one request, no retry.
 const PLAIN_HTTP_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-// Why a request got no response: `Err` when that is final (TLS), else the cause, worth
-// another try.
+// The cause, worth another try, or `Err` when trying again cannot help (TLS, plain HTTP).
 pub(super) fn unanswered(agent: &Agent, url: &str, e: &ureq::Error) -> Result<String, Failure> {
     let cause = describe(e);
     if answered_in_plain_text(e) {
@@ -78,20 +75,12 @@ fn answers_plain_http(agent: &Agent, url: &str, e: &ureq::Error) -> Option<Strin
         .timeout_global(Some(PLAIN_HTTP_CHECK_TIMEOUT))
         .build()
         .call();
-    match response {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            log::debug!("GET {probe} (after a failed TLS handshake): HTTP {status}");
-            (status != 400).then_some(probe)
-        }
-        Err(e) => {
-            log::debug!(
-                "GET {probe} (after a failed TLS handshake): {}",
-                describe(&e)
-            );
-            None
-        }
-    }
+    let said = match &response {
+        Ok(r) => format!("HTTP {}", r.status().as_u16()),
+        Err(e) => describe(e),
+    };
+    log::debug!("GET {probe} (after a failed TLS handshake): {said}");
+    response.is_ok_and(|r| r.status() != 400).then_some(probe)
 }
 
 // rustls reports handshake failures as I/O errors of kind InvalidData.
