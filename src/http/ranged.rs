@@ -1,0 +1,210 @@
+//! The resumable download: a GET of a whole body or a byte range that survives dropped
+//! connections and servers that ignore `Range`.
+
+use std::io::{ErrorKind, Read, Write};
+use std::ops::Range;
+use std::thread;
+use std::time::Duration;
+
+use ureq::http::Response;
+use ureq::{Agent, Body};
+
+use super::redirect::send;
+use super::retry::{ATTEMPTS, backoff, gave_up, is_retryable, retry_after};
+use super::status::{Failure, StatusError};
+use crate::error::{Error, one_line, redact_url};
+
+/// Bytes read from a response body at a time: with N workers, downloads hold N of these,
+/// plus ureq's own buffers (`INPUT_BUFFER` and `OUTPUT_BUFFER`) per connection.
+pub const BUFFER_SIZE: usize = 64 * 1024;
+
+/// Request headers as owned name and value pairs.
+pub type Headers = Vec<(String, String)>;
+
+/// Writes the bytes of `range` of `url` (all of it for `None`) to `out`.
+///
+/// Dropped connections, timeouts, 429 and 5xx are retried with backoff; each retry asks for
+/// the bytes not yet written. A server that answers a ranged request with the whole body (200)
+/// is read from the start, skipping what was already written. The attempt count starts over
+/// whenever an attempt made progress, so a long download on a flaky link keeps going.
+///
+/// `headers` is asked again for each attempt, with the `Range` value that attempt sends: a
+/// signature made for the first attempt may be too old for a retry after a long, slow
+/// transfer (S3 accepts a signed request for 15 minutes), and Azure's Shared Key signs the
+/// range itself.
+pub fn download(
+    agent: &Agent,
+    url: &str,
+    headers: &dyn Fn(Option<&str>) -> Result<Headers, Error>,
+    range: Option<Range<u64>>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let mut transfer = Transfer {
+        agent,
+        url,
+        headers,
+        pos: range.as_ref().map_or(0, |r| r.start),
+        end: range.map(|r| r.end),
+        buf: vec![0u8; BUFFER_SIZE],
+        out,
+    };
+    let mut attempt = 1;
+    loop {
+        let from = transfer.pos;
+        let (wait, cause) = match transfer.attempt() {
+            Outcome::Done => return Ok(()),
+            Outcome::Fatal(failure) => return Err(failure),
+            Outcome::RetryAfter(wait, cause) => (wait.unwrap_or_else(|| backoff(attempt)), cause),
+        };
+        if transfer.pos > from {
+            attempt = 1;
+        }
+        if attempt == ATTEMPTS {
+            return Err(gave_up(&cause));
+        }
+        log::warn!(
+            "GET {}: {cause}; retrying from byte {} (attempt {} of {ATTEMPTS})",
+            redact_url(url),
+            transfer.pos,
+            attempt + 1
+        );
+        thread::sleep(wait);
+        attempt += 1;
+    }
+}
+
+// What one attempt came to.
+enum Outcome {
+    // Every byte asked for is written.
+    Done,
+    // Worth another try, after the server's `Retry-After` (`None`: the usual backoff).
+    RetryAfter(Option<Duration>, String),
+    // Trying again cannot help.
+    Fatal(Failure),
+}
+
+// A download under way: where its next byte comes from and where it goes.
+struct Transfer<'a> {
+    agent: &'a Agent,
+    url: &'a str,
+    headers: &'a dyn Fn(Option<&str>) -> Result<Headers, Error>,
+    // The next byte to write, and the end of the range asked for (exclusive): with a range,
+    // every request says `Range`, even from byte 0.
+    pos: u64,
+    end: Option<u64>,
+    buf: Vec<u8>,
+    out: &'a mut dyn Write,
+}
+
+impl Transfer<'_> {
+    // One GET for the bytes not yet written.
+    fn attempt(&mut self) -> Outcome {
+        let pos = self.pos;
+        let range = match self.end {
+            Some(end) if end == pos => return Outcome::Done,
+            Some(end) => Some(format!("bytes={pos}-{}", end - 1)),
+            None if pos == 0 => None,
+            None => Some(format!("bytes={pos}-")),
+        };
+        let headers = match (self.headers)(range.as_deref()) {
+            Ok(headers) => headers,
+            Err(e) => return Outcome::Fatal(Failure::Headers(Box::new(e))),
+        };
+        let mut all: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        all.extend(range.as_deref().map(|value| ("Range", value)));
+        let response = match send(self.agent, self.url, &all) {
+            Ok(response) => response,
+            Err(sent) => {
+                return match sent.retry_cause(self.agent, self.url) {
+                    Ok(cause) => Outcome::RetryAfter(None, cause),
+                    Err(failure) => Outcome::Fatal(failure),
+                };
+            }
+        };
+        match response.status().as_u16() {
+            200 => {
+                if pos > 0 {
+                    let shown = redact_url(self.url);
+                    log::debug!("GET {shown}: the server ignored Range; skipping {pos} bytes");
+                }
+                self.write_body(response, pos)
+            }
+            206 => {
+                let start = response
+                    .headers()
+                    .get("content-range")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(content_range);
+                if start.map(|(start, _)| start) != Some(pos) {
+                    return Outcome::Fatal(Failure::Other(format!(
+                        "asked for bytes from {pos}, the server sent a different range"
+                    )));
+                }
+                self.write_body(response, 0)
+            }
+            416 if self.end.is_none() && pos > 0 => Outcome::Done,
+            code if is_retryable(code) => {
+                Outcome::RetryAfter(retry_after(&response), format!("HTTP {code}"))
+            }
+            _ => Outcome::Fatal(Failure::Status(StatusError::read(response))),
+        }
+    }
+
+    // Copies the body to `out`: drops its first `skip` bytes (already written), advances `pos`
+    // by what was written, and stops at `end`. A body that ends short is worth another try.
+    fn write_body(&mut self, response: Response<Body>, mut skip: u64) -> Outcome {
+        let mut body = response.into_body().into_reader();
+        loop {
+            let n = match body.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Outcome::RetryAfter(None, one_line(&e.to_string())),
+            };
+            let dropped = skip.min(n as u64);
+            skip -= dropped;
+            let mut chunk = &self.buf[dropped as usize..n];
+            if let Some(end) = self.end {
+                // A server that sends more than was asked (a 200 for a part) is cut at `end`.
+                let room = end - self.pos;
+                if (chunk.len() as u64) > room {
+                    chunk = &chunk[..room as usize];
+                }
+            }
+            if let Err(e) = self.out.write_all(chunk) {
+                return Outcome::Fatal(Failure::Other(format!("writing failed: {e}")));
+            }
+            self.pos += chunk.len() as u64;
+            if self.end == Some(self.pos) {
+                return Outcome::Done;
+            }
+        }
+        let cause = match self.end {
+            Some(end) if self.pos < end => {
+                format!("the connection closed at byte {} of {end}", self.pos)
+            }
+            _ if skip > 0 => "the body is shorter than what was already written".into(),
+            _ => return Outcome::Done,
+        };
+        Outcome::RetryAfter(None, cause)
+    }
+}
+
+/// Parses `Content-Range: bytes START-END/TOTAL` (or `bytes */TOTAL`): the first byte sent,
+/// and the total size when the server knows it.
+pub fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (span, total) = rest.split_once('/')?;
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    let start = match span.trim() {
+        "*" => total?,
+        s => s.split_once('-')?.0.trim().parse().ok()?,
+    };
+    Some((start, total))
+}

@@ -1,0 +1,146 @@
+//! Which failures are tried again and how long to wait: transport errors, 429 and 5xx, with
+//! exponential backoff, jitter and the server's `Retry-After`; and the retried GET and POST.
+
+use std::hash::{BuildHasher, RandomState};
+use std::thread;
+use std::time::Duration;
+
+use ureq::http::Response;
+use ureq::{Agent, Body};
+
+use super::redirect::{Sent, send};
+use super::status::Failure;
+use crate::error::redact_url;
+use crate::uri::percent_encode;
+
+/// How many times a GET is tried in all before its failure is final.
+pub const ATTEMPTS: u32 = 4;
+
+// The first retry waits about this long; each later one twice as long, plus jitter.
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+// A server's Retry-After is honoured up to this.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(10);
+
+/// A GET that is tried again on transport errors, 429 and 5xx, with exponential backoff and
+/// jitter; TLS failures and refused redirects are final at once. Returns the last response
+/// (whatever its status) or a `Transport` or `Tls` failure.
+pub fn get_with_retry(
+    agent: &Agent,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response<Body>, Failure> {
+    with_retry(agent, "GET", url, || send(agent, url, headers))
+}
+
+/// A POST of a form (`application/x-www-form-urlencoded`), retried as `get_with_retry`:
+/// token exchanges, whose bodies carry credentials that must stay out of URLs and logs.
+/// Redirects are not followed.
+pub fn post_form_with_retry(
+    agent: &Agent,
+    url: &str,
+    form: &[(&str, &str)],
+) -> Result<Response<Body>, Failure> {
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    with_retry(agent, "POST", url, || {
+        agent
+            .post(url)
+            .content_type("application/x-www-form-urlencoded")
+            .header("Accept", "application/json, application/xml")
+            .send(body.as_str())
+            .map_err(Sent::Transport)
+    })
+}
+
+// Calls until a response that is an answer, or the last attempt's response whatever its
+// status; a transport error on the last attempt is final.
+fn with_retry(
+    agent: &Agent,
+    method: &str,
+    url: &str,
+    mut call: impl FnMut() -> Result<Response<Body>, Sent>,
+) -> Result<Response<Body>, Failure> {
+    let mut attempt = 1;
+    loop {
+        let (cause, wait) = match call() {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                if !is_retryable(status) || attempt == ATTEMPTS {
+                    return Ok(response);
+                }
+                (format!("HTTP {status}"), retry_after(&response))
+            }
+            Err(sent) => {
+                let cause = sent.retry_cause(agent, url)?;
+                if attempt == ATTEMPTS {
+                    return Err(gave_up(&cause));
+                }
+                (cause, None)
+            }
+        };
+        log::warn!(
+            "{method} {}: {cause}, attempt {attempt} of {ATTEMPTS}",
+            redact_url(url)
+        );
+        thread::sleep(wait.unwrap_or_else(|| backoff(attempt)));
+        attempt += 1;
+    }
+}
+
+// The final failure once every attempt failed for want of a response.
+pub(super) fn gave_up(cause: &str) -> Failure {
+    Failure::Transport(format!("{cause} (after {ATTEMPTS} attempts)"))
+}
+
+/// 429 and 5xx are worth another try; other statuses are answers.
+pub fn is_retryable(status: u16) -> bool {
+    status == 429 || (500..=599).contains(&status)
+}
+
+/// The wait before retry number `attempt` (1-based): base × 2^(attempt-1), plus up to one
+/// base of jitter so that many init containers do not retry in step.
+pub fn backoff(attempt: u32) -> Duration {
+    let exp = BACKOFF_BASE * 2u32.pow(attempt.saturating_sub(1).min(6));
+    let jitter_ms = RandomState::new().hash_one(attempt) % BACKOFF_BASE.as_millis() as u64;
+    exp + Duration::from_millis(jitter_ms)
+}
+
+// The server's `Retry-After` in seconds, capped; the HTTP-date form is ignored.
+pub(super) fn retry_after(response: &Response<Body>) -> Option<Duration> {
+    let secs: u64 = response
+        .headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).min(RETRY_AFTER_CAP))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_statuses() {
+        for s in [429, 500, 502, 503, 504] {
+            assert!(is_retryable(s), "{s}");
+        }
+        for s in [200, 301, 400, 401, 403, 404, 409] {
+            assert!(!is_retryable(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_jittered_within_one_base() {
+        for attempt in 1..=4 {
+            let floor = BACKOFF_BASE * 2u32.pow(attempt - 1);
+            let d = backoff(attempt);
+            assert!(d >= floor && d < floor + BACKOFF_BASE, "{attempt}: {d:?}");
+        }
+    }
+}
