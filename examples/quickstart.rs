@@ -23,6 +23,7 @@ use std::path::Path;
 
 use mr_storage_initializer::cli::Pair;
 use mr_storage_initializer::download::Options;
+use mr_storage_initializer::progress::Progress;
 use mr_storage_initializer::settings::Settings;
 
 fn main() {
@@ -46,7 +47,9 @@ fn main() {
         dest: dest.to_path_buf(),
     }];
     println!("\nmr-storage-initializer model-registry://iris ./models");
-    if let Err(e) = mr_storage_initializer::run(&pairs, &Options::default(), &settings) {
+    if let Err(e) =
+        mr_storage_initializer::run(&pairs, &Options::default(), &settings, &Progress::default())
+    {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

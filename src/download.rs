@@ -12,6 +12,9 @@
 //!
 //! Memory is bounded by workers × `http::BUFFER_SIZE` (plus ureq's buffers per connection),
 //! whatever the object sizes.
+//!
+//! The engine prints nothing: what the user sees of a plan, progress and the summary goes
+//! through the `Watch` the caller hands down.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -27,7 +30,6 @@ use crate::dest;
 use crate::error::Error;
 use crate::fetch::Source;
 use crate::plan::{self, Planned};
-use crate::progress::{self, Progress};
 
 /// Parallel transfers when `-j` is not given: enough requests in flight to keep an object
 /// store busy on many small files (measured: 8 left s3rver idle between requests, 32 gained
@@ -74,14 +76,51 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-/// Downloads everything `prefix` names in `source` into `dest`. `uri` is only for messages
-/// (and must hold no secret).
+/// What the engine tells whoever shows its work to the user (the face's progress line); the
+/// engine itself prints nothing. Every method does nothing by default: `&()` watches nothing.
+pub trait Watch: Sync {
+    /// A dry run's plan, in order, for files under `dest`.
+    fn plan(&self, _planned: &[Planned], _dest: &Path) {}
+    /// The transfer starts: `bytes` to move (known sizes only) in `files` files.
+    fn start(&self, _bytes: u64, _files: usize) {}
+    /// `n` more bytes are on disk.
+    fn wrote(&self, _n: u64) {}
+    /// One more file is complete under its final name.
+    fn file_done(&self) {}
+    /// The transfer is over.
+    fn end(&self, _summary: &Summary) {}
+}
+
+impl Watch for () {}
+
+// What the workers count, passed on to the watch as it happens.
+struct Tally<'a> {
+    watch: &'a dyn Watch,
+    bytes: AtomicU64,
+    files: AtomicUsize,
+}
+
+impl Tally<'_> {
+    fn wrote(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+        self.watch.wrote(n);
+    }
+
+    fn file_done(&self) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+        self.watch.file_done();
+    }
+}
+
+/// Downloads everything `prefix` names in `source` into `dest`, telling `watch` as it goes.
+/// `uri` is only for messages (and must hold no secret).
 pub fn download(
     source: &dyn Source,
     prefix: &str,
     uri: &str,
     dest: &Path,
     options: &Options,
+    watch: &dyn Watch,
 ) -> Result<Summary, Error> {
     let objects = source.list(prefix)?;
     let planned = plan::plan(prefix, objects).map_err(|e| Error::UnsafeKey {
@@ -96,7 +135,7 @@ pub fn download(
     }
     let paths: Vec<PathBuf> = planned.iter().map(|p| p.path.clone()).collect();
     if options.dry_run {
-        print_plan(&planned, dest);
+        watch.plan(&planned, dest);
         return Ok(Summary {
             paths,
             ..Summary::default()
@@ -137,16 +176,21 @@ pub fn download(
         .iter()
         .filter_map(|t| t.range.as_ref().map(|r| r.end - r.start))
         .sum();
-    let progress = Progress::new(total, jobs.len());
+    let started = std::time::Instant::now();
+    watch.start(total, jobs.len());
+    let tally = Tally {
+        watch,
+        bytes: AtomicU64::new(0),
+        files: AtomicUsize::new(0),
+    };
     // Files with nothing left to fetch (empty, or every part done by an earlier run).
     for job in jobs
         .iter()
         .filter(|j| j.remaining.load(Ordering::Relaxed) == 0)
     {
-        job.finish(&progress)?;
+        job.finish(&tally)?;
     }
-    transfer(source, &jobs, &tasks, options.jobs, &progress)?;
-    progress.finish();
+    transfer(source, &jobs, &tasks, options.jobs, &tally)?;
 
     let stale = dest::remove_stale(dest)?;
     if stale > 0 {
@@ -154,40 +198,13 @@ pub fn download(
     }
     let summary = Summary {
         paths,
-        written: progress.files(),
+        written: tally.files.load(Ordering::Relaxed),
         skipped,
-        bytes: progress.bytes(),
-        seconds: progress.seconds(),
+        bytes: tally.bytes.load(Ordering::Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
     };
-    log::info!(
-        "downloaded {} file(s), {} bytes ({}) in {:.2} s ({:.1} MiB/s){}",
-        summary.written,
-        summary.bytes,
-        progress::human(summary.bytes),
-        summary.seconds,
-        progress::mib_per_s(summary.bytes, summary.seconds),
-        match skipped {
-            0 => String::new(),
-            n => format!("; {n} already complete"),
-        }
-    );
+    watch.end(&summary);
     Ok(summary)
-}
-
-fn print_plan(planned: &[Planned], dest: &Path) {
-    let mut out = io::stdout().lock();
-    for p in planned {
-        let size = p.size.map_or("?".to_string(), |s| s.to_string());
-        let _ = writeln!(out, "{size}\t{}", dest.join(&p.path).display());
-    }
-    let known: u64 = planned.iter().filter_map(|p| p.size).sum();
-    log::info!(
-        "dry run: {} file(s), {} bytes ({}) would be written to {}; nothing written",
-        planned.len(),
-        known,
-        progress::human(known),
-        dest.display()
-    );
 }
 
 // One file being written.
@@ -324,7 +341,7 @@ impl FileJob {
     }
 
     // All tasks done: check the size and rename into place.
-    fn finish(&self, progress: &Progress) -> Result<(), Error> {
+    fn finish(&self, tally: &Tally<'_>) -> Result<(), Error> {
         let file = self.file()?;
         let expected = match self.planned.size {
             Some(size) => size,
@@ -350,7 +367,7 @@ impl FileJob {
             let journal = dest::journal_path(&self.path);
             std::fs::remove_file(&journal).map_err(|e| Error::io("remove", &journal, e))?;
         }
-        progress.file_done();
+        tally.file_done();
         log::debug!("wrote {}", self.path.display());
         Ok(())
     }
@@ -396,7 +413,7 @@ fn transfer(
     jobs: &[FileJob],
     tasks: &[Task],
     workers: usize,
-    progress: &Progress,
+    tally: &Tally<'_>,
 ) -> Result<(), Error> {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -421,9 +438,9 @@ fn transfer(
                         return;
                     };
                     let job = &jobs[task.job];
-                    let result = run_task(source, job, task, &stop, progress).and_then(|()| {
+                    let result = run_task(source, job, task, &stop, tally).and_then(|()| {
                         if job.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
-                            job.finish(progress)
+                            job.finish(tally)
                         } else {
                             Ok(())
                         }
@@ -446,7 +463,7 @@ fn run_task(
     job: &FileJob,
     task: &Task,
     stop: &AtomicBool,
-    progress: &Progress,
+    tally: &Tally<'_>,
 ) -> Result<(), Error> {
     let start = task.range.as_ref().map_or(0, |r| r.start);
     match &task.range {
@@ -472,7 +489,7 @@ fn run_task(
         pos: start,
         end: task.range.as_ref().map(|r| r.end),
         stop,
-        progress,
+        tally,
         failed: None,
         md5: job
             .planned
@@ -526,7 +543,7 @@ struct PartWriter<'a> {
     pos: u64,
     end: Option<u64>,
     stop: &'a AtomicBool,
-    progress: &'a Progress,
+    tally: &'a Tally<'a>,
     failed: Option<io::Error>,
     // The running MD5 of an object written in one piece.
     md5: Option<md5::Context>,
@@ -553,7 +570,7 @@ impl Write for PartWriter<'_> {
             md5.consume(buf);
         }
         self.pos += buf.len() as u64;
-        self.progress.add(buf.len() as u64);
+        self.tally.wrote(buf.len() as u64);
         Ok(buf.len())
     }
 

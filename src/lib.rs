@@ -29,7 +29,7 @@ pub mod uri;
 use std::path::Path;
 
 use crate::cli::Pair;
-use crate::download::{Options, Summary};
+use crate::download::{Options, Summary, Watch};
 use crate::error::{Error, redact_url};
 use crate::resolve::Resolution;
 use crate::settings::Settings;
@@ -107,8 +107,14 @@ pub fn resolve_uri(uri: &str, settings: &Settings) -> Result<Resolution, Error> 
     Ok(resolution)
 }
 
-/// Processes each `SRC_URI DEST_DIR` pair in order; stops at the first failure.
-pub fn run(pairs: &[Pair], options: &Options, settings: &Settings) -> Result<(), Error> {
+/// Processes each `SRC_URI DEST_DIR` pair in order; stops at the first failure. `watch`
+/// shows the user each download's plan, progress and summary.
+pub fn run(
+    pairs: &[Pair],
+    options: &Options,
+    settings: &Settings,
+    watch: &dyn Watch,
+) -> Result<(), Error> {
     for pair in pairs {
         // A model-registry:// URI holds no secret (its query is ?namespace=), and redacting it
         // would hide what the parser objects to.
@@ -123,7 +129,7 @@ pub fn run(pairs: &[Pair], options: &Options, settings: &Settings) -> Result<(),
         } else {
             pair.src.clone()
         };
-        fetch(&source, &pair.dest, options, settings)?;
+        fetch(&source, &pair.dest, options, settings, watch)?;
     }
     Ok(())
 }
@@ -135,10 +141,18 @@ pub fn fetch(
     dest: &Path,
     options: &Options,
     settings: &Settings,
+    watch: &dyn Watch,
 ) -> Result<Summary, Error> {
     let opened = fetch::open(uri, settings)?;
     let shown = redact_url(uri);
-    let summary = download::download(&*opened.source, &opened.prefix, &shown, dest, options)?;
+    let summary = download::download(
+        &*opened.source,
+        &opened.prefix,
+        &shown,
+        dest,
+        options,
+        watch,
+    )?;
     if let [only] = summary.paths.as_slice()
         && let Some(kind) = archive::Kind::of(only)
     {

@@ -46,7 +46,8 @@ fn main_inner() -> Result<(), Error> {
         }
         Command::Run { pairs, options } => {
             let settings = Settings::from_env()?;
-            let result = mr_storage_initializer::run(&pairs, &options, &settings);
+            let progress = progress::Progress::default();
+            let result = mr_storage_initializer::run(&pairs, &options, &settings, &progress);
             if let Some(kib) = progress::peak_rss_kib() {
                 log::debug!("peak memory (VmHWM): {kib} KiB");
             }

@@ -1,53 +1,90 @@
-//! Progress while transferring, and the summary after.
+//! What the user sees of a download: the dry run's plan on stdout, progress while
+//! transferring, and the summary after. The engine reports through `download::Watch`; this is
+//! the face's way of showing it.
 //!
-//! Workers call `add` after each write; no thread of its own. To a log, a line goes out at
+//! Workers report each write; no thread of its own. To a log, a line goes out at
 //! each tenth of the total and at least every 5 s; to a terminal, one line is redrawn at most
 //! five times a second instead. Byte counts are what this run transferred (a resumed or
 //! skipped file's bytes already on disk are not counted).
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::download::{Summary, Watch};
+use crate::plan::Planned;
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
 const DRAW_EVERY: Duration = Duration::from_millis(200);
 
-/// Shared by the workers of one download.
+/// Shared by the workers of a download; `start` begins each one afresh.
 pub struct Progress {
-    total: u64,
-    files_total: usize,
+    total: AtomicU64,
+    files_total: AtomicUsize,
     bytes: AtomicU64,
     files: AtomicUsize,
-    start: Instant,
-    // Milliseconds since `start` of the last line written.
+    created: Instant,
+    // Milliseconds since `created` at which the current transfer started.
+    started_ms: AtomicU64,
+    // Milliseconds since `started_ms` of the last line written.
     last_ms: AtomicU64,
     // The last tenth of `total` reported.
     last_tenth: AtomicU64,
     tty: bool,
 }
 
-impl Progress {
-    /// `total` bytes to transfer (known sizes only) in `files_total` files.
-    pub fn new(total: u64, files_total: usize) -> Progress {
+impl Default for Progress {
+    fn default() -> Progress {
         Progress {
-            total,
-            files_total,
+            total: AtomicU64::new(0),
+            files_total: AtomicUsize::new(0),
             bytes: AtomicU64::new(0),
             files: AtomicUsize::new(0),
-            start: Instant::now(),
+            created: Instant::now(),
+            started_ms: AtomicU64::new(0),
             last_ms: AtomicU64::new(0),
             last_tenth: AtomicU64::new(0),
             tty: std::io::stderr().is_terminal() && log::log_enabled!(log::Level::Info),
         }
     }
+}
 
-    /// Counts `n` bytes written; may report.
-    pub fn add(&self, n: u64) {
+impl Watch for Progress {
+    fn plan(&self, planned: &[Planned], dest: &Path) {
+        let mut out = std::io::stdout().lock();
+        for p in planned {
+            let size = p.size.map_or("?".to_string(), |s| s.to_string());
+            let _ = writeln!(out, "{size}\t{}", dest.join(&p.path).display());
+        }
+        let known: u64 = planned.iter().filter_map(|p| p.size).sum();
+        log::info!(
+            "dry run: {} file(s), {} bytes ({}) would be written to {}; nothing written",
+            planned.len(),
+            known,
+            human(known),
+            dest.display()
+        );
+    }
+
+    fn start(&self, bytes: u64, files: usize) {
+        self.total.store(bytes, Ordering::Relaxed);
+        self.files_total.store(files, Ordering::Relaxed);
+        self.bytes.store(0, Ordering::Relaxed);
+        self.files.store(0, Ordering::Relaxed);
+        self.last_ms.store(0, Ordering::Relaxed);
+        self.last_tenth.store(0, Ordering::Relaxed);
+        let now = self.created.elapsed().as_millis() as u64;
+        self.started_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn wrote(&self, n: u64) {
         let done = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
-        let now = self.start.elapsed().as_millis() as u64;
+        let now = (self.created.elapsed().as_millis() as u64)
+            .saturating_sub(self.started_ms.load(Ordering::Relaxed));
         let last = self.last_ms.load(Ordering::Relaxed);
         if self.tty {
-            if now - last >= DRAW_EVERY.as_millis() as u64 && self.claim(last, now) {
+            if now.saturating_sub(last) >= DRAW_EVERY.as_millis() as u64 && self.claim(last, now) {
                 let mut err = std::io::stderr().lock();
                 let _ = write!(err, "\r\x1b[K{}", self.line(done, now));
                 let _ = err.flush();
@@ -55,7 +92,8 @@ impl Progress {
             return;
         }
         // The last tenth is the summary's to report.
-        let tenth = (done * 10).checked_div(self.total).unwrap_or(0);
+        let total = self.total.load(Ordering::Relaxed);
+        let tenth = (done * 10).checked_div(total).unwrap_or(0);
         let prev = self.last_tenth.load(Ordering::Relaxed);
         let tenth_due = tenth > prev
             && tenth < 10
@@ -63,40 +101,39 @@ impl Progress {
                 .last_tenth
                 .compare_exchange(prev, tenth, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok();
-        let time_due = now - last >= LOG_EVERY.as_millis() as u64 && self.claim(last, now);
+        let time_due =
+            now.saturating_sub(last) >= LOG_EVERY.as_millis() as u64 && self.claim(last, now);
         if tenth_due || time_due {
             self.last_ms.store(now, Ordering::Relaxed);
             log::info!("{}", self.line(done, now));
         }
     }
 
-    /// Counts one finished file.
-    pub fn file_done(&self) {
+    fn file_done(&self) {
         self.files.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Files finished so far.
-    pub fn files(&self) -> usize {
-        self.files.load(Ordering::Relaxed)
-    }
-
-    /// Bytes transferred so far.
-    pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
-    }
-
-    /// Seconds since the transfer started.
-    pub fn seconds(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
-    }
-
-    /// Clears the live line, if one was drawn.
-    pub fn finish(&self) {
+    fn end(&self, summary: &Summary) {
+        // Clear the live line, if one was drawn.
         if self.tty && self.last_ms.load(Ordering::Relaxed) > 0 {
             eprint!("\r\x1b[K");
         }
+        log::info!(
+            "downloaded {} file(s), {} bytes ({}) in {:.2} s ({:.1} MiB/s){}",
+            summary.written,
+            summary.bytes,
+            human(summary.bytes),
+            summary.seconds,
+            mib_per_s(summary.bytes, summary.seconds),
+            match summary.skipped {
+                0 => String::new(),
+                n => format!("; {n} already complete"),
+            }
+        );
     }
+}
 
+impl Progress {
     // Only one worker reports a given moment.
     fn claim(&self, last: u64, now: u64) -> bool {
         self.last_ms
@@ -106,13 +143,14 @@ impl Progress {
 
     fn line(&self, done: u64, now_ms: u64) -> String {
         let rate = mib_per_s(done, now_ms as f64 / 1000.0);
-        let percent = (done * 100).checked_div(self.total).unwrap_or(0);
+        let total = self.total.load(Ordering::Relaxed);
+        let percent = (done * 100).checked_div(total).unwrap_or(0);
         format!(
             "progress: {} of {} ({percent}%), {rate:.1} MiB/s, {} of {} files",
             human(done),
-            human(self.total),
-            self.files(),
-            self.files_total
+            human(total),
+            self.files.load(Ordering::Relaxed),
+            self.files_total.load(Ordering::Relaxed)
         )
     }
 }

@@ -151,7 +151,8 @@ fn path_mapping_table() {
     for (prefix, expected) in cases {
         let tmp = TempDir::new("engine-map");
         let dest = dest_in(&tmp);
-        let summary = download(&source, prefix, "mem://", &dest, &options(1 << 20, 4)).unwrap();
+        let summary =
+            download(&source, prefix, "mem://", &dest, &options(1 << 20, 4), &()).unwrap();
         let written = tree(&dest);
         assert_eq!(
             written.keys().map(String::as_str).collect::<Vec<_>>(),
@@ -189,6 +190,7 @@ fn path_mapping_table() {
         "mem://",
         &dest,
         &options(1 << 20, 4),
+        &(),
     )
     .unwrap();
     assert_eq!(
@@ -208,7 +210,15 @@ fn keys_leaving_dest_fail_before_anything_is_written() {
         let source = Mem::new(&[("m/ok.bin", bytes(10, 2)), (key, bytes(10, 3))]);
         let tmp = TempDir::new("engine-escape");
         let dest = dest_in(&tmp);
-        let err = download(&source, prefix, "mem://b/", &dest, &options(1 << 20, 4)).unwrap_err();
+        let err = download(
+            &source,
+            prefix,
+            "mem://b/",
+            &dest,
+            &options(1 << 20, 4),
+            &(),
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert!(
             text.starts_with(&format!("refusing object '{key}' of 'mem://b/': ")),
@@ -229,7 +239,7 @@ fn ranged_parts_reassemble_byte_exact() {
     let source = Mem::new(&[("m/big.bin", big.clone()), ("m/small.bin", bytes(999, 5))]);
     let tmp = TempDir::new("engine-parts");
     let dest = dest_in(&tmp);
-    let summary = download(&source, "m/", "mem://", &dest, &options(1000, 4)).unwrap();
+    let summary = download(&source, "m/", "mem://", &dest, &options(1000, 4), &()).unwrap();
     assert_eq!(std::fs::read(dest.join("big.bin")).unwrap(), big);
     assert_eq!(summary.bytes, 10_007 + 999);
     let reads = source.reads();
@@ -264,7 +274,7 @@ fn a_failure_mid_object_leaves_no_file_under_its_final_name_and_a_rerun_resumes(
     let tmp = TempDir::new("engine-fail");
     let dest = dest_in(&tmp);
     // One worker: parts 0..5 finish, part 5 fails at byte 5500.
-    let err = download(&source, "m/", "mem://", &dest, &options(1000, 1)).unwrap_err();
+    let err = download(&source, "m/", "mem://", &dest, &options(1000, 1), &()).unwrap_err();
     assert_eq!(
         err.to_string(),
         "cannot download mem://m/big.bin: connection reset by peer"
@@ -281,7 +291,7 @@ fn a_failure_mid_object_leaves_no_file_under_its_final_name_and_a_rerun_resumes(
 
     // The rerun asks only for the parts not finished before.
     let healthy = Mem::new(&[("m/big.bin", big.clone())]);
-    download(&healthy, "m/", "mem://", &dest, &options(1000, 3)).unwrap();
+    download(&healthy, "m/", "mem://", &dest, &options(1000, 3), &()).unwrap();
     let starts: Vec<u64> = healthy
         .reads()
         .into_iter()
@@ -299,11 +309,11 @@ fn a_journal_without_its_temporary_file_is_ignored() {
     source.fail_at = Some(("m/big.bin".into(), 3_500));
     let tmp = TempDir::new("engine-orphan");
     let dest = dest_in(&tmp);
-    download(&source, "m/", "mem://", &dest, &options(1000, 1)).unwrap_err();
+    download(&source, "m/", "mem://", &dest, &options(1000, 1), &()).unwrap_err();
     std::fs::remove_file(dest.join(".big.bin.mrsi-part")).unwrap();
 
     let healthy = Mem::new(&[("m/big.bin", big.clone())]);
-    download(&healthy, "m/", "mem://", &dest, &options(1000, 2)).unwrap();
+    download(&healthy, "m/", "mem://", &dest, &options(1000, 2), &()).unwrap();
     assert_eq!(healthy.reads().len(), 5);
     assert_eq!(std::fs::read(dest.join("big.bin")).unwrap(), big);
 }
@@ -314,13 +324,13 @@ fn a_changed_object_is_not_resumed() {
     source.fail_at = Some(("m/big.bin".into(), 3_500));
     let tmp = TempDir::new("engine-etag");
     let dest = dest_in(&tmp);
-    download(&source, "m/", "mem://", &dest, &options(1000, 1)).unwrap_err();
+    download(&source, "m/", "mem://", &dest, &options(1000, 1), &()).unwrap_err();
 
     // Same size, new contents and ETag: every part is fetched again.
     let changed = bytes(5_000, 8);
     let mut healthy = Mem::new(&[("m/big.bin", changed.clone())]);
     healthy.etag = "\"e2\"";
-    download(&healthy, "m/", "mem://", &dest, &options(1000, 2)).unwrap();
+    download(&healthy, "m/", "mem://", &dest, &options(1000, 2), &()).unwrap();
     assert_eq!(healthy.reads().len(), 5);
     assert_eq!(std::fs::read(dest.join("big.bin")).unwrap(), changed);
 }
@@ -330,7 +340,7 @@ fn a_rerun_skips_complete_files_and_removes_stale_temporaries() {
     let source = Mem::new(&[("m/a.bin", bytes(100, 9)), ("m/sub/b.bin", bytes(200, 10))]);
     let tmp = TempDir::new("engine-rerun");
     let dest = dest_in(&tmp);
-    download(&source, "m/", "mem://", &dest, &options(1000, 2)).unwrap();
+    download(&source, "m/", "mem://", &dest, &options(1000, 2), &()).unwrap();
     assert_eq!(source.reads().len(), 2);
 
     // Leftovers of some killed run, and a file that is not ours.
@@ -341,7 +351,7 @@ fn a_rerun_skips_complete_files_and_removes_stale_temporaries() {
     std::fs::write(dest.join("a.bin"), b"short").unwrap();
 
     let again = Mem::new(&[("m/a.bin", bytes(100, 9)), ("m/sub/b.bin", bytes(200, 10))]);
-    let summary = download(&again, "m/", "mem://", &dest, &options(1000, 2)).unwrap();
+    let summary = download(&again, "m/", "mem://", &dest, &options(1000, 2), &()).unwrap();
     assert_eq!(again.reads(), vec![("m/a.bin".into(), None)]);
     assert_eq!((summary.written, summary.skipped), (1, 1));
     let files = tree(&dest);
@@ -360,7 +370,7 @@ fn a_stream_of_unknown_size_is_one_read() {
     source.sized = false;
     let tmp = TempDir::new("engine-stream");
     let dest = dest_in(&tmp);
-    let summary = download(&source, "", "mem://", &dest, &options(1000, 4)).unwrap();
+    let summary = download(&source, "", "mem://", &dest, &options(1000, 4), &()).unwrap();
     assert_eq!(source.reads(), vec![("page.bin".into(), None)]);
     assert_eq!(std::fs::read(dest.join("page.bin")).unwrap(), data);
     assert_eq!(summary.bytes, 4321);
@@ -375,7 +385,7 @@ fn a_link_in_dest_is_never_written_through() {
     std::fs::create_dir_all(&elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, dest.join("sub")).unwrap();
     let source = Mem::new(&[("sub/x.bin", bytes(10, 12))]);
-    let err = download(&source, "", "mem://", &dest, &options(1000, 1)).unwrap_err();
+    let err = download(&source, "", "mem://", &dest, &options(1000, 1), &()).unwrap_err();
     assert!(
         err.to_string().contains("a symbolic link is in the way"),
         "{err}"
@@ -392,7 +402,7 @@ fn dry_run_writes_nothing() {
         dry_run: true,
         ..options(1000, 1)
     };
-    let summary = download(&source, "m/", "mem://", &dest, &opts).unwrap();
+    let summary = download(&source, "m/", "mem://", &dest, &opts, &()).unwrap();
     assert_eq!(summary.paths, vec![PathBuf::from("a.bin")]);
     assert!(!dest.exists());
     assert!(source.reads().is_empty());
@@ -402,7 +412,15 @@ fn dry_run_writes_nothing() {
 fn nothing_under_the_prefix_is_an_error() {
     let source = Mem::new(&[("m/", Vec::new()), ("m2/a", bytes(1, 14))]);
     let tmp = TempDir::new("engine-empty");
-    let err = download(&source, "m", "mem://b/m", &dest_in(&tmp), &options(1000, 1)).unwrap_err();
+    let err = download(
+        &source,
+        "m",
+        "mem://b/m",
+        &dest_in(&tmp),
+        &options(1000, 1),
+        &(),
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "nothing to download: no objects under 'mem://b/m'"
