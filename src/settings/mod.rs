@@ -1,15 +1,27 @@
-//! Everything the program reads from its environment, read once, in one place.
+//! Everything the program reads from its environment, read once: `Settings`, made of each
+//! subsystem's settings, and the lookup rules they share.
 //!
 //! `Settings::from_lookup` takes a lookup function rather than calling `std::env::var`, so tests
 //! hand in a map. An empty variable counts as unset, as in both upstream initializers. Errors
-//! name the variable. Secrets are held in `Secret`, whose `Debug` never shows the value.
+//! name the variable. Secrets are held in `Secret`, which never prints its value.
+
+mod azure;
+mod gcs;
+mod registry;
+mod s3;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::PathBuf;
 
 use crate::error::Error;
 use crate::uri::BaseUrl;
+
+pub use azure::AzureSettings;
+pub use gcs::GcsSettings;
+pub use registry::{RegistrySettings, TokenSource};
+pub use s3::{S3Credentials, S3Settings};
+pub use tls::TlsSettings;
 
 // `http` imports the port grammar from here.
 pub use crate::uri::port_text;
@@ -34,310 +46,6 @@ pub struct Settings {
     pub azure: AzureSettings,
 }
 
-/// Azure Blob settings, under the names KServe and Azure's own tools read (`AZ_*` are KServe's
-/// legacy names, read when the `AZURE_*` one is unset).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AzureSettings {
-    /// `AZURE_STORAGE_ACCESS_KEY`: the account key, for Shared Key signing.
-    pub account_key: Option<Secret>,
-    /// `AZURE_CLIENT_ID`.
-    pub client_id: Option<String>,
-    /// `AZURE_TENANT_ID`.
-    pub tenant_id: Option<String>,
-    /// `AZURE_CLIENT_SECRET`.
-    pub client_secret: Option<Secret>,
-    /// `AZURE_FEDERATED_TOKEN_FILE`: workload identity's projected token.
-    pub federated_token_file: Option<PathBuf>,
-    /// `AZURE_AUTHORITY_HOST` (default `https://login.microsoftonline.com`).
-    pub authority_host: Option<String>,
-    /// `AZURE_STORAGE_BLOB_ENDPOINT`: replaces `https://ACCOUNT.blob.core.windows.net`.
-    pub blob_endpoint: Option<String>,
-    /// `AZURE_STORAGE_CONNECTION_STRING`, held whole: it may carry a key or a SAS.
-    pub connection_string: Option<Secret>,
-}
-
-/// GCS settings, under the names Google's own libraries read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GcsSettings {
-    /// `GOOGLE_APPLICATION_CREDENTIALS`: a service-account (or authorized-user) JSON file.
-    pub credentials_file: Option<PathBuf>,
-    /// `GCE_METADATA_HOST`: the metadata server's `host[:port]` (default
-    /// `metadata.google.internal`).
-    pub metadata_host: Option<String>,
-    /// `STORAGE_EMULATOR_HOST` as `http(s)://host:port`: an emulator, reached without auth.
-    pub emulator: Option<String>,
-    /// `CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE` as `scheme://host[:port]`: another endpoint
-    /// for the JSON API (Private Service Connect, a proxy), reached with auth.
-    pub endpoint: Option<String>,
-}
-
-/// S3 settings, from KServe's variables with `STORAGE_CONFIG`/`STORAGE_OVERRIDE_CONFIG`
-/// (KServe's storage spec) laid over them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct S3Settings {
-    /// `AWS_ENDPOINT_URL`, or `S3_ENDPOINT` with `S3_USE_HTTPS`: `scheme://host[:port]`.
-    /// `None` means AWS itself.
-    pub endpoint: Option<String>,
-    /// `AWS_REGION`, else `AWS_DEFAULT_REGION`.
-    pub region: Option<String>,
-    pub credentials: S3Credentials,
-    /// `S3_USER_VIRTUAL_BUCKET`: `Some(true)` virtual-hosted, `Some(false)` path-style.
-    pub virtual_hosted: Option<bool>,
-    /// `S3_USE_ACCELERATE`.
-    pub accelerate: bool,
-    /// `S3_VERIFY_SSL` (`0` or `false` turns certificate checks off).
-    pub verify_tls: bool,
-    /// `AWS_CA_BUNDLE`: replaces the trust store for S3, as in KServe.
-    pub ca_bundle: Option<PathBuf>,
-    /// `AWS_ENDPOINT_URL_STS`: where web-identity credentials are exchanged.
-    pub sts_endpoint: Option<String>,
-}
-
-/// Which credentials sign S3 requests.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum S3Credentials {
-    /// Nothing set: requests go unsigned (public buckets).
-    #[default]
-    None,
-    /// `awsAnonymousCredential=true`: unsigned, on purpose.
-    Anonymous,
-    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and maybe `AWS_SESSION_TOKEN`.
-    Keys {
-        access_key_id: Secret,
-        secret_access_key: Secret,
-        session_token: Option<Secret>,
-    },
-    /// IRSA: `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`, exchanged at STS
-    /// (`AssumeRoleWithWebIdentity`) for temporary keys; `AWS_ROLE_SESSION_NAME` optional.
-    WebIdentity {
-        role_arn: String,
-        token_file: PathBuf,
-        session_name: Option<String>,
-    },
-}
-
-/// The `MODEL_REGISTRY_*` variables.
-#[derive(Debug, Clone)]
-pub struct RegistrySettings {
-    /// The default registry (`MODEL_REGISTRY_BASE_URL` with `MODEL_REGISTRY_SCHEME`).
-    pub base: BaseUrl,
-    /// `MODEL_REGISTRY_SERVICE_NAME`, used with `?namespace=`.
-    pub service_name: String,
-    /// `MODEL_REGISTRY_CLUSTER_DOMAIN`, used with `?namespace=`.
-    pub cluster_domain: String,
-    /// Where the bearer token comes from, if anywhere.
-    pub token: Option<TokenSource>,
-    /// `MODEL_REGISTRY_CA_FILE`: an extra PEM bundle to trust for the registry.
-    pub ca_file: Option<PathBuf>,
-}
-
-/// Where the registry's bearer token comes from.
-#[derive(Debug, Clone)]
-pub enum TokenSource {
-    /// `MODEL_REGISTRY_TOKEN`.
-    Value(Secret),
-    /// `MODEL_REGISTRY_TOKEN_FILE`, read when the registry is called (a projected
-    /// service-account token is rotated on disk).
-    File(PathBuf),
-}
-
-impl TokenSource {
-    /// The token itself; a file is read now, and surrounding whitespace is dropped.
-    pub fn read(&self) -> Result<Secret, Error> {
-        match self {
-            TokenSource::Value(s) => Ok(s.clone()),
-            TokenSource::File(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| Error::io("read registry token file", path, e))?;
-                let token = text.trim();
-                if token.is_empty() {
-                    return Err(Error::Env {
-                        var: "MODEL_REGISTRY_TOKEN_FILE".into(),
-                        reason: format!("'{}' is empty", path.display()),
-                    });
-                }
-                Ok(Secret(token.to_string()))
-            }
-        }
-    }
-}
-
-/// Trust added to every TLS connection.
-#[derive(Debug, Clone, Default)]
-pub struct TlsSettings {
-    /// `SSL_CERT_FILE`: a PEM bundle that replaces the system bundle, as OpenSSL reads it.
-    pub ssl_cert_file: Option<PathBuf>,
-    /// KServe's CA bundle: `$CA_BUNDLE_VOLUME_MOUNT_POINT/cabundle.crt` when
-    /// `CA_BUNDLE_CONFIGMAP_NAME` is set.
-    pub kserve_ca_bundle: Option<PathBuf>,
-}
-
-// KServe's storage-spec keys for `type: s3`, and the variables they stand for.
-const STORAGE_SPEC_S3_KEYS: [(&str, &str); 7] = [
-    ("endpoint_url", "AWS_ENDPOINT_URL"),
-    ("access_key_id", "AWS_ACCESS_KEY_ID"),
-    ("secret_access_key", "AWS_SECRET_ACCESS_KEY"),
-    ("region", "AWS_DEFAULT_REGION"),
-    ("ca_bundle", "AWS_CA_BUNDLE"),
-    ("verify_ssl", "S3_VERIFY_SSL"),
-    ("anonymous", "awsAnonymousCredential"),
-];
-
-/// The variables KServe's storage spec sets: `STORAGE_CONFIG` (the secret's JSON) with
-/// `STORAGE_OVERRIDE_CONFIG` (the InferenceService's parameters) laid over it, mapped onto
-/// S3 variable names when its `type` is `s3`. Values may be strings (KServe's form) or plain
-/// JSON booleans and numbers. The JSON holds keys, so errors never quote it.
-fn storage_spec_vars(
-    get: impl Fn(&str) -> Option<String>,
-) -> Result<HashMap<&'static str, String>, Error> {
-    let mut spec = serde_json::Map::new();
-    for var in ["STORAGE_CONFIG", "STORAGE_OVERRIDE_CONFIG"] {
-        let Some(text) = get(var) else { continue };
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Env {
-            var: var.into(),
-            reason: format!(
-                "not JSON (line {}, column {}; the value is not shown: it may hold keys)",
-                e.line(),
-                e.column()
-            ),
-        })?;
-        let serde_json::Value::Object(map) = value else {
-            return Err(Error::Env {
-                var: var.into(),
-                reason: "not a JSON object".into(),
-            });
-        };
-        spec.extend(map);
-    }
-    let mut vars = HashMap::new();
-    match spec.get("type").and_then(|t| t.as_str()) {
-        Some("s3") => {}
-        Some(other) => {
-            log::warn!("ignoring the storage spec: its type '{other}' is not s3");
-            return Ok(vars);
-        }
-        None if spec.is_empty() => return Ok(vars),
-        None => {
-            return Err(Error::Env {
-                var: "STORAGE_CONFIG".into(),
-                reason: "the storage spec has no \"type\"".into(),
-            });
-        }
-    }
-    for (key, var) in STORAGE_SPEC_S3_KEYS {
-        let value = match spec.get(key) {
-            None | Some(serde_json::Value::Null) => continue,
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_))) => v.to_string(),
-            Some(_) => {
-                return Err(Error::Env {
-                    var: "STORAGE_CONFIG".into(),
-                    reason: format!("\"{key}\" is not a string"),
-                });
-            }
-        };
-        vars.insert(var, value);
-    }
-    Ok(vars)
-}
-
-// `true`/`1`/`yes` or `false`/`0`/`no`, any case; anything else names the variable.
-fn flag(var: &str, value: Option<String>) -> Result<Option<bool>, Error> {
-    let Some(value) = value else { return Ok(None) };
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(Some(true)),
-        "0" | "false" | "no" | "off" => Ok(Some(false)),
-        _ => Err(Error::Env {
-            var: var.into(),
-            reason: format!("'{value}' is not true or false"),
-        }),
-    }
-}
-
-// An endpoint as `scheme://host[:port]`: a path cannot be signed for or routed to here.
-fn endpoint_url(var: &str, value: &str, default_scheme: &str) -> Result<String, Error> {
-    let base = BaseUrl::parse(value.trim(), default_scheme).map_err(|reason| Error::Env {
-        var: var.into(),
-        reason,
-    })?;
-    if !base.path_prefix.is_empty() {
-        return Err(Error::Env {
-            var: var.into(),
-            reason: format!(
-                "'{value}' has a path ('{}'); give scheme://host[:port] only",
-                base.path_prefix
-            ),
-        });
-    }
-    Ok(base.url())
-}
-
-impl S3Settings {
-    fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<S3Settings, Error> {
-        let spec = storage_spec_vars(get)?;
-        if !spec.is_empty() {
-            let keys: Vec<&str> = spec.keys().copied().collect();
-            log::debug!("storage spec sets {}", keys.join(", "));
-        }
-        // The storage spec wins over the plain variables, as in KServe.
-        let get = |k: &str| spec.get(k).cloned().or_else(|| get(k));
-
-        let endpoint = match (get("AWS_ENDPOINT_URL"), get("S3_ENDPOINT")) {
-            (Some(url), _) => Some(endpoint_url("AWS_ENDPOINT_URL", &url, "https")?),
-            (None, Some(host)) => {
-                let https = flag("S3_USE_HTTPS", get("S3_USE_HTTPS"))?.unwrap_or(true);
-                let scheme = if https { "https" } else { "http" };
-                Some(endpoint_url("S3_ENDPOINT", &host, scheme)?)
-            }
-            (None, None) => None,
-        };
-        let sts_endpoint = get("AWS_ENDPOINT_URL_STS")
-            .map(|url| endpoint_url("AWS_ENDPOINT_URL_STS", &url, "https"))
-            .transpose()?;
-
-        let anonymous = flag("awsAnonymousCredential", get("awsAnonymousCredential"))?;
-        let credentials = match (
-            get("AWS_ACCESS_KEY_ID"),
-            get("AWS_SECRET_ACCESS_KEY"),
-            get("AWS_ROLE_ARN"),
-            get("AWS_WEB_IDENTITY_TOKEN_FILE"),
-        ) {
-            _ if anonymous == Some(true) => S3Credentials::Anonymous,
-            (Some(id), Some(secret), _, _) => S3Credentials::Keys {
-                access_key_id: Secret(id.trim().to_string()),
-                secret_access_key: Secret(secret.trim().to_string()),
-                session_token: get("AWS_SESSION_TOKEN").map(|t| Secret(t.trim().to_string())),
-            },
-            (Some(_), None, _, _) | (None, Some(_), _, _) => {
-                return Err(Error::Env {
-                    var: "AWS_ACCESS_KEY_ID".into(),
-                    reason: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together"
-                        .into(),
-                });
-            }
-            (None, None, Some(role_arn), Some(token_file)) => S3Credentials::WebIdentity {
-                role_arn: role_arn.trim().to_string(),
-                token_file: PathBuf::from(token_file),
-                session_name: get("AWS_ROLE_SESSION_NAME"),
-            },
-            (None, None, _, _) => S3Credentials::None,
-        };
-
-        Ok(S3Settings {
-            endpoint,
-            region: get("AWS_REGION")
-                .or_else(|| get("AWS_DEFAULT_REGION"))
-                .map(|r| r.trim().to_string()),
-            credentials,
-            virtual_hosted: flag("S3_USER_VIRTUAL_BUCKET", get("S3_USER_VIRTUAL_BUCKET"))?,
-            accelerate: flag("S3_USE_ACCELERATE", get("S3_USE_ACCELERATE"))?.unwrap_or(false),
-            verify_tls: flag("S3_VERIFY_SSL", get("S3_VERIFY_SSL"))?.unwrap_or(true),
-            ca_bundle: get("AWS_CA_BUNDLE").map(PathBuf::from),
-            sts_endpoint,
-        })
-    }
-}
-
 /// A value that must never be printed: `Debug` and `Display` show `(redacted)`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -360,9 +68,6 @@ impl fmt::Debug for Secret {
     }
 }
 
-// KServe's default mount point for its CA bundle configmap.
-const DEFAULT_CA_BUNDLE_MOUNT: &str = "/etc/ssl/custom-certs";
-
 impl Settings {
     /// Reads the process environment.
     pub fn from_env() -> Result<Settings, Error> {
@@ -381,7 +86,7 @@ impl Settings {
             .filter(|(_, v)| !v.trim().is_empty())
             .filter_map(|(k, v)| {
                 let host = k.strip_suffix("-headers")?;
-                Some((host.to_ascii_lowercase(), Secret(v.clone())))
+                Some((host.to_ascii_lowercase(), Secret::new(v.clone())))
             })
             .collect();
         Ok(settings)
@@ -391,37 +96,6 @@ impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, Error> {
         // Empty counts as unset.
         let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
-
-        let scheme = get("MODEL_REGISTRY_SCHEME")
-            .unwrap_or_else(|| "http".into())
-            .to_ascii_lowercase();
-        if scheme != "http" && scheme != "https" {
-            return Err(Error::Env {
-                var: "MODEL_REGISTRY_SCHEME".into(),
-                reason: format!("'{scheme}' is not http or https"),
-            });
-        }
-        let base_value = get("MODEL_REGISTRY_BASE_URL").unwrap_or_else(|| "localhost:8080".into());
-        let base = BaseUrl::parse(base_value.trim(), &scheme).map_err(|reason| Error::Env {
-            var: "MODEL_REGISTRY_BASE_URL".into(),
-            reason,
-        })?;
-
-        let token = match (
-            get("MODEL_REGISTRY_TOKEN"),
-            get("MODEL_REGISTRY_TOKEN_FILE"),
-        ) {
-            (Some(t), _) => Some(TokenSource::Value(Secret(t.trim().to_string()))),
-            (None, Some(f)) => Some(TokenSource::File(PathBuf::from(f))),
-            (None, None) => None,
-        };
-
-        let kserve_ca_bundle = get("CA_BUNDLE_CONFIGMAP_NAME").map(|_| {
-            let dir = get("CA_BUNDLE_VOLUME_MOUNT_POINT")
-                .unwrap_or_else(|| DEFAULT_CA_BUNDLE_MOUNT.into());
-            PathBuf::from(dir).join("cabundle.crt")
-        });
-
         let allowed_artifact_prefixes = get("ALLOWED_ARTIFACT_URI_PREFIXES").map(|v| {
             v.split(',')
                 .map(str::trim)
@@ -429,79 +103,55 @@ impl Settings {
                 .map(String::from)
                 .collect::<Vec<_>>()
         });
-
+        // Read in this order, which decides the error reported when several values are bad.
         Ok(Settings {
-            registry: RegistrySettings {
-                base,
-                service_name: get("MODEL_REGISTRY_SERVICE_NAME")
-                    .unwrap_or_else(|| "model-registry-service".into()),
-                cluster_domain: get("MODEL_REGISTRY_CLUSTER_DOMAIN")
-                    .unwrap_or_else(|| "svc.cluster.local".into()),
-                token,
-                ca_file: get("MODEL_REGISTRY_CA_FILE").map(PathBuf::from),
-            },
-            tls: TlsSettings {
-                ssl_cert_file: get("SSL_CERT_FILE").map(PathBuf::from),
-                kserve_ca_bundle,
-            },
+            registry: registry::read(&get)?,
+            tls: tls::read(&get),
             allowed_artifact_prefixes,
             http_headers: BTreeMap::new(),
-            s3: S3Settings::from_lookup(&get)?,
-            azure: AzureSettings {
-                account_key: get("AZURE_STORAGE_ACCESS_KEY").map(|k| Secret(k.trim().into())),
-                client_id: get("AZURE_CLIENT_ID").or_else(|| get("AZ_CLIENT_ID")),
-                tenant_id: get("AZURE_TENANT_ID").or_else(|| get("AZ_TENANT_ID")),
-                client_secret: get("AZURE_CLIENT_SECRET")
-                    .or_else(|| get("AZ_CLIENT_SECRET"))
-                    .map(Secret),
-                federated_token_file: get("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from),
-                authority_host: get("AZURE_AUTHORITY_HOST")
-                    .map(|h| h.trim().trim_end_matches('/').to_string()),
-                blob_endpoint: get("AZURE_STORAGE_BLOB_ENDPOINT")
-                    .map(|e| {
-                        // A SAS belongs in the URI or the connection string: on the endpoint
-                        // it would end up before the container's path.
-                        if e.contains(['?', '#']) {
-                            return Err(Error::Env {
-                                var: "AZURE_STORAGE_BLOB_ENDPOINT".into(),
-                                reason: "it has a query (not shown); give scheme://host[:port][/account] and put a SAS token in the URI".into(),
-                            });
-                        }
-                        Ok(e.trim().trim_end_matches('/').to_string())
-                    })
-                    .transpose()?,
-                connection_string: get("AZURE_STORAGE_CONNECTION_STRING").map(Secret),
-            },
-            gcs: GcsSettings {
-                credentials_file: get("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from),
-                metadata_host: get("GCE_METADATA_HOST").map(|h| h.trim().to_string()),
-                emulator: get("STORAGE_EMULATOR_HOST")
-                    .map(|h| endpoint_url("STORAGE_EMULATOR_HOST", &h, "http"))
-                    .transpose()?,
-                endpoint: get("CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE")
-                    .map(|url| {
-                        // gcloud's form names the API path too: `https://host/storage/v1/`.
-                        let url = url.trim().trim_end_matches('/');
-                        let url = url.strip_suffix("/storage/v1").unwrap_or(url);
-                        endpoint_url("CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE", url, "https")
-                    })
-                    .transpose()?,
-            },
+            s3: s3::read(&get)?,
+            azure: azure::read(&get)?,
+            gcs: gcs::read(&get)?,
         })
     }
+}
+
+// The error for a variable's value: "invalid value in VAR: REASON".
+fn invalid(var: &str, reason: impl Into<String>) -> Error {
+    Error::Env {
+        var: var.into(),
+        reason: reason.into(),
+    }
+}
+
+// `true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off`, any case; anything else names the variable.
+fn flag(var: &str, value: Option<String>) -> Result<Option<bool>, Error> {
+    let Some(value) = value else { return Ok(None) };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(Some(true)),
+        "0" | "false" | "no" | "off" => Ok(Some(false)),
+        _ => Err(invalid(var, format!("'{value}' is not true or false"))),
+    }
+}
+
+// An endpoint as `scheme://host[:port]`: a path cannot be signed for or routed to here.
+fn endpoint_url(var: &str, value: &str, default_scheme: &str) -> Result<String, Error> {
+    let base = BaseUrl::parse(value.trim(), default_scheme).map_err(|r| invalid(var, r))?;
+    if !base.path_prefix.is_empty() {
+        let prefix = &base.path_prefix;
+        let reason = format!("'{value}' has a path ('{prefix}'); give scheme://host[:port] only");
+        return Err(invalid(var, reason));
+    }
+    Ok(base.url())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use std::path::PathBuf;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, Error> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_lookup(|k| map.get(k).cloned())
+        Settings::from_lookup(|k| vars.iter().find(|v| v.0 == k).map(|v| v.1.to_string()))
     }
 
     #[test]
@@ -738,6 +388,18 @@ mod tests {
     }
 
     #[test]
+    fn an_azure_endpoint_with_a_query_is_refused_unseen() {
+        let endpoint = "https://acct.blob.core.windows.net?sv=1&sig=s3cr3t";
+        let e = settings(&[("AZURE_STORAGE_BLOB_ENDPOINT", endpoint)]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid value in AZURE_STORAGE_BLOB_ENDPOINT"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+    }
+
+    #[test]
     fn gcs_endpoints_in_both_forms() {
         let g = settings(&[("STORAGE_EMULATOR_HOST", "127.0.0.1:4443")])
             .unwrap()
@@ -765,20 +427,5 @@ mod tests {
                 .starts_with("invalid value in STORAGE_EMULATOR_HOST"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn an_azure_endpoint_with_a_query_is_refused_unseen() {
-        let e = settings(&[(
-            "AZURE_STORAGE_BLOB_ENDPOINT",
-            "https://acct.blob.core.windows.net?sv=1&sig=s3cr3t",
-        )])
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("invalid value in AZURE_STORAGE_BLOB_ENDPOINT"),
-            "{e}"
-        );
-        assert!(!e.to_string().contains("s3cr3t"), "{e}");
     }
 }
