@@ -7,7 +7,7 @@ use crate::error::Error;
 
 /// Azure Blob settings, under the names KServe and Azure's own tools read (`AZ_*` are KServe's
 /// legacy names, read when the `AZURE_*` one is unset).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct AzureSettings {
     /// `AZURE_STORAGE_ACCESS_KEY`: the account key, for Shared Key signing.
     pub account_key: Option<Secret>,
