@@ -62,9 +62,15 @@ impl Secret {
     }
 }
 
-impl fmt::Debug for Secret {
+impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("(redacted)")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -198,6 +204,15 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("(redacted)"), "{shown}");
+    }
+
+    #[test]
+    fn a_secret_formats_as_redacted_both_ways() {
+        let secret = Secret::new("s3cr3t-value");
+        for shown in [format!("{secret}"), format!("{secret:?}")] {
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+            assert_eq!(shown, "(redacted)");
+        }
     }
 
     #[test]
