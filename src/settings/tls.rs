@@ -9,7 +9,8 @@ const DEFAULT_CA_BUNDLE_MOUNT: &str = "/etc/ssl/custom-certs";
 /// Trust added to every TLS connection.
 #[derive(Debug, Clone, Default)]
 pub struct TlsSettings {
-    /// `SSL_CERT_FILE`: a PEM bundle that replaces the system bundle, as OpenSSL reads it.
+    /// `SSL_CERT_FILE`: a PEM bundle added to the built-in and system roots (OpenSSL would
+    /// replace them with it).
     pub ssl_cert_file: Option<PathBuf>,
     /// KServe's CA bundle: `$CA_BUNDLE_VOLUME_MOUNT_POINT/cabundle.crt` when
     /// `CA_BUNDLE_CONFIGMAP_NAME` is set.
