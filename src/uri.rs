@@ -416,8 +416,8 @@ mod tests {
         }
     }
 
-    // Every row of reference/upstream-csi.md §4's edge-case table, with our decided outcome.
-    // Err(text) is the reason in the error message.
+    // Edge cases of upstream's URI grammar (kubeflow/hub cmd/csi), each with our decided
+    // outcome. Err(text) is the reason in the error message.
     #[test]
     fn upstream_edge_case_table() {
         let ns = |t: Target, n: &str| {
