@@ -16,10 +16,8 @@
 //! of an empty or truncated name; so is a host's port that is empty, not a number, 0 or above
 //! 65535.
 //!
-//! Every other URI is classified by `StorageKind` for the download stage.
-//!
-//! The `host[:port]` grammar lives here too (`split_port`, `port_text`, `check_port`), with
-//! `BaseUrl`, a registry's base URL as `MODEL_REGISTRY_BASE_URL` gives it or a URI names it.
+//! Every other URI is classified by `StorageKind` for the download stage. The `host[:port]`
+//! grammar (`split_port`, `port_text`, `check_port`) and a registry's `BaseUrl` live here too.
 
 use crate::error::Error;
 
