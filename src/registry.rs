@@ -13,8 +13,8 @@ use ureq::Agent;
 
 use crate::error::{Lookup, one_line};
 use crate::http::{self, Failure};
-use crate::settings::{BaseUrl, Secret};
-use crate::uri::percent_encode;
+use crate::settings::Secret;
+use crate::uri::{BaseUrl, percent_encode};
 
 /// How many items a list call asks for. Pages are followed only when needed (see `select`).
 pub const PAGE_SIZE: u32 = 50;

@@ -11,8 +11,8 @@ use ureq::Agent;
 use crate::error::{Error, Lookup, redact_url};
 use crate::registry::{self, Client, List};
 use crate::select::{self, ArtifactChoice};
-use crate::settings::{BaseUrl, RegistrySettings};
-use crate::uri::{RegistryUri, StorageKind, Target};
+use crate::settings::RegistrySettings;
+use crate::uri::{BaseUrl, RegistryUri, StorageKind, Target};
 
 /// What a `model-registry://` URI resolved to; printed as JSON by `--resolve`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -16,10 +16,10 @@
 //! of an empty or truncated name; so is a host's port that is empty, not a number, 0 or above
 //! 65535.
 //!
-//! Every other URI is classified by `StorageKind` for the download stage.
+//! Every other URI is classified by `StorageKind` for the download stage. The `host[:port]`
+//! grammar (`split_port`, `port_text`, `check_port`) and a registry's `BaseUrl` live here too.
 
 use crate::error::Error;
-use crate::settings::{check_port, port_text, split_port};
 
 /// The scheme of registry URIs.
 pub const REGISTRY_SCHEME: &str = "model-registry://";
@@ -263,6 +263,116 @@ pub fn host_of(after_scheme: &str) -> &str {
     split_port(authority).0
 }
 
+/// The registry's API path below the base URL.
+pub const API_PREFIX: &str = "/api/model_registry/v1alpha3";
+
+/// A registry base URL: scheme, `host[:port]` and an optional path prefix (a gateway's `/mr`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host`, `host:port` or `[v6]:port`, as written.
+    pub authority: String,
+    /// Empty, or a path starting with `/` and not ending with one.
+    pub path_prefix: String,
+}
+
+impl BaseUrl {
+    /// Parses `host[:port]` (taking `default_scheme`) or `scheme://host[:port][/prefix]`.
+    pub fn parse(value: &str, default_scheme: &str) -> Result<BaseUrl, String> {
+        let (scheme, rest) = match value.split_once("://") {
+            Some((s, rest)) => (s.to_ascii_lowercase(), rest),
+            None => (default_scheme.to_string(), value),
+        };
+        if scheme != "http" && scheme != "https" {
+            return Err(format!("scheme '{scheme}' is not http or https"));
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if authority.is_empty() {
+            return Err(format!("'{value}' names no host"));
+        }
+        if authority.contains(['?', '#', '@', ' ']) {
+            return Err(format!("'{value}' is not host[:port] or a URL"));
+        }
+        check_port(authority)?;
+        Ok(BaseUrl {
+            scheme,
+            authority: authority.to_string(),
+            path_prefix: path.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The port written in the authority, if any.
+    pub fn port(&self) -> Option<u16> {
+        split_port(&self.authority).1
+    }
+
+    /// `scheme://authority/prefix`, the registry's URL as shown to users.
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.authority, self.path_prefix)
+    }
+
+    /// The URL of an API path such as `/registered_model?name=iris`.
+    pub fn api(&self, path_and_query: &str) -> String {
+        format!("{}{API_PREFIX}{path_and_query}", self.url())
+    }
+}
+
+/// Splits `host:port` or `[v6]:port` into host and a numeric port; anything else has no port.
+pub fn split_port(authority: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = authority.strip_prefix('[') {
+        if let Some((host, after)) = rest.split_once(']') {
+            let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+            return (host, port);
+        }
+        return (authority, None);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => match port.parse() {
+            Ok(p) => (host, Some(p)),
+            Err(_) => (authority, None),
+        },
+        _ => (authority, None),
+    }
+}
+
+/// The port text of `host:port` or `[v6]:port` as written (maybe empty or not a number), or
+/// `None` when there is no port. A bare IPv6 address (`::1`) has no port.
+pub fn port_text(authority: &str) -> Option<&str> {
+    if authority.starts_with('[') {
+        return authority.split_once("]:").map(|(_, port)| port);
+    }
+    match authority.split_once(':') {
+        Some((_, port)) if !port.contains(':') => Some(port),
+        _ => None,
+    }
+}
+
+/// Refuses a port that is written but unusable (empty, not a number, 0, above 65535): without
+/// this check `host:xyz` fails much later as a DNS error that does not mention the port.
+pub fn check_port(authority: &str) -> Result<(), String> {
+    let Some(port) = port_text(authority) else {
+        return Ok(());
+    };
+    if port.is_empty() {
+        return Err(format!("the port in '{authority}' is empty"));
+    }
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "the port '{port}' in '{authority}' is not a number"
+        ));
+    }
+    match port.parse::<u32>() {
+        Ok(1..=65535) => Ok(()),
+        _ => Err(format!(
+            "the port {port} in '{authority}' is not between 1 and 65535"
+        )),
+    }
+}
+
 fn is_azure_blob_host(host: &str) -> bool {
     let host = host.to_ascii_lowercase();
     if let Some(account) = host.strip_suffix(".blob.core.windows.net") {
@@ -304,8 +414,8 @@ mod tests {
         }
     }
 
-    // Every row of reference/upstream-csi.md §4's edge-case table, with our decided outcome.
-    // Err(text) is the reason in the error message.
+    // Edge cases of upstream's URI grammar (kubeflow/hub cmd/csi), each with our decided
+    // outcome. Err(text) is the reason in the error message.
     #[test]
     fn upstream_edge_case_table() {
         let ns = |t: Target, n: &str| {
@@ -545,5 +655,64 @@ mod tests {
         assert_eq!(host_of("user:pw@h.example:9000/x"), "h.example");
         assert_eq!(host_of("[fd00:ec2::254]/x"), "fd00:ec2::254");
         assert_eq!(host_of("h?x=1"), "h");
+    }
+
+    #[test]
+    fn base_url_forms() {
+        let cases = [
+            ("mr:8080", "http", "http://mr:8080", Some(8080)),
+            ("mr", "https", "https://mr", None),
+            (
+                "https://gw.example.com/mr/",
+                "http",
+                "https://gw.example.com/mr",
+                None,
+            ),
+            (
+                "HTTP://[::1]:9000",
+                "https",
+                "http://[::1]:9000",
+                Some(9000),
+            ),
+        ];
+        for (value, scheme, url, port) in cases {
+            let b = BaseUrl::parse(value, scheme).unwrap();
+            assert_eq!(b.url(), url, "{value}");
+            assert_eq!(b.port(), port, "{value}");
+        }
+        let b = BaseUrl::parse("https://gw.example.com/mr", "http").unwrap();
+        assert_eq!(
+            b.api("/registered_model?name=iris"),
+            "https://gw.example.com/mr/api/model_registry/v1alpha3/registered_model?name=iris"
+        );
+        assert!(BaseUrl::parse("ftp://x", "http").is_err());
+        for (value, reason) in [
+            ("h:xyz", "the port 'xyz' in 'h:xyz' is not a number"),
+            (
+                "https://h:8o8o/mr",
+                "the port '8o8o' in 'h:8o8o' is not a number",
+            ),
+            ("h:", "the port in 'h:' is empty"),
+            ("h:0", "the port 0 in 'h:0' is not between 1 and 65535"),
+            (
+                "h:65536",
+                "the port 65536 in 'h:65536' is not between 1 and 65535",
+            ),
+            ("[::1]:+80", "the port '+80' in '[::1]:+80' is not a number"),
+        ] {
+            assert_eq!(BaseUrl::parse(value, "http"), Err(reason.into()), "{value}");
+        }
+        assert!(BaseUrl::parse("h:65535", "http").is_ok());
+        assert!(BaseUrl::parse("https:///mr", "http").is_err());
+    }
+
+    #[test]
+    fn split_port_cases() {
+        assert_eq!(split_port("h:9090"), ("h", Some(9090)));
+        assert_eq!(split_port("[::1]:8080"), ("::1", Some(8080)));
+        assert_eq!(split_port("[::1]"), ("::1", None));
+        assert_eq!(split_port("h"), ("h", None));
+        assert_eq!(split_port("h:abc"), ("h:abc", None));
+        assert_eq!(split_port("::1"), ("::1", None));
     }
 }

@@ -1,0 +1,79 @@
+//! The `MODEL_REGISTRY_*` variables: which registry to call, its token and its own CA file.
+
+use std::path::PathBuf;
+
+use super::{Secret, invalid};
+use crate::error::Error;
+use crate::uri::BaseUrl;
+
+/// The `MODEL_REGISTRY_*` variables.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    /// The default registry (`MODEL_REGISTRY_BASE_URL` with `MODEL_REGISTRY_SCHEME`).
+    pub base: BaseUrl,
+    /// `MODEL_REGISTRY_SERVICE_NAME`, used with `?namespace=`.
+    pub service_name: String,
+    /// `MODEL_REGISTRY_CLUSTER_DOMAIN`, used with `?namespace=`.
+    pub cluster_domain: String,
+    /// Where the bearer token comes from, if anywhere.
+    pub token: Option<TokenSource>,
+    /// `MODEL_REGISTRY_CA_FILE`: an extra PEM bundle to trust for the registry only.
+    pub ca_file: Option<PathBuf>,
+}
+
+pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<RegistrySettings, Error> {
+    let scheme = get("MODEL_REGISTRY_SCHEME")
+        .unwrap_or_else(|| "http".into())
+        .to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        let reason = format!("'{scheme}' is not http or https");
+        return Err(invalid("MODEL_REGISTRY_SCHEME", reason));
+    }
+    let base_value = get("MODEL_REGISTRY_BASE_URL").unwrap_or_else(|| "localhost:8080".into());
+    let base = BaseUrl::parse(base_value.trim(), &scheme)
+        .map_err(|reason| invalid("MODEL_REGISTRY_BASE_URL", reason))?;
+
+    // The value wins over the file.
+    let token = get("MODEL_REGISTRY_TOKEN")
+        .map(|t| TokenSource::Value(Secret::new(t.trim())))
+        .or_else(|| get("MODEL_REGISTRY_TOKEN_FILE").map(|f| TokenSource::File(f.into())));
+
+    Ok(RegistrySettings {
+        base,
+        service_name: get("MODEL_REGISTRY_SERVICE_NAME")
+            .unwrap_or_else(|| "model-registry-service".into()),
+        cluster_domain: get("MODEL_REGISTRY_CLUSTER_DOMAIN")
+            .unwrap_or_else(|| "svc.cluster.local".into()),
+        token,
+        ca_file: get("MODEL_REGISTRY_CA_FILE").map(PathBuf::from),
+    })
+}
+
+/// Where the registry's bearer token comes from.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    /// `MODEL_REGISTRY_TOKEN`.
+    Value(Secret),
+    /// `MODEL_REGISTRY_TOKEN_FILE`, read when the registry is called (a projected
+    /// service-account token is rotated on disk).
+    File(PathBuf),
+}
+
+impl TokenSource {
+    /// The token itself; a file is read now, and surrounding whitespace is dropped.
+    pub fn read(&self) -> Result<Secret, Error> {
+        match self {
+            TokenSource::Value(s) => Ok(s.clone()),
+            TokenSource::File(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::io("read registry token file", path, e))?;
+                let token = text.trim();
+                if token.is_empty() {
+                    let reason = format!("'{}' is empty", path.display());
+                    return Err(invalid("MODEL_REGISTRY_TOKEN_FILE", reason));
+                }
+                Ok(Secret::new(token))
+            }
+        }
+    }
+}
