@@ -33,7 +33,7 @@ use crate::download::{Options, Summary, Watch};
 use crate::error::{Error, redact_url};
 use crate::resolve::Resolution;
 use crate::settings::Settings;
-use crate::uri::{RegistryUri, is_registry_uri};
+use crate::uri::{RegistryUri, StorageKind, is_registry_uri};
 
 /// Sends `log` records to stderr as `level: message`, filtered by `RUST_LOG` (see
 /// `log_filter`).
@@ -94,12 +94,17 @@ pub fn log_filter(rust_log: Option<&str>) -> String {
 /// Resolves a `model-registry://` URI and checks the artifact URI against the policy.
 pub fn resolve_uri(uri: &str, settings: &Settings) -> Result<Resolution, Error> {
     let parsed = RegistryUri::parse(uri)?;
+    for key in uri::unknown_parameters(uri) {
+        log::warn!("ignoring unknown query parameter '{key}' in model-registry:// URI");
+    }
     log::info!("resolving {uri}");
     let agent = http::agent(
         &settings.tls,
         http::Trust::Usual(settings.registry.ca_file.as_slice()),
     )?;
-    let resolution = resolve::resolve(&parsed, &settings.registry, &agent)?;
+    // The registry side does not know the storage schemes; the storage side says which it can fetch.
+    let fetchable = |uri: &str| StorageKind::of(uri).is_some();
+    let resolution = resolve::resolve(&parsed, &settings.registry, &agent, &fetchable)?;
     policy::check(
         &resolution.artifact_uri,
         settings.allowed_artifact_prefixes.as_deref(),

@@ -12,7 +12,7 @@ use crate::error::{Error, Lookup, redact_url};
 use crate::registry::{self, Client, List};
 use crate::select::{self, ArtifactChoice};
 use crate::settings::RegistrySettings;
-use crate::uri::{BaseUrl, RegistryUri, StorageKind, Target};
+use crate::uri::{BaseUrl, RegistryUri, Target};
 
 /// What a `model-registry://` URI resolved to; printed as JSON by `--resolve`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,6 +34,7 @@ pub fn resolve(
     uri: &RegistryUri,
     settings: &RegistrySettings,
     agent: &Agent,
+    fetchable: &dyn Fn(&str) -> bool,
 ) -> Result<Resolution, Error> {
     let (base, model, version, registry_in_uri) = choose_registry(uri, settings, agent);
     let fail = |why: Lookup| Error::Resolve {
@@ -131,8 +132,9 @@ pub fn resolve(
     };
     let artifact_uri = artifact.uri.clone().unwrap_or_default().trim().to_string();
     let artifact_id = artifact.id.clone().unwrap_or_default();
-    // A registry artifact must name its storage: a bare path is not a URI.
-    if !artifact_uri.contains("://") || StorageKind::of(&artifact_uri).is_none() {
+    // A registry artifact must name its storage: a bare path is not a URI. Which schemes can be
+    // fetched is the storage side's to say.
+    if !artifact_uri.contains("://") || !fetchable(&artifact_uri) {
         return Err(fail(Lookup::UnsupportedScheme { uri: artifact_uri }));
     }
     log::info!(

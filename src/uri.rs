@@ -140,13 +140,12 @@ impl RegistryUri {
     }
 }
 
-// `?namespace=NS` is the only parameter; others are ignored as upstream does, with a warning.
+// `?namespace=NS` is the only parameter; others are ignored as upstream does (the caller
+// warns about them: `unknown_parameters`).
 fn parse_query(query: &str) -> Result<Option<String>, String> {
     let mut namespace = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (key, value) in query_pairs(query) {
         if key != "namespace" {
-            log::warn!("ignoring unknown query parameter '{key}' in model-registry:// URI");
             continue;
         }
         let value = percent_decode(value)?;
@@ -162,6 +161,22 @@ fn parse_query(query: &str) -> Result<Option<String>, String> {
         }
     }
     Ok(namespace)
+}
+
+/// The query parameters of a `model-registry://` URI that it ignores (all but `namespace`).
+pub fn unknown_parameters(uri: &str) -> Vec<&str> {
+    let query = uri.split_once('?').map_or("", |(_, q)| q);
+    query_pairs(query)
+        .map(|(key, _)| key)
+        .filter(|key| *key != "namespace")
+        .collect()
+}
+
+fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
 }
 
 // A segment that could be a DNS host name (RFC 1123 letters, digits, '-' and '.'), so worth a
@@ -602,6 +617,13 @@ mod tests {
     fn names_not_hosts_are_not_probed() {
         let parsed = RegistryUri::parse("model-registry://Iris_v2/v1").unwrap();
         assert_eq!(parsed.target, d("Iris_v2", Some("v1")));
+    }
+
+    #[test]
+    fn unknown_parameters_are_all_but_namespace() {
+        let uri = "model-registry://iris?namespace=a&x=1&y";
+        assert_eq!(unknown_parameters(uri), ["x", "y"]);
+        assert!(unknown_parameters("model-registry://iris").is_empty());
     }
 
     #[test]
