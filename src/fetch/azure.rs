@@ -13,11 +13,11 @@
 //!   (`AZURE_CLIENT_ID` + `AZURE_TENANT_ID` + `AZURE_CLIENT_SECRET`, or a federated token file
 //!   for workload identity), exchanged for a bearer token; else the account key (Shared Key:
 //!   every request signed with HMAC-SHA256); else a connection string's SAS; else anonymous.
-//!   The log says which. Keys, SAS tokens and bearer tokens are never shown.
+//!   The log says which. Keys, SAS tokens and bearer tokens are never shown. Bearer tokens are
+//!   cached and renewed by `credentials`; only the request for one is written here.
 
 use std::io::Write;
 use std::ops::Range;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -26,8 +26,9 @@ use serde::Deserialize;
 use ureq::Agent;
 
 use crate::error::Error;
+use crate::fetch::credentials::{self, Cache, Token, bearer};
 use crate::fetch::{Listing, Object, Page, Source, get_listing, list_by_pages, unanswered};
-use crate::http::{self, Failure, Headers, StatusError, Trust};
+use crate::http::{self, Failure, Headers, Trust};
 use crate::settings::{AzureSettings, Secret, Settings};
 use crate::uri::{percent_decode, percent_encode, url_host};
 
@@ -141,7 +142,7 @@ enum Auth {
     /// A bearer token from Microsoft Entra ID.
     Token {
         request: TokenRequest,
-        current: Mutex<Option<(Secret, SystemTime)>>,
+        tokens: Cache<Secret>,
     },
 }
 
@@ -151,6 +152,30 @@ struct TokenRequest {
     client_id: String,
     /// A client secret, or a federated token file's contents (read at each exchange).
     proof: Proof,
+}
+
+impl TokenRequest {
+    // A token for the client, proven by its secret or by the federated token.
+    fn exchange(&self, agent: &Agent) -> Result<Token, String> {
+        let federated;
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+            ("scope", SCOPE),
+        ];
+        match &self.proof {
+            Proof::Secret(secret) => form.push(("client_secret", secret.expose())),
+            Proof::FederatedTokenFile(path) => {
+                federated = credentials::token_file(path, "AZURE_FEDERATED_TOKEN_FILE")?;
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ));
+                form.push(("client_assertion", federated.expose()));
+            }
+        }
+        credentials::exchange(agent, &self.url, &form)
+    }
 }
 
 enum Proof {
@@ -198,38 +223,36 @@ impl AzureSource {
         let base = format!("{endpoint}{container_path}");
         let resource_root = format!("/{account}{endpoint_path}{container_path}");
 
-        let token = |client_id: &String, tenant: &String, proof: Proof| {
-            let authority = az.authority_host.as_deref().unwrap_or(DEFAULT_AUTHORITY);
-            Auth::Token {
-                request: TokenRequest {
-                    url: format!("{authority}/{tenant}/oauth2/v2.0/token"),
-                    client_id: client_id.clone(),
-                    proof,
-                },
-                current: Mutex::new(None),
-            }
+        // A service principal proves itself with its secret, or with workload identity's token.
+        let proof = match (&az.client_secret, &az.federated_token_file) {
+            (Some(secret), _) => Some((
+                Proof::Secret(secret.clone()),
+                "a service principal (AZURE_CLIENT_ID, AZURE_CLIENT_SECRET)",
+            )),
+            (None, Some(file)) => Some((
+                Proof::FederatedTokenFile(file.clone()),
+                "workload identity (AZURE_FEDERATED_TOKEN_FILE)",
+            )),
+            (None, None) => None,
         };
-        let (auth, said) = match (&blob.sas, &az.client_id, &az.tenant_id) {
-            (Some(sas), _, _) => (
+        let (auth, said) = match (&blob.sas, &az.client_id, &az.tenant_id, proof) {
+            (Some(sas), ..) => (
                 Auth::Sas(Secret::new(sas.clone())),
                 "a SAS token in the URI",
             ),
-            (None, Some(id), Some(tenant)) if az.client_secret.is_some() => (
-                token(
-                    id,
-                    tenant,
-                    Proof::Secret(az.client_secret.clone().expect("checked")),
-                ),
-                "a service principal (AZURE_CLIENT_ID, AZURE_CLIENT_SECRET)",
-            ),
-            (None, Some(id), Some(tenant)) if az.federated_token_file.is_some() => (
-                token(
-                    id,
-                    tenant,
-                    Proof::FederatedTokenFile(az.federated_token_file.clone().expect("checked")),
-                ),
-                "workload identity (AZURE_FEDERATED_TOKEN_FILE)",
-            ),
+            (None, Some(client_id), Some(tenant), Some((proof, said))) => {
+                let authority = az.authority_host.as_deref().unwrap_or(DEFAULT_AUTHORITY);
+                let url = format!("{authority}/{tenant}/oauth2/v2.0/token");
+                let name = format!("an Azure access token from {url}");
+                let tokens = Cache::new(name, RENEW_BEFORE, None);
+                let client_id = client_id.clone();
+                let request = TokenRequest {
+                    url,
+                    client_id,
+                    proof,
+                };
+                (Auth::Token { request, tokens }, said)
+            }
             _ => match (
                 az.account_key.clone().or(conn.account_key.clone()),
                 conn.sas,
@@ -311,83 +334,18 @@ impl AzureSource {
                     format!("SharedKey {account}:{signature}"),
                 ));
             }
-            Auth::Token { request, current } => {
-                let token = self.bearer(request, current)?;
-                headers.push(("Authorization".into(), format!("Bearer {}", token.expose())));
+            Auth::Token { request, tokens } => {
+                let token = tokens.get(SystemTime::now(), || request.exchange(&self.agent));
+                let token = token.map_err(|reason| Error::Fetch {
+                    action: "get an Azure access token for",
+                    url: self.what.clone(),
+                    reason,
+                    hint: Some(HINT_TOKEN),
+                })?;
+                headers.push(bearer(&token.value));
             }
         }
         Ok(headers)
-    }
-
-    fn bearer(
-        &self,
-        request: &TokenRequest,
-        current: &Mutex<Option<(Secret, SystemTime)>>,
-    ) -> Result<Secret, Error> {
-        let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((token, expires)) = current.as_ref()
-            && *expires > SystemTime::now() + RENEW_BEFORE
-        {
-            return Ok(token.clone());
-        }
-        let failed = |reason: String| Error::Fetch {
-            action: "get an Azure access token for",
-            url: self.what.clone(),
-            reason,
-            hint: Some(HINT_TOKEN),
-        };
-        let assertion;
-        let mut form = vec![
-            ("grant_type", "client_credentials"),
-            ("client_id", request.client_id.as_str()),
-            ("scope", SCOPE),
-        ];
-        match &request.proof {
-            Proof::Secret(secret) => form.push(("client_secret", secret.expose())),
-            Proof::FederatedTokenFile(path) => {
-                assertion = std::fs::read_to_string(path).map_err(|e| {
-                    failed(format!(
-                        "cannot read AZURE_FEDERATED_TOKEN_FILE '{}': {e}",
-                        path.display()
-                    ))
-                })?;
-                form.push((
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ));
-                form.push(("client_assertion", assertion.trim()));
-            }
-        }
-        let mut response = http::post_form_with_retry(&self.agent, &request.url, &form)
-            .map_err(|f| failed(format!("cannot reach {}: {f}", request.url)))?;
-        if response.status().as_u16() != 200 {
-            return Err(failed(format!(
-                "{} refused: {}",
-                request.url,
-                StatusError::read(response)
-            )));
-        }
-        #[derive(Deserialize)]
-        struct Answer {
-            access_token: String,
-            expires_in: Option<u64>,
-        }
-        let answer: Answer = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_json()
-            .map_err(|_| {
-                failed(format!(
-                    "{} answered something that is not a token",
-                    request.url
-                ))
-            })?;
-        let token = Secret::new(answer.access_token);
-        let expires = SystemTime::now() + Duration::from_secs(answer.expires_in.unwrap_or(3600));
-        log::debug!("got an Azure access token from {}", request.url);
-        *current = Some((token.clone(), expires));
-        Ok(token)
     }
 
     fn list_page(

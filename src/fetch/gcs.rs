@@ -11,12 +11,11 @@
 //! - Auth, in KServe's order: `STORAGE_EMULATOR_HOST` means no auth at all (Google's own
 //!   convention); else `GOOGLE_APPLICATION_CREDENTIALS`; else the metadata server (workload
 //!   identity), asked once with a short limit; else anonymous (public buckets). The log says
-//!   which. Tokens are cached and renewed five minutes before they expire; every download
-//!   attempt takes the current one.
+//!   which. Tokens are cached (`credentials::Cache`) and renewed five minutes before they
+//!   expire; every download attempt takes the current one.
 
 use std::io::Write;
 use std::ops::Range;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
@@ -25,12 +24,13 @@ use serde::Deserialize;
 use ureq::Agent;
 
 use crate::error::Error;
-use crate::fetch::gauth::{self, Credentials, Token};
+use crate::fetch::credentials::{Cache, bearer};
+use crate::fetch::gauth::{self, Credentials};
 use crate::fetch::{
     Listing, Object, Page, Source, bucket_uri, get_listing, list_by_pages, unanswered,
 };
 use crate::http::{self, Failure, Headers, Trust};
-use crate::settings::{GcsSettings, Settings};
+use crate::settings::{GcsSettings, Secret, Settings};
 use crate::uri::percent_encode;
 
 const PUBLIC_ENDPOINT: &str = "https://storage.googleapis.com";
@@ -58,7 +58,7 @@ enum Auth {
     Anonymous,
     Tokens {
         credentials: Credentials,
-        current: Mutex<Option<Token>>,
+        tokens: Cache<Secret>,
     },
 }
 
@@ -87,6 +87,15 @@ impl GcsSource {
         let gcs = &settings.gcs;
         let agent = http::agent(&settings.tls, Trust::Usual(&[]))?;
         let (endpoint, authenticated) = endpoint(gcs);
+        // Tokens from `credentials`, starting with `first` when one is at hand.
+        let tokens = |credentials: Credentials, first| {
+            let name = format!("a GCS access token from {}", credentials.describe());
+            let tokens = Cache::new(name, RENEW_BEFORE, first);
+            Auth::Tokens {
+                credentials,
+                tokens,
+            }
+        };
         let auth = match (&gcs.credentials_file, authenticated) {
             (_, false) => {
                 log::info!("GCS emulator {endpoint} (STORAGE_EMULATOR_HOST): no authentication");
@@ -101,10 +110,7 @@ impl GcsSource {
                     "GCS {endpoint}: authenticating as {}",
                     credentials.describe()
                 );
-                Auth::Tokens {
-                    credentials,
-                    current: Mutex::new(None),
-                }
+                tokens(credentials, None)
             }
             (None, true) => {
                 let host = gauth::metadata_host(gcs.metadata_host.as_deref());
@@ -115,10 +121,7 @@ impl GcsSource {
                             "GCS {endpoint}: authenticating through {}",
                             credentials.describe()
                         );
-                        Auth::Tokens {
-                            credentials,
-                            current: Mutex::new(Some(token)),
-                        }
+                        tokens(credentials, Some(token))
                     }
                     Err(why) => {
                         log::info!(
@@ -142,30 +145,19 @@ impl GcsSource {
     fn headers(&self, what: &str) -> Result<Headers, Error> {
         let Auth::Tokens {
             credentials,
-            current,
+            tokens,
         } = &self.auth
         else {
             return Ok(Vec::new());
         };
-        let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = current
-            .as_ref()
-            .is_some_and(|t| t.expires > SystemTime::now() + RENEW_BEFORE);
-        if !fresh {
-            let token = gauth::token(&self.agent, credentials).map_err(|reason| Error::Fetch {
-                action: "get a GCS access token for",
-                url: what.to_string(),
-                reason,
-                hint: Some(HINT_AUTH),
-            })?;
-            log::debug!("got a GCS access token from {}", credentials.describe());
-            *current = Some(token);
-        }
-        let token = current.as_ref().expect("set above");
-        Ok(vec![(
-            "Authorization".into(),
-            format!("Bearer {}", token.value.expose()),
-        )])
+        let token = tokens.get(SystemTime::now(), || gauth::token(&self.agent, credentials));
+        let token = token.map_err(|reason| Error::Fetch {
+            action: "get a GCS access token for",
+            url: what.to_string(),
+            reason,
+            hint: Some(HINT_AUTH),
+        })?;
+        Ok(vec![bearer(&token.value)])
     }
 
     fn list_page(

@@ -6,6 +6,7 @@
 //! resume, progress) is the engine's (`download`), written once for every backend.
 
 pub mod azure;
+pub mod credentials;
 pub mod gauth;
 pub mod gcs;
 pub mod http;
@@ -167,6 +168,15 @@ pub fn get_listing(
         reason: format!("the server's listing is not {}: {reason}", listing.format),
         hint: Some(listing.hint),
     })
+}
+
+/// The sentence for a request that `whom` ("the S3 endpoint URL", "STS at URL") did not
+/// answer: the TLS handshake failed, or no answer came (plain HTTP on `https://` included).
+pub fn unreachable(whom: &str, failure: &Failure) -> String {
+    match failure {
+        Failure::Tls(cause) => format!("TLS with {whom} failed: {cause}"),
+        other => format!("cannot reach {whom}: {other}"),
+    }
 }
 
 /// Words for a failure that is not an error status, the same for every object store: the

@@ -16,15 +16,13 @@
 //!   (`encoding-type=url`): some S3 servers echo the parameter without encoding, which turns
 //!   `+` into a space; the cost is that a key with characters XML cannot carry fails the
 //!   listing with a clear error.
-//! - Credentials (`Signer`): keys, web identity (IRSA, through STS, renewed before they
-//!   expire), or none (unsigned requests).
+//! - Credentials (`Signer`): keys, web identity (IRSA, through STS, cached and renewed before
+//!   they expire by `credentials::Cache`), or none (unsigned requests).
 //! - Errors: S3's error codes become one sentence with a hint naming the variables to check.
 //!   The Authorization header is never logged; URLs carry no credentials.
 
 use std::io::Write;
 use std::ops::Range;
-use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use s3::command::Command;
@@ -36,6 +34,7 @@ use serde::Deserialize;
 use ureq::Agent;
 
 use crate::error::Error;
+use crate::fetch::credentials::{Cache, Expiring};
 use crate::fetch::{
     Listing, Object, Page, Source, bucket_uri, get_listing, list_by_pages, sts, unanswered,
 };
@@ -75,11 +74,9 @@ enum Signer {
     Keys(Box<Bucket>),
     /// Keys from STS for a web identity, renewed as they near their expiry.
     WebIdentity {
-        role_arn: String,
-        token_file: PathBuf,
-        session_name: Option<String>,
-        sts_endpoint: String,
-        current: Mutex<Option<(Box<Bucket>, SystemTime)>>,
+        identity: sts::WebIdentity,
+        /// A bucket signing with the current keys.
+        keys: Cache<Box<Bucket>>,
     },
 }
 
@@ -275,19 +272,19 @@ impl S3Source {
                 role_arn,
                 token_file,
                 session_name,
-            } => (
-                Signer::WebIdentity {
+            } => {
+                let sts_endpoint = s3.sts_endpoint.clone();
+                let identity = sts::WebIdentity {
                     role_arn: role_arn.clone(),
                     token_file: token_file.clone(),
                     session_name: session_name.clone(),
-                    sts_endpoint: s3
-                        .sts_endpoint
-                        .clone()
-                        .unwrap_or_else(|| sts::endpoint(&endpoint.region)),
-                    current: Mutex::new(None),
-                },
-                "signed with web identity keys (AWS_ROLE_ARN)",
-            ),
+                    endpoint: sts_endpoint.unwrap_or_else(|| sts::endpoint(&endpoint.region)),
+                };
+                let name = format!("temporary S3 keys for {role_arn} from STS");
+                let keys = Cache::new(name, RENEW_BEFORE, None);
+                let signed_with = "signed with web identity keys (AWS_ROLE_ARN)";
+                (Signer::WebIdentity { identity, keys }, signed_with)
+            }
         };
         log::info!(
             "S3 endpoint {} ({}, region {}), requests {signed_with}",
@@ -334,44 +331,25 @@ impl S3Source {
         match &self.signer {
             Signer::None { .. } => Ok(Vec::new()),
             Signer::Keys(bucket) => sign(bucket),
-            Signer::WebIdentity {
-                role_arn,
-                token_file,
-                session_name,
-                sts_endpoint,
-                current,
-            } => {
-                let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
-                let fresh = current
-                    .as_ref()
-                    .is_some_and(|(_, expires)| *expires > SystemTime::now() + RENEW_BEFORE);
-                if !fresh {
-                    let credentials_failed = |reason| Error::Fetch {
-                        action: "get S3 credentials for",
-                        url: what.to_string(),
-                        reason,
-                        hint: Some(HINT_STS),
-                    };
-                    let keys = sts::assume_role_with_web_identity(
-                        &self.agent,
-                        sts_endpoint,
-                        role_arn,
-                        token_file,
-                        session_name.as_deref(),
-                    )
-                    .map_err(credentials_failed)?;
-                    log::debug!("got temporary S3 keys for {role_arn} from STS");
+            Signer::WebIdentity { identity, keys } => {
+                let current = keys.get(SystemTime::now(), || {
+                    let keys = identity.keys(&self.agent)?;
                     let temporary = (
                         keys.access_key_id.expose(),
                         keys.secret_access_key.expose(),
                         Some(keys.session_token.expose()),
                     );
-                    let bucket = rust_s3_bucket(&self.bucket, &self.endpoint, Some(temporary))
-                        .map_err(credentials_failed)?;
-                    *current = Some((bucket, keys.expires));
-                }
-                let (bucket, _) = current.as_ref().expect("set above");
-                sign(bucket)
+                    let value = rust_s3_bucket(&self.bucket, &self.endpoint, Some(temporary))?;
+                    let expires = keys.expires;
+                    Ok(Expiring { value, expires })
+                });
+                let current = current.map_err(|reason| Error::Fetch {
+                    action: "get S3 credentials for",
+                    url: what.to_string(),
+                    reason,
+                    hint: Some(HINT_STS),
+                })?;
+                sign(&current.value)
             }
         }
     }
