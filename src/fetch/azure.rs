@@ -27,8 +27,10 @@ use ureq::Agent;
 
 use crate::error::Error;
 use crate::fetch::credentials::{self, Cache, Token, bearer};
-use crate::fetch::{Listing, Object, Page, Source, get_listing, list_by_pages, unanswered};
-use crate::http::{self, Failure, Headers, Trust};
+use crate::fetch::{
+    HINT_TLS, Object, Page, Source, Vocabulary, Words, failed, get_listing, list_by_pages,
+};
+use crate::http::{self, Failure, Headers, StatusError, Trust};
 use crate::settings::{AzureSettings, Secret, Settings};
 use crate::uri::{percent_decode, percent_encode, url_host};
 
@@ -46,10 +48,6 @@ const HINT_DENIED: &str = "the credentials may not read this container: check it
 const HINT_ANONYMOUS: &str = "the container is not public: put a SAS token in the URI, or set AZURE_STORAGE_ACCESS_KEY, or AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET";
 const HINT_CONTAINER: &str =
     "check the account and container names (and AZURE_STORAGE_BLOB_ENDPOINT for Azurite)";
-const HINT_ENDPOINT: &str =
-    "check the account name, AZURE_STORAGE_BLOB_ENDPOINT, and HTTPS_PROXY/NO_PROXY";
-const HINT_TLS: &str =
-    "trust the endpoint's CA with SSL_CERT_FILE or KServe's CA bundle (CA_BUNDLE_CONFIGMAP_NAME)";
 const HINT_TOKEN: &str =
     "check AZURE_CLIENT_ID, AZURE_TENANT_ID, and AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE";
 
@@ -336,13 +334,9 @@ impl AzureSource {
             }
             Auth::Token { request, tokens } => {
                 let token = tokens.get(SystemTime::now(), || request.exchange(&self.agent));
-                let token = token.map_err(|reason| Error::Fetch {
-                    action: "get an Azure access token for",
-                    url: self.what.clone(),
-                    reason,
-                    hint: Some(HINT_TOKEN),
-                })?;
-                headers.push(bearer(&token.value));
+                let (what, hint) = (&self.what, Some(HINT_TOKEN));
+                let why = |reason| failed("get an Azure access token for", what, (reason, hint));
+                headers.push(bearer(&token.map_err(why)?.value));
             }
         }
         Ok(headers)
@@ -368,97 +362,73 @@ impl AzureSource {
         query.sort();
         let url = self.url("", &query);
         let headers = self.headers("", &query, None)?;
-        let listing = Listing {
-            what: &what,
-            format: "a List Blobs answer",
-            parse: parse_page,
-            hint: HINT_ENDPOINT,
-        };
-        get_listing(&self.agent, &url, &headers, listing, |f| {
-            self.error("list", &what, f, true)
-        })
+        let page = get_listing(&self.agent, &url, &headers, |f| {
+            self.error("list", &what, f)
+        })?;
+        parse_page(&page).map_err(|reason| WORDS.not_a_listing(&what, reason))
     }
 
-    fn error(&self, action: &'static str, what: &str, failure: Failure, listing: bool) -> Error {
-        let kind = match self.auth {
-            Auth::Anonymous => Kind::Anonymous,
-            Auth::Sas(_) => Kind::Sas,
-            Auth::SharedKey { .. } => Kind::SharedKey,
-            Auth::Token { .. } => Kind::Token,
-        };
+    // A failure in Azure's terms.
+    fn error(&self, action: &'static str, what: &str, failure: Failure) -> Error {
         let endpoint = crate::error::redact_url(&self.base);
-        let (reason, hint) = explain(failure, &endpoint, listing, kind);
-        Error::Fetch {
-            action,
-            url: what.to_string(),
-            reason,
-            hint,
-        }
+        let listing = action == "list";
+        let table = |s: &StatusError| status_words(s, listing, &self.auth);
+        failed(action, what, WORDS.explain(&endpoint, failure, &table))
     }
 }
 
-// How requests were authorized, for the words of a refusal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Anonymous,
-    Sas,
-    SharedKey,
-    Token,
-}
+// Azure in the sentences every store shares; its codes are its own (`status_words`).
+const WORDS: Vocabulary = Vocabulary {
+    store: "Azure Blob",
+    tls_hint: HINT_TLS,
+    endpoint_hint: "check the account name, AZURE_STORAGE_BLOB_ENDPOINT, and HTTPS_PROXY/NO_PROXY",
+    listing: "a List Blobs answer",
+};
 
-// What a failure means in Azure's terms, and what to check.
-fn explain(
-    failure: Failure,
-    endpoint: &str,
-    listing: bool,
-    kind: Kind,
-) -> (String, Option<&'static str>) {
-    match unanswered("Azure Blob", endpoint, failure, HINT_TLS, HINT_ENDPOINT) {
-        Ok(words) => words,
-        Err(status) => {
-            let said = status.to_string();
-            match (status.code.as_deref(), status.status) {
-                (Some("ContainerNotFound"), _) => (
-                    format!("the container does not exist: {said}"),
-                    Some(HINT_CONTAINER),
-                ),
-                (Some("BlobNotFound"), _) => (
-                    format!("the blob is gone (listed, then not found): {said}"),
-                    None,
-                ),
-                // An account key may do anything: a refusal means the signature was wrong.
-                (Some("AuthenticationFailed" | "InvalidAuthenticationInfo"), _)
-                | (_, 401 | 403)
-                    if kind == Kind::SharedKey =>
-                {
-                    (
-                        format!("the storage account refused the credentials: {said}"),
-                        Some(HINT_KEY),
-                    )
-                }
-                (Some("AuthenticationFailed" | "InvalidAuthenticationInfo"), _) => (
-                    format!("the storage account refused the credentials: {said}"),
-                    Some(if kind == Kind::Token {
-                        HINT_DENIED
-                    } else {
-                        HINT_KEY
-                    }),
-                ),
-                (_, 401 | 403) | (Some("ResourceNotFound"), 404) if kind == Kind::Anonymous => (
-                    format!("anonymous access was refused: {said}"),
-                    Some(HINT_ANONYMOUS),
-                ),
-                (_, 401 | 403) if kind == Kind::Sas => {
-                    (format!("the SAS token was refused: {said}"), Some(HINT_SAS))
-                }
-                (_, 401 | 403) => (format!("access denied: {said}"), Some(HINT_DENIED)),
-                (_, 404) if listing => (
-                    format!("the container was not found: {said}"),
-                    Some(HINT_CONTAINER),
-                ),
-                _ => (said, None),
-            }
+// What Azure's statuses and codes mean, and what to check. `listing`: a 404 then means the
+// container is missing.
+fn status_words(status: &StatusError, listing: bool, auth: &Auth) -> Words {
+    let said = status.to_string();
+    match (status.code.as_deref(), status.status) {
+        // An account key may do anything: a refusal means the signature was wrong.
+        (Some("AuthenticationFailed" | "InvalidAuthenticationInfo"), _) | (_, 401 | 403)
+            if matches!(auth, Auth::SharedKey { .. }) =>
+        {
+            (
+                format!("the storage account refused the credentials: {said}"),
+                Some(HINT_KEY),
+            )
         }
+        (Some("AuthenticationFailed" | "InvalidAuthenticationInfo"), _) => (
+            format!("the storage account refused the credentials: {said}"),
+            Some(if matches!(auth, Auth::Token { .. }) {
+                HINT_DENIED
+            } else {
+                HINT_KEY
+            }),
+        ),
+        (_, 401 | 403) | (Some("ResourceNotFound"), 404) if matches!(auth, Auth::Anonymous) => (
+            format!("anonymous access was refused: {said}"),
+            Some(HINT_ANONYMOUS),
+        ),
+        (_, 401 | 403) if matches!(auth, Auth::Sas(_)) => {
+            (format!("the SAS token was refused: {said}"), Some(HINT_SAS))
+        }
+        (_, 401 | 403) => (format!("access denied: {said}"), Some(HINT_DENIED)),
+        // What is missing: 404s, which no arm above takes but an anonymous ResourceNotFound.
+        (Some("BlobNotFound"), _) => (
+            format!("the blob is gone (listed, then not found): {said}"),
+            None,
+        ),
+        (Some("ContainerNotFound"), _) => (
+            format!("the container does not exist: {said}"),
+            Some(HINT_CONTAINER),
+        ),
+        (_, 404) if listing => (
+            format!("the container was not found: {said}"),
+            Some(HINT_CONTAINER),
+        ),
+        _ => (said, None),
     }
 }
 
@@ -475,7 +445,7 @@ impl Source for AzureSource {
         let url = self.url(&path, &[]);
         let headers = |range: Option<&str>| self.headers(&path, &[], range);
         http::download(&self.agent, &url, &headers, range, out)
-            .map_err(|f| f.or_else(|f| self.error("download", &what, f, false)))
+            .map_err(|f| f.or_else(|f| self.error("download", &what, f)))
     }
 }
 
@@ -590,8 +560,7 @@ struct Properties {
 }
 
 fn parse_page(xml: &str) -> Result<Page, String> {
-    let result: EnumerationResults =
-        quick_xml::de::from_str(xml).map_err(|e| crate::error::one_line(&e.to_string()))?;
+    let result: EnumerationResults = quick_xml::de::from_str(xml).map_err(|e| e.to_string())?;
     let objects = result
         .blobs
         .map(|b| b.blob)

@@ -27,9 +27,10 @@ use crate::error::Error;
 use crate::fetch::credentials::{Cache, bearer};
 use crate::fetch::gauth::{self, Credentials};
 use crate::fetch::{
-    Listing, Object, Page, Source, bucket_uri, get_listing, list_by_pages, unanswered,
+    HINT_TLS, Object, Page, Source, Vocabulary, Words, bucket_uri, failed, get_listing,
+    list_by_pages,
 };
-use crate::http::{self, Failure, Headers, Trust};
+use crate::http::{self, Failure, Headers, StatusError, Trust};
 use crate::settings::{GcsSettings, Secret, Settings};
 use crate::uri::percent_encode;
 
@@ -40,11 +41,6 @@ const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
 const HINT_AUTH: &str = "set GOOGLE_APPLICATION_CREDENTIALS to a service-account key that may read the bucket, or run with workload identity";
 const HINT_DENIED: &str =
     "the credentials may not read this bucket: check its IAM (roles/storage.objectViewer)";
-const HINT_BUCKET: &str =
-    "check the bucket name (and STORAGE_EMULATOR_HOST when it is an emulator)";
-const HINT_ENDPOINT: &str = "check STORAGE_EMULATOR_HOST or CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE, and HTTPS_PROXY/NO_PROXY";
-const HINT_TLS: &str =
-    "trust the endpoint's CA with SSL_CERT_FILE or KServe's CA bundle (CA_BUNDLE_CONFIGMAP_NAME)";
 
 /// One bucket.
 pub struct GcsSource {
@@ -151,13 +147,9 @@ impl GcsSource {
             return Ok(Vec::new());
         };
         let token = tokens.get(SystemTime::now(), || gauth::token(&self.agent, credentials));
-        let token = token.map_err(|reason| Error::Fetch {
-            action: "get a GCS access token for",
-            url: what.to_string(),
-            reason,
-            hint: Some(HINT_AUTH),
-        })?;
-        Ok(vec![bearer(&token.value)])
+        let hint = Some(HINT_AUTH);
+        let why = |reason| failed("get a GCS access token for", what, (reason, hint));
+        Ok(vec![bearer(&token.map_err(why)?.value)])
     }
 
     fn list_page(
@@ -179,63 +171,18 @@ impl GcsSource {
             url.push_str(&percent_encode(token));
         }
         let headers = self.headers(&what)?;
-        let listing = Listing {
-            what: &what,
-            format: "a JSON API object list",
-            parse: parse_page,
-            hint: HINT_ENDPOINT,
-        };
-        get_listing(&self.agent, &url, &headers, listing, |f| {
-            self.error("list", &what, f, true)
-        })
+        let page = get_listing(&self.agent, &url, &headers, |f| {
+            self.error("list", &what, f)
+        })?;
+        parse_page(&page).map_err(|reason| WORDS.not_a_listing(&what, reason))
     }
 
-    // A failure in GCS's terms. `listing`: a 404 then means the bucket is missing.
-    fn error(&self, action: &'static str, what: &str, failure: Failure, listing: bool) -> Error {
+    // A failure in GCS's terms.
+    fn error(&self, action: &'static str, what: &str, failure: Failure) -> Error {
         let anonymous = matches!(self.auth, Auth::Anonymous);
-        let (reason, hint) = explain(failure, &self.bucket, &self.endpoint, listing, anonymous);
-        Error::Fetch {
-            action,
-            url: what.to_string(),
-            reason,
-            hint,
-        }
-    }
-}
-
-// What a failure means, and what to check.
-fn explain(
-    failure: Failure,
-    bucket: &str,
-    endpoint: &str,
-    listing: bool,
-    anonymous: bool,
-) -> (String, Option<&'static str>) {
-    match unanswered("GCS", endpoint, failure, HINT_TLS, HINT_ENDPOINT) {
-        Ok(words) => words,
-        Err(status) => {
-            let said = status.to_string();
-            match status.status {
-                404 if listing => (
-                    format!("the bucket '{bucket}' does not exist: {said}"),
-                    Some(HINT_BUCKET),
-                ),
-                404 => (
-                    format!("the object is gone (listed, then not found): {said}"),
-                    None,
-                ),
-                401 | 403 if anonymous => (
-                    format!("access denied to anonymous requests: {said}"),
-                    Some(HINT_AUTH),
-                ),
-                401 => (
-                    format!("the access token was refused: {said}"),
-                    Some(HINT_AUTH),
-                ),
-                403 => (format!("access denied: {said}"), Some(HINT_DENIED)),
-                _ => (said, None),
-            }
-        }
+        let listing = action == "list";
+        let table = |s: &StatusError| status_words(s, &self.bucket, listing, anonymous);
+        failed(action, what, WORDS.explain(&self.endpoint, failure, &table))
     }
 }
 
@@ -255,7 +202,41 @@ impl Source for GcsSource {
         );
         let headers = |_: Option<&str>| self.headers(&what);
         http::download(&self.agent, &url, &headers, range, out)
-            .map_err(|f| f.or_else(|f| self.error("download", &what, f, false)))
+            .map_err(|f| f.or_else(|f| self.error("download", &what, f)))
+    }
+}
+
+// GCS in the sentences every store shares; its statuses are its own (`status_words`).
+const WORDS: Vocabulary = Vocabulary {
+    store: "GCS",
+    tls_hint: HINT_TLS,
+    endpoint_hint: "check STORAGE_EMULATOR_HOST or CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE, and HTTPS_PROXY/NO_PROXY",
+    listing: "a JSON API object list",
+};
+
+// What GCS's statuses mean, and what to check. `listing`: a 404 then means the bucket is
+// missing, not the object.
+fn status_words(status: &StatusError, bucket: &str, listing: bool, anonymous: bool) -> Words {
+    let said = status.to_string();
+    match status.status {
+        404 if listing => (
+            format!("the bucket '{bucket}' does not exist: {said}"),
+            Some("check the bucket name (and STORAGE_EMULATOR_HOST when it is an emulator)"),
+        ),
+        404 => (
+            format!("the object is gone (listed, then not found): {said}"),
+            None,
+        ),
+        401 | 403 if anonymous => (
+            format!("access denied to anonymous requests: {said}"),
+            Some(HINT_AUTH),
+        ),
+        401 => (
+            format!("the access token was refused: {said}"),
+            Some(HINT_AUTH),
+        ),
+        403 => (format!("access denied: {said}"), Some(HINT_DENIED)),
+        _ => (said, None),
     }
 }
 
@@ -276,8 +257,7 @@ struct Item {
 }
 
 fn parse_page(json: &str) -> Result<Page, String> {
-    let answer: ListAnswer =
-        serde_json::from_str(json).map_err(|e| crate::error::one_line(&e.to_string()))?;
+    let answer: ListAnswer = serde_json::from_str(json).map_err(|e| e.to_string())?;
     let mut objects = Vec::with_capacity(answer.items.len());
     for item in answer.items {
         let size = item
@@ -306,7 +286,6 @@ fn parse_page(json: &str) -> Result<Page, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::StatusError;
 
     #[test]
     fn uris() {
@@ -362,7 +341,10 @@ mod tests {
                 message: Some("m".into()),
             })
         };
-        let e = |f, listing, anonymous| explain(f, "models", "https://e", listing, anonymous);
+        let e = |f, listing, anonymous| {
+            let table = |s: &StatusError| status_words(s, "models", listing, anonymous);
+            WORDS.explain("https://e", f, &table)
+        };
         assert_eq!(
             e(status(404), true, false).0,
             "the bucket 'models' does not exist: HTTP 404 Not Found (server said: m)"

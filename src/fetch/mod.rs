@@ -1,5 +1,7 @@
-//! Where bytes come from: the one interface every storage backend implements, and the
-//! `match` that picks the backend for a URI.
+//! Where bytes come from: the one interface every storage backend implements, the `match`
+//! that picks the backend for a URI, and what the object stores share: paged listing, and the
+//! words for failures (`Vocabulary`, `unreachable`, the TLS hint). What they share about
+//! credentials is in `credentials`.
 //!
 //! A source does two things: list the objects under a prefix, and write a byte range of one
 //! object into a writer. Everything else (path mapping, parallelism, parts, temporary names,
@@ -17,7 +19,7 @@ pub mod sts;
 use std::io::Write;
 use std::ops::Range;
 
-use crate::error::{Error, redact_url};
+use crate::error::{Error, one_line, redact_url};
 use crate::http::{Failure, StatusError};
 use crate::settings::Settings;
 use crate::uri::StorageKind;
@@ -105,12 +107,8 @@ pub fn list_by_pages(
         objects.extend(next.objects);
         match next.next {
             Some(next) if token.as_deref() == Some(next.as_str()) => {
-                return Err(Error::Fetch {
-                    action: "list",
-                    url: format!("{what}/{below}"),
-                    reason: "the server sent the same page token twice".into(),
-                    hint: None,
-                });
+                let twice = "the server sent the same page token twice".to_string();
+                return Err(failed("list", &format!("{what}/{below}"), (twice, None)));
             }
             Some(next) => token = Some(next),
             None => break,
@@ -123,26 +121,14 @@ pub fn list_by_pages(
     Ok(objects)
 }
 
-/// How to read one page of a store's listing.
-pub struct Listing<'a> {
-    /// What is being listed, for messages (`s3://bucket/prefix`).
-    pub what: &'a str,
-    /// What the page should be, for the message when it is not (`ListObjectsV2 XML`).
-    pub format: &'static str,
-    pub parse: fn(&str) -> Result<Page, String>,
-    /// The hint when a page cannot be parsed (the endpoint is probably not that store).
-    pub hint: &'static str,
-}
-
-/// GETs one page of a listing (retried like every GET) and parses it; a failed request goes
-/// through `error`, which words it in the store's terms.
+/// GETs one page of a listing (retried like every GET) and returns its text; a failed request
+/// goes through `error`, which words it in the store's terms (`Vocabulary::explain`).
 pub fn get_listing(
     agent: &ureq::Agent,
     url: &str,
     headers: &[(String, String)],
-    listing: Listing<'_>,
     error: impl Fn(Failure) -> Error,
-) -> Result<Page, Error> {
+) -> Result<String, Error> {
     // A page of 1,000 names with their metadata is well under this.
     const LIMIT: u64 = 16 << 20;
     let headers: Vec<(&str, &str)> = headers
@@ -153,7 +139,7 @@ pub fn get_listing(
     if response.status().as_u16() != 200 {
         return Err(error(Failure::Status(StatusError::read(response))));
     }
-    let body = response
+    response
         .body_mut()
         .with_config()
         .limit(LIMIT)
@@ -161,14 +147,17 @@ pub fn get_listing(
         .map_err(|e| {
             let cause = format!("reading the listing: {}", crate::http::describe(&e));
             error(Failure::Transport(cause))
-        })?;
-    (listing.parse)(&body).map_err(|reason| Error::Fetch {
-        action: "list",
-        url: listing.what.to_string(),
-        reason: format!("the server's listing is not {}: {reason}", listing.format),
-        hint: Some(listing.hint),
-    })
+        })
 }
+
+/// A reason, and the hint that goes with it.
+pub type Words = (String, Option<&'static str>);
+
+/// What to do when TLS with a download's server fails, for every backend on the usual trust
+/// store (S3 has its own). `MODEL_REGISTRY_CA_FILE` is named because it is the CA setting a
+/// registry user has at hand, and it does not apply here.
+pub const HINT_TLS: &str = "trust the server's CA with SSL_CERT_FILE or KServe's CA bundle \
+    (CA_BUNDLE_CONFIGMAP_NAME); MODEL_REGISTRY_CA_FILE is trusted for the registry only";
 
 /// The sentence for a request that `whom` ("the S3 endpoint URL", "STS at URL") did not
 /// answer: the TLS handshake failed, or no answer came (plain HTTP on `https://` included).
@@ -179,35 +168,58 @@ pub fn unreachable(whom: &str, failure: &Failure) -> String {
     }
 }
 
-/// Words for a failure that is not an error status, the same for every object store: the
-/// store's name and endpoint, and its own hints for TLS and for reaching it. An error status
-/// is handed back for the store to read its codes.
-pub fn unanswered(
-    store: &str,
-    endpoint: &str,
-    failure: Failure,
-    tls_hint: &'static str,
-    endpoint_hint: &'static str,
-) -> Result<(String, Option<&'static str>), StatusError> {
-    match failure {
-        Failure::Tls(cause) => Ok((
-            format!("TLS with the {store} endpoint {endpoint} failed: {cause}"),
-            Some(tls_hint),
-        )),
-        Failure::Transport(cause) => Ok((
-            format!("cannot reach the {store} endpoint {endpoint}: {cause}"),
-            Some(endpoint_hint),
-        )),
-        // The endpoint's scheme is what to change, and the endpoint hint names its variables.
-        plain @ Failure::PlainHttp(_) => Ok((
-            format!("cannot reach the {store} endpoint {endpoint}: {plain}"),
-            Some(endpoint_hint),
-        )),
-        Failure::Other(cause) => Ok((cause, None)),
-        // Sources hand their own header errors back with `Failure::or_else`; should one get
-        // here, its words still stand.
-        Failure::Headers(e) => Ok((e.to_string(), e.hint())),
-        Failure::Status(status) => Err(status),
+/// How an object store words its failures. The sentences every store shares are here, with
+/// its name and hints; each store has only its table of error statuses.
+pub struct Vocabulary {
+    /// The store's name in sentences: "S3", "GCS", "Azure Blob".
+    pub store: &'static str,
+    /// What to check when TLS with the endpoint fails.
+    pub tls_hint: &'static str,
+    /// What to check when the endpoint cannot be reached, or answers a listing with something
+    /// else: the variables that set it.
+    pub endpoint_hint: &'static str,
+    /// What a page of its listing is (`ListObjectsV2 XML`).
+    pub listing: &'static str,
+}
+
+// A store's table: what an error status means there.
+type Table<'a> = &'a dyn Fn(&StatusError) -> Words;
+
+impl Vocabulary {
+    /// `failure` at `endpoint` in words; an error status in the words of the store's table.
+    pub fn explain(&self, endpoint: &str, failure: Failure, table: Table<'_>) -> Words {
+        let whom = format!("the {} endpoint {endpoint}", self.store);
+        match failure {
+            Failure::Status(status) => table(&status),
+            Failure::Tls(_) => (unreachable(&whom, &failure), Some(self.tls_hint)),
+            // Plain HTTP too: the endpoint's scheme is what to change.
+            Failure::Transport(_) | Failure::PlainHttp(_) => {
+                (unreachable(&whom, &failure), Some(self.endpoint_hint))
+            }
+            Failure::Other(cause) => (cause, None),
+            // Sources hand their own header errors back with `Failure::or_else`; should one get
+            // here, its words still stand.
+            Failure::Headers(e) => (e.to_string(), e.hint()),
+        }
+    }
+
+    /// The error for a listing page the store's parser refused: the endpoint is probably not
+    /// this store. Parser errors may span lines; the error line must not.
+    pub fn not_a_listing(&self, what: &str, reason: String) -> Error {
+        let reason = one_line(&reason);
+        let reason = format!("the server's listing is not {}: {reason}", self.listing);
+        failed("list", what, (reason, Some(self.endpoint_hint)))
+    }
+}
+
+/// The error of `action` on `what` (`list`, `s3://b/k`), in `words`.
+pub fn failed(action: &'static str, what: &str, (reason, hint): Words) -> Error {
+    let url = what.to_string();
+    Error::Fetch {
+        action,
+        url,
+        reason,
+        hint,
     }
 }
 

@@ -33,12 +33,12 @@ use s3::{Bucket, Region};
 use serde::Deserialize;
 use ureq::Agent;
 
-use crate::error::Error;
+use crate::error::{Error, one_line};
 use crate::fetch::credentials::{Cache, Expiring};
 use crate::fetch::{
-    Listing, Object, Page, Source, bucket_uri, get_listing, list_by_pages, sts, unanswered,
+    Object, Page, Source, Vocabulary, Words, bucket_uri, failed, get_listing, list_by_pages, sts,
 };
-use crate::http::{self, Failure, Headers, Trust};
+use crate::http::{self, Failure, Headers, StatusError, Trust};
 use crate::settings::{S3Credentials, S3Settings, Settings};
 
 // Temporary keys are renewed when they have less than this left.
@@ -48,12 +48,8 @@ const HINT_KEYS: &str = "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and 
 const HINT_NO_CREDENTIALS: &str = "no S3 credentials are set: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE";
 const HINT_ANONYMOUS: &str = "awsAnonymousCredential=true sends unsigned requests: the bucket must allow public reads, or unset it and give credentials";
 const HINT_DENIED: &str = "the credentials may not read this bucket or prefix: check the bucket policy or the role's permissions";
-const HINT_BUCKET: &str =
-    "check the bucket name, and AWS_ENDPOINT_URL (or S3_ENDPOINT) when the bucket is not on AWS";
 const HINT_REGION: &str = "set AWS_REGION (or AWS_DEFAULT_REGION) to the bucket's region";
 const HINT_TLS: &str = "trust the endpoint's CA with AWS_CA_BUNDLE (for S3 it replaces the trust store), or set S3_VERIFY_SSL=0 to skip verification";
-const HINT_ENDPOINT: &str =
-    "check AWS_ENDPOINT_URL (or S3_ENDPOINT and S3_USE_HTTPS), and HTTPS_PROXY/NO_PROXY";
 const HINT_STS: &str = "check AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ENDPOINT_URL_STS";
 
 /// One bucket, and how to sign for it.
@@ -125,12 +121,7 @@ pub fn endpoint(s3: &S3Settings, bucket: &str) -> Endpoint {
 
 // The error for a request rust-s3 could not build or sign.
 fn sign_failed(what: &str) -> impl Fn(s3::error::S3Error) -> Error + '_ {
-    move |e| Error::Fetch {
-        action: "sign a request for",
-        url: what.to_string(),
-        reason: crate::error::one_line(&e.to_string()),
-        hint: None,
-    }
+    move |e| failed("sign a request for", what, (one_line(&e.to_string()), None))
 }
 
 // rust-s3's view of a bucket: it builds URLs and, given keys (id, secret, session token),
@@ -170,53 +161,51 @@ enum Signing {
     Signed,
 }
 
-// A failure in S3's terms: what its error code means, and which variables to check.
-fn explain(
-    failure: Failure,
-    bucket: &str,
-    endpoint: &str,
-    signing: Signing,
-) -> (String, Option<&'static str>) {
-    match unanswered("S3", endpoint, failure, HINT_TLS, HINT_ENDPOINT) {
-        Ok(words) => words,
-        Err(status) => {
-            let said = status.to_string();
-            match (status.code.as_deref(), status.status) {
-                (Some("NoSuchBucket"), _) => (
-                    format!("the bucket '{bucket}' does not exist: {said}"),
-                    Some(HINT_BUCKET),
-                ),
-                (Some("NoSuchKey"), _) => (
-                    format!("the object is gone (listed, then not found): {said}"),
-                    None,
-                ),
-                (
-                    Some(
-                        "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken"
-                        | "ExpiredToken" | "TokenRefreshRequired" | "InvalidSecurity"
-                        // s3s-based servers say this for an unknown access key id.
-                        | "NotSignedUp",
-                    ),
-                    _,
-                ) => (
-                    format!("the S3 server refused the credentials: {said}"),
-                    Some(HINT_KEYS),
-                ),
-                (Some("AuthorizationHeaderMalformed" | "PermanentRedirect"), _) | (None, 301) => (
-                    format!("the bucket is in another region or at another endpoint: {said}"),
-                    Some(HINT_REGION),
-                ),
-                (Some("AccessDenied" | "AllAccessDisabled"), _) | (None, 401 | 403) => {
-                    let hint = match signing {
-                        Signing::Unsigned { chosen: false } => HINT_NO_CREDENTIALS,
-                        Signing::Unsigned { chosen: true } => HINT_ANONYMOUS,
-                        Signing::Signed => HINT_DENIED,
-                    };
-                    (format!("access denied: {said}"), Some(hint))
-                }
-                _ => (said, None),
-            }
+// S3 in the sentences every store shares; its error codes are its own (`status_words`).
+const WORDS: Vocabulary = Vocabulary {
+    store: "S3",
+    tls_hint: HINT_TLS,
+    endpoint_hint: "check AWS_ENDPOINT_URL (or S3_ENDPOINT and S3_USE_HTTPS), and HTTPS_PROXY/NO_PROXY",
+    listing: "ListObjectsV2 XML",
+};
+
+// What S3's error codes mean, and which variables to check.
+fn status_words(status: &StatusError, bucket: &str, signing: Signing) -> Words {
+    let said = status.to_string();
+    match (status.code.as_deref(), status.status) {
+        (Some("NoSuchBucket"), _) => (
+            format!("the bucket '{bucket}' does not exist: {said}"),
+            Some("check the bucket name, and AWS_ENDPOINT_URL (or S3_ENDPOINT) when the bucket is not on AWS"),
+        ),
+        (Some("NoSuchKey"), _) => (
+            format!("the object is gone (listed, then not found): {said}"),
+            None,
+        ),
+        (
+            Some(
+                "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken"
+                | "TokenRefreshRequired" | "InvalidSecurity"
+                // s3s-based servers say this for an unknown access key id.
+                | "NotSignedUp",
+            ),
+            _,
+        ) => (
+            format!("the S3 server refused the credentials: {said}"),
+            Some(HINT_KEYS),
+        ),
+        (Some("AuthorizationHeaderMalformed" | "PermanentRedirect"), _) | (None, 301) => (
+            format!("the bucket is in another region or at another endpoint: {said}"),
+            Some(HINT_REGION),
+        ),
+        (Some("AccessDenied" | "AllAccessDisabled"), _) | (None, 401 | 403) => {
+            let hint = match signing {
+                Signing::Unsigned { chosen: false } => HINT_NO_CREDENTIALS,
+                Signing::Unsigned { chosen: true } => HINT_ANONYMOUS,
+                Signing::Signed => HINT_DENIED,
+            };
+            (format!("access denied: {said}"), Some(hint))
         }
+        _ => (said, None),
     }
 }
 
@@ -343,13 +332,8 @@ impl S3Source {
                     let expires = keys.expires;
                     Ok(Expiring { value, expires })
                 });
-                let current = current.map_err(|reason| Error::Fetch {
-                    action: "get S3 credentials for",
-                    url: what.to_string(),
-                    reason,
-                    hint: Some(HINT_STS),
-                })?;
-                sign(&current.value)
+                let why = |reason| failed("get S3 credentials for", what, (reason, Some(HINT_STS)));
+                sign(&current.map_err(why)?.value)
             }
         }
     }
@@ -359,7 +343,7 @@ impl S3Source {
         &self,
         prefix: &str,
         token: Option<&str>,
-        max_keys: Option<usize>,
+        max: Option<usize>,
     ) -> Result<Page, Error> {
         let what = format!("s3://{}/{prefix}", self.bucket);
         let command = Command::ListObjectsV2 {
@@ -367,34 +351,25 @@ impl S3Source {
             delimiter: None,
             continuation_token: token.map(String::from),
             start_after: None,
-            max_keys,
+            max_keys: max,
         };
         let url = self.url("/", command.clone(), &what)?;
         let headers = self.headers("/", command, &what)?;
-        let listing = Listing {
-            what: &what,
-            format: "ListObjectsV2 XML",
-            parse: parse_page,
-            hint: HINT_ENDPOINT,
-        };
-        get_listing(&self.agent, &url, &headers, listing, |f| {
+        let page = get_listing(&self.agent, &url, &headers, |f| {
             self.error("list", &what, f)
-        })
+        })?;
+        parse_page(&page).map_err(|reason| WORDS.not_a_listing(&what, reason))
     }
 
-    // A failure in S3's terms: what the error code means, and which variables to check.
+    // A failure in S3's terms.
     fn error(&self, action: &'static str, what: &str, failure: Failure) -> Error {
         let signing = match self.signer {
             Signer::None { chosen } => Signing::Unsigned { chosen },
             _ => Signing::Signed,
         };
-        let (reason, hint) = explain(failure, &self.bucket, &self.endpoint.url, signing);
-        Error::Fetch {
-            action,
-            url: what.to_string(),
-            reason,
-            hint,
-        }
+        let table = |s: &StatusError| status_words(s, &self.bucket, signing);
+        let endpoint = &self.endpoint.url;
+        failed(action, what, WORDS.explain(endpoint, failure, &table))
     }
 }
 
@@ -436,8 +411,7 @@ struct Contents {
 }
 
 fn parse_page(xml: &str) -> Result<Page, String> {
-    let result: ListBucketResult =
-        quick_xml::de::from_str(xml).map_err(|e| crate::error::one_line(&e.to_string()))?;
+    let result: ListBucketResult = quick_xml::de::from_str(xml).map_err(|e| e.to_string())?;
     let objects = result
         .contents
         .into_iter()
@@ -477,7 +451,6 @@ pub fn md5_of_etag(etag: &str) -> Option<[u8; 16]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::StatusError;
 
     fn s3(
         endpoint: Option<&str>,
@@ -599,7 +572,8 @@ mod tests {
             })
         };
         let signed = Signing::Signed;
-        let e = |f| explain(f, "models", "http://h:9000", signed);
+        let table = |s: &StatusError| status_words(s, "models", signed);
+        let e = |f| WORDS.explain("http://h:9000", f, &table);
         let (reason, hint) = e(status(Some("PermanentRedirect"), 301));
         assert_eq!(
             reason,
@@ -625,13 +599,11 @@ mod tests {
             )
         );
         let unsigned = |chosen| {
-            explain(
-                status(Some("AccessDenied"), 403),
-                "b",
-                "e",
-                Signing::Unsigned { chosen },
-            )
-            .1
+            let signing = Signing::Unsigned { chosen };
+            let table = |s: &StatusError| status_words(s, "b", signing);
+            WORDS
+                .explain("e", status(Some("AccessDenied"), 403), &table)
+                .1
         };
         assert_eq!(unsigned(false), Some(HINT_NO_CREDENTIALS));
         assert_eq!(unsigned(true), Some(HINT_ANONYMOUS));
