@@ -342,12 +342,7 @@ impl AzureSource {
         Ok(headers)
     }
 
-    fn list_page(
-        &self,
-        prefix: &str,
-        marker: Option<&str>,
-        max: Option<usize>,
-    ) -> Result<Page, Error> {
+    fn page(&self, prefix: &str, marker: Option<&str>, max: Option<usize>) -> Result<Page, Error> {
         let what = format!("{}/{prefix}", self.what);
         let max = max.unwrap_or(1000).to_string();
         let mut query = vec![
@@ -435,7 +430,7 @@ fn status_words(status: &StatusError, listing: bool, auth: &Auth) -> Words {
 impl Source for AzureSource {
     fn list(&self, prefix: &str) -> Result<Vec<Object>, Error> {
         list_by_pages(prefix, &self.what, |p, marker, max| {
-            self.list_page(p, marker, max)
+            self.page(p, marker, max)
         })
     }
 
@@ -530,16 +525,13 @@ pub fn http_date(time: SystemTime) -> String {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct EnumerationResults {
-    blobs: Option<Blobs>,
-    next_marker: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Blobs {
-    #[serde(rename = "Blob", default)]
-    blob: Vec<Blob>,
+struct Properties {
+    #[serde(rename = "Content-Length")]
+    content_length: u64,
+    #[serde(rename = "Content-MD5")]
+    content_md5: Option<String>,
+    #[serde(rename = "Etag")]
+    etag: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -550,13 +542,16 @@ struct Blob {
 }
 
 #[derive(Deserialize)]
-struct Properties {
-    #[serde(rename = "Content-Length")]
-    content_length: u64,
-    #[serde(rename = "Content-MD5")]
-    content_md5: Option<String>,
-    #[serde(rename = "Etag")]
-    etag: Option<String>,
+struct Blobs {
+    #[serde(rename = "Blob", default)]
+    blob: Vec<Blob>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EnumerationResults {
+    blobs: Option<Blobs>,
+    next_marker: Option<String>,
 }
 
 fn parse_page(xml: &str) -> Result<Page, String> {

@@ -59,7 +59,7 @@ enum Auth {
 }
 
 /// `gs://BUCKET[/NAME]` → bucket and object name (as written).
-pub fn parse_uri(uri: &str) -> Result<(String, String), String> {
+pub fn parse_uri(uri: &str) -> Result<(String, String), Error> {
     bucket_uri(uri, "gs")
 }
 
@@ -76,10 +76,7 @@ impl GcsSource {
     /// Sets up the endpoint and credentials for the bucket of `uri`. The metadata server, when
     /// it is the candidate, is asked now, so the log says at once which auth is used.
     pub fn open(uri: &str, settings: &Settings) -> Result<(GcsSource, String), Error> {
-        let (bucket, name) = parse_uri(uri).map_err(|reason| Error::Uri {
-            uri: uri.to_string(),
-            reason,
-        })?;
+        let (bucket, name) = parse_uri(uri)?;
         let gcs = &settings.gcs;
         let agent = http::agent(&settings.tls, Trust::Usual(&[]))?;
         let (endpoint, authenticated) = endpoint(gcs);
@@ -152,12 +149,7 @@ impl GcsSource {
         Ok(vec![bearer(&token.map_err(why)?.value)])
     }
 
-    fn list_page(
-        &self,
-        prefix: &str,
-        token: Option<&str>,
-        max: Option<usize>,
-    ) -> Result<Page, Error> {
+    fn page(&self, prefix: &str, token: Option<&str>, max: Option<usize>) -> Result<Page, Error> {
         let max = max.unwrap_or(1000);
         let what = format!("gs://{}/{prefix}", self.bucket);
         let mut url = format!(
@@ -187,11 +179,6 @@ impl GcsSource {
 }
 
 impl Source for GcsSource {
-    fn list(&self, prefix: &str) -> Result<Vec<Object>, Error> {
-        let what = format!("gs://{}", self.bucket);
-        list_by_pages(prefix, &what, |p, token, max| self.list_page(p, token, max))
-    }
-
     fn read(&self, key: &str, range: Option<Range<u64>>, out: &mut dyn Write) -> Result<(), Error> {
         let what = format!("gs://{}/{key}", self.bucket);
         let url = format!(
@@ -203,6 +190,11 @@ impl Source for GcsSource {
         let headers = |_: Option<&str>| self.headers(&what);
         http::download(&self.agent, &url, &headers, range, out)
             .map_err(|f| f.or_else(|f| self.error("download", &what, f)))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Object>, Error> {
+        let what = format!("gs://{}", self.bucket);
+        list_by_pages(prefix, &what, |p, token, max| self.page(p, token, max))
     }
 }
 
@@ -293,11 +285,11 @@ mod tests {
             parse_uri("gs://models/iris/v1").unwrap(),
             ("models".into(), "iris/v1".into())
         );
+        assert!(parse_uri("gs://").is_err());
         assert_eq!(
             parse_uri("GS://models").unwrap(),
             ("models".into(), "".into())
         );
-        assert!(parse_uri("gs://").is_err());
         assert!(parse_uri("gs://a:b/c").is_err());
         assert!(parse_uri("s3://b/k").is_err());
     }

@@ -55,20 +55,24 @@ pub trait Source: Sync {
 
 /// `SCHEME://BUCKET[/KEY]` → bucket and key, the key as written (object names are not
 /// URL-encoded in these URIs). Shared by the object stores.
-pub fn bucket_uri(uri: &str, scheme: &str) -> Result<(String, String), String> {
+pub fn bucket_uri(uri: &str, scheme: &str) -> Result<(String, String), Error> {
+    let invalid = |reason| {
+        let uri = uri.to_string();
+        Err(Error::Uri { uri, reason })
+    };
     let rest = match uri.split_once("://") {
         Some((s, rest)) if s.eq_ignore_ascii_case(scheme) => rest,
-        _ => return Err(format!("not a {scheme}:// URI")),
+        _ => return invalid(format!("not a {scheme}:// URI")),
     };
     let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
-        return Err(format!("no bucket name after {scheme}://"));
+        return invalid(format!("no bucket name after {scheme}://"));
     }
     if let Some(c) = bucket
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
     {
-        return Err(format!("the bucket name '{bucket}' holds '{c}'"));
+        return invalid(format!("the bucket name '{bucket}' holds '{c}'"));
     }
     Ok((bucket.to_string(), key.to_string()))
 }
@@ -231,39 +235,19 @@ pub struct Opened {
 
 /// Picks and sets up the backend for a storage URI (not a `model-registry://` one).
 pub fn open(uri: &str, settings: &Settings) -> Result<Opened, Error> {
-    match StorageKind::of(uri) {
-        Some(StorageKind::Http) => Ok(Opened {
-            source: Box::new(http::HttpSource::open(uri, settings)?),
-            prefix: String::new(),
-        }),
-        Some(StorageKind::Local) => Ok(Opened {
-            source: Box::new(local::LocalSource::open(uri)?),
-            prefix: String::new(),
-        }),
-        Some(StorageKind::S3) => {
-            let (source, prefix) = s3::S3Source::open(uri, settings)?;
-            Ok(Opened {
-                source: Box::new(source),
-                prefix,
-            })
-        }
-        Some(StorageKind::Gcs) => {
-            let (source, prefix) = gcs::GcsSource::open(uri, settings)?;
-            Ok(Opened {
-                source: Box::new(source),
-                prefix,
-            })
-        }
-        Some(StorageKind::Azure) => {
-            let (source, prefix) = azure::AzureSource::open(uri, settings)?;
-            Ok(Opened {
-                source: Box::new(source),
-                prefix,
-            })
-        }
-        None => Err(Error::Uri {
+    fn opened<S: Source + 'static>((source, prefix): (S, String)) -> Opened {
+        let source = Box::new(source);
+        Opened { source, prefix }
+    }
+    Ok(match StorageKind::of(uri) {
+        Some(StorageKind::Http) => opened((http::HttpSource::open(uri, settings)?, String::new())),
+        Some(StorageKind::Local) => opened((local::LocalSource::open(uri)?, String::new())),
+        Some(StorageKind::S3) => opened(s3::S3Source::open(uri, settings)?),
+        Some(StorageKind::Gcs) => opened(gcs::GcsSource::open(uri, settings)?),
+        Some(StorageKind::Azure) => opened(azure::AzureSource::open(uri, settings)?),
+        None => return Err(Error::Uri {
             uri: redact_url(uri),
             reason: "unsupported storage scheme (supported: model-registry://, s3://, gs://, Azure Blob https://, http(s)://, file:// or a path)".into(),
         }),
-    }
+    })
 }

@@ -150,7 +150,7 @@ fn rust_s3_bucket(
 }
 
 /// `s3://BUCKET[/KEY]` → bucket and key (the key as written: S3 keys are not URL-encoded).
-pub fn parse_uri(uri: &str) -> Result<(String, String), String> {
+pub fn parse_uri(uri: &str) -> Result<(String, String), Error> {
     bucket_uri(uri, "s3")
 }
 
@@ -212,10 +212,7 @@ fn status_words(status: &StatusError, bucket: &str, signing: Signing) -> Words {
 impl S3Source {
     /// Sets up addressing, trust and credentials for the bucket of `uri`; nothing is sent yet.
     pub fn open(uri: &str, settings: &Settings) -> Result<(S3Source, String), Error> {
-        let (bucket, key) = parse_uri(uri).map_err(|reason| Error::Uri {
-            uri: uri.to_string(),
-            reason,
-        })?;
+        let (bucket, key) = parse_uri(uri)?;
         let s3 = &settings.s3;
         if s3.accelerate && s3.endpoint.is_some() {
             log::warn!("S3_USE_ACCELERATE is ignored: an endpoint is set");
@@ -339,12 +336,7 @@ impl S3Source {
     }
 
     // One ListObjectsV2 page.
-    fn list_page(
-        &self,
-        prefix: &str,
-        token: Option<&str>,
-        max: Option<usize>,
-    ) -> Result<Page, Error> {
+    fn page(&self, prefix: &str, token: Option<&str>, max: Option<usize>) -> Result<Page, Error> {
         let what = format!("s3://{}/{prefix}", self.bucket);
         let command = Command::ListObjectsV2 {
             prefix: prefix.to_string(),
@@ -376,7 +368,7 @@ impl S3Source {
 impl Source for S3Source {
     fn list(&self, prefix: &str) -> Result<Vec<Object>, Error> {
         let what = format!("s3://{}", self.bucket);
-        list_by_pages(prefix, &what, |p, token, max| self.list_page(p, token, max))
+        list_by_pages(prefix, &what, |p, token, max| self.page(p, token, max))
     }
 
     fn read(&self, key: &str, range: Option<Range<u64>>, out: &mut dyn Write) -> Result<(), Error> {
