@@ -13,11 +13,11 @@
 //!   (`AZURE_CLIENT_ID` + `AZURE_TENANT_ID` + `AZURE_CLIENT_SECRET`, or a federated token file
 //!   for workload identity), exchanged for a bearer token; else the account key (Shared Key:
 //!   every request signed with HMAC-SHA256); else a connection string's SAS; else anonymous.
-//!   The log says which. Keys, SAS tokens and bearer tokens are never shown.
+//!   The log says which. Keys, SAS tokens and bearer tokens are never shown. Bearer tokens are
+//!   cached and renewed by `credentials`; only the request for one is written here.
 
 use std::io::Write;
 use std::ops::Range;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -26,7 +26,10 @@ use serde::Deserialize;
 use ureq::Agent;
 
 use crate::error::Error;
-use crate::fetch::{Listing, Object, Page, Source, get_listing, list_by_pages, unanswered};
+use crate::fetch::credentials::{self, Cache, Token, bearer};
+use crate::fetch::{
+    HINT_TLS, Object, Page, Source, Vocabulary, Words, failed, get_listing, list_by_pages,
+};
 use crate::http::{self, Failure, Headers, StatusError, Trust};
 use crate::settings::{AzureSettings, Secret, Settings};
 use crate::uri::{percent_decode, percent_encode, url_host};
@@ -45,10 +48,6 @@ const HINT_DENIED: &str = "the credentials may not read this container: check it
 const HINT_ANONYMOUS: &str = "the container is not public: put a SAS token in the URI, or set AZURE_STORAGE_ACCESS_KEY, or AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET";
 const HINT_CONTAINER: &str =
     "check the account and container names (and AZURE_STORAGE_BLOB_ENDPOINT for Azurite)";
-const HINT_ENDPOINT: &str =
-    "check the account name, AZURE_STORAGE_BLOB_ENDPOINT, and HTTPS_PROXY/NO_PROXY";
-const HINT_TLS: &str =
-    "trust the endpoint's CA with SSL_CERT_FILE or KServe's CA bundle (CA_BUNDLE_CONFIGMAP_NAME)";
 const HINT_TOKEN: &str =
     "check AZURE_CLIENT_ID, AZURE_TENANT_ID, and AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE";
 
@@ -141,7 +140,7 @@ enum Auth {
     /// A bearer token from Microsoft Entra ID.
     Token {
         request: TokenRequest,
-        current: Mutex<Option<(Secret, SystemTime)>>,
+        tokens: Cache<Secret>,
     },
 }
 
@@ -151,6 +150,30 @@ struct TokenRequest {
     client_id: String,
     /// A client secret, or a federated token file's contents (read at each exchange).
     proof: Proof,
+}
+
+impl TokenRequest {
+    // A token for the client, proven by its secret or by the federated token.
+    fn exchange(&self, agent: &Agent) -> Result<Token, String> {
+        let federated;
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+            ("scope", SCOPE),
+        ];
+        match &self.proof {
+            Proof::Secret(secret) => form.push(("client_secret", secret.expose())),
+            Proof::FederatedTokenFile(path) => {
+                federated = credentials::token_file(path, "AZURE_FEDERATED_TOKEN_FILE")?;
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ));
+                form.push(("client_assertion", federated.expose()));
+            }
+        }
+        credentials::exchange(agent, &self.url, &form)
+    }
 }
 
 enum Proof {
@@ -198,38 +221,36 @@ impl AzureSource {
         let base = format!("{endpoint}{container_path}");
         let resource_root = format!("/{account}{endpoint_path}{container_path}");
 
-        let token = |client_id: &String, tenant: &String, proof: Proof| {
-            let authority = az.authority_host.as_deref().unwrap_or(DEFAULT_AUTHORITY);
-            Auth::Token {
-                request: TokenRequest {
-                    url: format!("{authority}/{tenant}/oauth2/v2.0/token"),
-                    client_id: client_id.clone(),
-                    proof,
-                },
-                current: Mutex::new(None),
-            }
+        // A service principal proves itself with its secret, or with workload identity's token.
+        let proof = match (&az.client_secret, &az.federated_token_file) {
+            (Some(secret), _) => Some((
+                Proof::Secret(secret.clone()),
+                "a service principal (AZURE_CLIENT_ID, AZURE_CLIENT_SECRET)",
+            )),
+            (None, Some(file)) => Some((
+                Proof::FederatedTokenFile(file.clone()),
+                "workload identity (AZURE_FEDERATED_TOKEN_FILE)",
+            )),
+            (None, None) => None,
         };
-        let (auth, said) = match (&blob.sas, &az.client_id, &az.tenant_id) {
-            (Some(sas), _, _) => (
+        let (auth, said) = match (&blob.sas, &az.client_id, &az.tenant_id, proof) {
+            (Some(sas), ..) => (
                 Auth::Sas(Secret::new(sas.clone())),
                 "a SAS token in the URI",
             ),
-            (None, Some(id), Some(tenant)) if az.client_secret.is_some() => (
-                token(
-                    id,
-                    tenant,
-                    Proof::Secret(az.client_secret.clone().expect("checked")),
-                ),
-                "a service principal (AZURE_CLIENT_ID, AZURE_CLIENT_SECRET)",
-            ),
-            (None, Some(id), Some(tenant)) if az.federated_token_file.is_some() => (
-                token(
-                    id,
-                    tenant,
-                    Proof::FederatedTokenFile(az.federated_token_file.clone().expect("checked")),
-                ),
-                "workload identity (AZURE_FEDERATED_TOKEN_FILE)",
-            ),
+            (None, Some(client_id), Some(tenant), Some((proof, said))) => {
+                let authority = az.authority_host.as_deref().unwrap_or(DEFAULT_AUTHORITY);
+                let url = format!("{authority}/{tenant}/oauth2/v2.0/token");
+                let name = format!("an Azure access token from {url}");
+                let tokens = Cache::new(name, RENEW_BEFORE, None);
+                let client_id = client_id.clone();
+                let request = TokenRequest {
+                    url,
+                    client_id,
+                    proof,
+                };
+                (Auth::Token { request, tokens }, said)
+            }
             _ => match (
                 az.account_key.clone().or(conn.account_key.clone()),
                 conn.sas,
@@ -311,91 +332,17 @@ impl AzureSource {
                     format!("SharedKey {account}:{signature}"),
                 ));
             }
-            Auth::Token { request, current } => {
-                let token = self.bearer(request, current)?;
-                headers.push(("Authorization".into(), format!("Bearer {}", token.expose())));
+            Auth::Token { request, tokens } => {
+                let token = tokens.get(SystemTime::now(), || request.exchange(&self.agent));
+                let (what, hint) = (&self.what, Some(HINT_TOKEN));
+                let why = |reason| failed("get an Azure access token for", what, (reason, hint));
+                headers.push(bearer(&token.map_err(why)?.value));
             }
         }
         Ok(headers)
     }
 
-    fn bearer(
-        &self,
-        request: &TokenRequest,
-        current: &Mutex<Option<(Secret, SystemTime)>>,
-    ) -> Result<Secret, Error> {
-        let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((token, expires)) = current.as_ref()
-            && *expires > SystemTime::now() + RENEW_BEFORE
-        {
-            return Ok(token.clone());
-        }
-        let failed = |reason: String| Error::Fetch {
-            action: "get an Azure access token for",
-            url: self.what.clone(),
-            reason,
-            hint: Some(HINT_TOKEN),
-        };
-        let assertion;
-        let mut form = vec![
-            ("grant_type", "client_credentials"),
-            ("client_id", request.client_id.as_str()),
-            ("scope", SCOPE),
-        ];
-        match &request.proof {
-            Proof::Secret(secret) => form.push(("client_secret", secret.expose())),
-            Proof::FederatedTokenFile(path) => {
-                assertion = std::fs::read_to_string(path).map_err(|e| {
-                    failed(format!(
-                        "cannot read AZURE_FEDERATED_TOKEN_FILE '{}': {e}",
-                        path.display()
-                    ))
-                })?;
-                form.push((
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ));
-                form.push(("client_assertion", assertion.trim()));
-            }
-        }
-        let mut response = http::post_form_with_retry(&self.agent, &request.url, &form)
-            .map_err(|f| failed(format!("cannot reach {}: {f}", request.url)))?;
-        if response.status().as_u16() != 200 {
-            return Err(failed(format!(
-                "{} refused: {}",
-                request.url,
-                StatusError::read(response)
-            )));
-        }
-        #[derive(Deserialize)]
-        struct Answer {
-            access_token: String,
-            expires_in: Option<u64>,
-        }
-        let answer: Answer = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_json()
-            .map_err(|_| {
-                failed(format!(
-                    "{} answered something that is not a token",
-                    request.url
-                ))
-            })?;
-        let token = Secret::new(answer.access_token);
-        let expires = SystemTime::now() + Duration::from_secs(answer.expires_in.unwrap_or(3600));
-        log::debug!("got an Azure access token from {}", request.url);
-        *current = Some((token.clone(), expires));
-        Ok(token)
-    }
-
-    fn list_page(
-        &self,
-        prefix: &str,
-        marker: Option<&str>,
-        max: Option<usize>,
-    ) -> Result<Page, Error> {
+    fn page(&self, prefix: &str, marker: Option<&str>, max: Option<usize>) -> Result<Page, Error> {
         let what = format!("{}/{prefix}", self.what);
         let max = max.unwrap_or(1000).to_string();
         let mut query = vec![
@@ -410,104 +357,80 @@ impl AzureSource {
         query.sort();
         let url = self.url("", &query);
         let headers = self.headers("", &query, None)?;
-        let listing = Listing {
-            what: &what,
-            format: "a List Blobs answer",
-            parse: parse_page,
-            hint: HINT_ENDPOINT,
-        };
-        get_listing(&self.agent, &url, &headers, listing, |f| {
-            self.error("list", &what, f, true)
-        })
+        let page = get_listing(&self.agent, &url, &headers, |f| {
+            self.error("list", &what, f)
+        })?;
+        parse_page(&page).map_err(|reason| WORDS.not_a_listing(&what, reason))
     }
 
-    fn error(&self, action: &'static str, what: &str, failure: Failure, listing: bool) -> Error {
-        let kind = match self.auth {
-            Auth::Anonymous => Kind::Anonymous,
-            Auth::Sas(_) => Kind::Sas,
-            Auth::SharedKey { .. } => Kind::SharedKey,
-            Auth::Token { .. } => Kind::Token,
-        };
+    // A failure in Azure's terms.
+    fn error(&self, action: &'static str, what: &str, failure: Failure) -> Error {
         let endpoint = crate::error::redact_url(&self.base);
-        let (reason, hint) = explain(failure, &endpoint, listing, kind);
-        Error::Fetch {
-            action,
-            url: what.to_string(),
-            reason,
-            hint,
-        }
+        let listing = action == "list";
+        let table = |s: &StatusError| status_words(s, listing, &self.auth);
+        failed(action, what, WORDS.explain(&endpoint, failure, &table))
     }
 }
 
-// How requests were authorized, for the words of a refusal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Anonymous,
-    Sas,
-    SharedKey,
-    Token,
-}
+// Azure in the sentences every store shares; its codes are its own (`status_words`).
+const WORDS: Vocabulary = Vocabulary {
+    store: "Azure Blob",
+    tls_hint: HINT_TLS,
+    endpoint_hint: "check the account name, AZURE_STORAGE_BLOB_ENDPOINT, and HTTPS_PROXY/NO_PROXY",
+    listing: "a List Blobs answer",
+};
 
-// What a failure means in Azure's terms, and what to check.
-fn explain(
-    failure: Failure,
-    endpoint: &str,
-    listing: bool,
-    kind: Kind,
-) -> (String, Option<&'static str>) {
-    match unanswered("Azure Blob", endpoint, failure, HINT_TLS, HINT_ENDPOINT) {
-        Ok(words) => words,
-        Err(status) => {
-            let said = status.to_string();
-            match (status.code.as_deref(), status.status) {
-                (Some("ContainerNotFound"), _) => (
-                    format!("the container does not exist: {said}"),
-                    Some(HINT_CONTAINER),
-                ),
-                (Some("BlobNotFound"), _) => (
-                    format!("the blob is gone (listed, then not found): {said}"),
-                    None,
-                ),
-                // An account key may do anything: a refusal means the signature was wrong.
-                (Some("AuthenticationFailed" | "InvalidAuthenticationInfo"), _)
-                | (_, 401 | 403)
-                    if kind == Kind::SharedKey =>
-                {
-                    (
-                        format!("the storage account refused the credentials: {said}"),
-                        Some(HINT_KEY),
-                    )
-                }
-                (Some("AuthenticationFailed" | "InvalidAuthenticationInfo"), _) => (
-                    format!("the storage account refused the credentials: {said}"),
-                    Some(if kind == Kind::Token {
-                        HINT_DENIED
-                    } else {
-                        HINT_KEY
-                    }),
-                ),
-                (_, 401 | 403) | (Some("ResourceNotFound"), 404) if kind == Kind::Anonymous => (
-                    format!("anonymous access was refused: {said}"),
-                    Some(HINT_ANONYMOUS),
-                ),
-                (_, 401 | 403) if kind == Kind::Sas => {
-                    (format!("the SAS token was refused: {said}"), Some(HINT_SAS))
-                }
-                (_, 401 | 403) => (format!("access denied: {said}"), Some(HINT_DENIED)),
-                (_, 404) if listing => (
-                    format!("the container was not found: {said}"),
-                    Some(HINT_CONTAINER),
-                ),
-                _ => (said, None),
-            }
+// What Azure's statuses and codes mean, and what to check. `listing`: a 404 then means the
+// container is missing.
+fn status_words(status: &StatusError, listing: bool, auth: &Auth) -> Words {
+    let said = status.to_string();
+    match (status.code.as_deref(), status.status) {
+        // An account key may do anything: a refusal means the signature was wrong.
+        (Some("AuthenticationFailed" | "InvalidAuthenticationInfo"), _) | (_, 401 | 403)
+            if matches!(auth, Auth::SharedKey { .. }) =>
+        {
+            (
+                format!("the storage account refused the credentials: {said}"),
+                Some(HINT_KEY),
+            )
         }
+        (Some("AuthenticationFailed" | "InvalidAuthenticationInfo"), _) => (
+            format!("the storage account refused the credentials: {said}"),
+            Some(if matches!(auth, Auth::Token { .. }) {
+                HINT_DENIED
+            } else {
+                HINT_KEY
+            }),
+        ),
+        (_, 401 | 403) | (Some("ResourceNotFound"), 404) if matches!(auth, Auth::Anonymous) => (
+            format!("anonymous access was refused: {said}"),
+            Some(HINT_ANONYMOUS),
+        ),
+        (_, 401 | 403) if matches!(auth, Auth::Sas(_)) => {
+            (format!("the SAS token was refused: {said}"), Some(HINT_SAS))
+        }
+        (_, 401 | 403) => (format!("access denied: {said}"), Some(HINT_DENIED)),
+        // What is missing: 404s, which no arm above takes but an anonymous ResourceNotFound.
+        (Some("BlobNotFound"), _) => (
+            format!("the blob is gone (listed, then not found): {said}"),
+            None,
+        ),
+        (Some("ContainerNotFound"), _) => (
+            format!("the container does not exist: {said}"),
+            Some(HINT_CONTAINER),
+        ),
+        (_, 404) if listing => (
+            format!("the container was not found: {said}"),
+            Some(HINT_CONTAINER),
+        ),
+        _ => (said, None),
     }
 }
 
 impl Source for AzureSource {
     fn list(&self, prefix: &str) -> Result<Vec<Object>, Error> {
         list_by_pages(prefix, &self.what, |p, marker, max| {
-            self.list_page(p, marker, max)
+            self.page(p, marker, max)
         })
     }
 
@@ -517,7 +440,7 @@ impl Source for AzureSource {
         let url = self.url(&path, &[]);
         let headers = |range: Option<&str>| self.headers(&path, &[], range);
         http::download(&self.agent, &url, &headers, range, out)
-            .map_err(|f| f.or_else(|f| self.error("download", &what, f, false)))
+            .map_err(|f| f.or_else(|f| self.error("download", &what, f)))
     }
 }
 
@@ -602,16 +525,13 @@ pub fn http_date(time: SystemTime) -> String {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct EnumerationResults {
-    blobs: Option<Blobs>,
-    next_marker: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Blobs {
-    #[serde(rename = "Blob", default)]
-    blob: Vec<Blob>,
+struct Properties {
+    #[serde(rename = "Content-Length")]
+    content_length: u64,
+    #[serde(rename = "Content-MD5")]
+    content_md5: Option<String>,
+    #[serde(rename = "Etag")]
+    etag: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -622,18 +542,20 @@ struct Blob {
 }
 
 #[derive(Deserialize)]
-struct Properties {
-    #[serde(rename = "Content-Length")]
-    content_length: u64,
-    #[serde(rename = "Content-MD5")]
-    content_md5: Option<String>,
-    #[serde(rename = "Etag")]
-    etag: Option<String>,
+struct Blobs {
+    #[serde(rename = "Blob", default)]
+    blob: Vec<Blob>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EnumerationResults {
+    blobs: Option<Blobs>,
+    next_marker: Option<String>,
 }
 
 fn parse_page(xml: &str) -> Result<Page, String> {
-    let result: EnumerationResults =
-        quick_xml::de::from_str(xml).map_err(|e| crate::error::one_line(&e.to_string()))?;
+    let result: EnumerationResults = quick_xml::de::from_str(xml).map_err(|e| e.to_string())?;
     let objects = result
         .blobs
         .map(|b| b.blob)

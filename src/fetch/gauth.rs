@@ -7,7 +7,9 @@
 //! - The metadata server (GKE workload identity, GCE): `GET .../service-accounts/default/token`
 //!   with `Metadata-Flavor: Google`, asked once with a 2 s limit and no proxy.
 //!
-//! Tokens and keys live in `Secret`s; error phrases never quote a file's contents or a token.
+//! What is sent is Google's; the exchange and the cache the tokens live in are shared
+//! (`credentials`). Tokens and keys live in `Secret`s; error phrases never quote a file's
+//! contents or a token.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,7 +20,8 @@ use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use serde::Deserialize;
 use ureq::Agent;
 
-use crate::http::{self, StatusError};
+use crate::fetch::credentials::{self, Token};
+use crate::http;
 use crate::settings::Secret;
 
 /// Read-only access to Cloud Storage: all a download needs.
@@ -59,12 +62,6 @@ impl Credentials {
             Credentials::Metadata { host } => format!("the metadata server at {host}"),
         }
     }
-}
-
-/// An access token and when it stops working.
-pub struct Token {
-    pub value: Secret,
-    pub expires: SystemTime,
 }
 
 #[derive(Deserialize)]
@@ -172,31 +169,22 @@ pub fn jwt(
     Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature)))
 }
 
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    expires_in: Option<u64>,
-}
-
 /// A fresh access token. `agent` is the run's agent; the metadata server gets its own, short
 /// one.
 pub fn token(agent: &Agent, credentials: &Credentials) -> Result<Token, String> {
-    let now = SystemTime::now();
-    let (url, mut response) = match credentials {
+    match credentials {
         Credentials::ServiceAccount {
             email,
             key_id,
             key,
             token_uri,
         } => {
-            let assertion = jwt(email, key_id.as_deref(), key, token_uri, now)?;
+            let assertion = jwt(email, key_id.as_deref(), key, token_uri, SystemTime::now())?;
             let form = [
                 ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
                 ("assertion", assertion.as_str()),
             ];
-            let response = http::post_form_with_retry(agent, token_uri, &form)
-                .map_err(|f| format!("cannot reach the token endpoint {token_uri}: {f}"))?;
-            (token_uri.clone(), response)
+            credentials::exchange(agent, token_uri, &form)
         }
         Credentials::AuthorizedUser {
             client_id,
@@ -210,11 +198,10 @@ pub fn token(agent: &Agent, credentials: &Credentials) -> Result<Token, String> 
                 ("client_secret", client_secret.expose()),
                 ("refresh_token", refresh_token.expose()),
             ];
-            let response = http::post_form_with_retry(agent, token_uri, &form)
-                .map_err(|f| format!("cannot reach the token endpoint {token_uri}: {f}"))?;
-            (token_uri.clone(), response)
+            credentials::exchange(agent, token_uri, &form)
         }
         Credentials::Metadata { host } => {
+            let now = SystemTime::now();
             let url = format!("http://{host}{METADATA_PATH}");
             let response = metadata_agent()
                 .get(&url)
@@ -226,22 +213,9 @@ pub fn token(agent: &Agent, credentials: &Credentials) -> Result<Token, String> 
                         http::describe(&e)
                     )
                 })?;
-            (url, response)
+            credentials::token_answer(&url, response, now)
         }
-    };
-    if response.status().as_u16() != 200 {
-        return Err(format!("{url} refused: {}", StatusError::read(response)));
     }
-    let answer: TokenAnswer = response
-        .body_mut()
-        .with_config()
-        .limit(1 << 20)
-        .read_json()
-        .map_err(|_| format!("{url} answered something that is not a token"))?;
-    Ok(Token {
-        value: Secret::new(answer.access_token),
-        expires: now + Duration::from_secs(answer.expires_in.unwrap_or(3600)),
-    })
 }
 
 // The metadata server is on the node's own network: no proxy, and a short limit, so that off

@@ -11,12 +11,11 @@
 //! - Auth, in KServe's order: `STORAGE_EMULATOR_HOST` means no auth at all (Google's own
 //!   convention); else `GOOGLE_APPLICATION_CREDENTIALS`; else the metadata server (workload
 //!   identity), asked once with a short limit; else anonymous (public buckets). The log says
-//!   which. Tokens are cached and renewed five minutes before they expire; every download
-//!   attempt takes the current one.
+//!   which. Tokens are cached (`credentials::Cache`) and renewed five minutes before they
+//!   expire; every download attempt takes the current one.
 
 use std::io::Write;
 use std::ops::Range;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
@@ -25,12 +24,14 @@ use serde::Deserialize;
 use ureq::Agent;
 
 use crate::error::Error;
-use crate::fetch::gauth::{self, Credentials, Token};
+use crate::fetch::credentials::{Cache, bearer};
+use crate::fetch::gauth::{self, Credentials};
 use crate::fetch::{
-    Listing, Object, Page, Source, bucket_uri, get_listing, list_by_pages, unanswered,
+    HINT_TLS, Object, Page, Source, Vocabulary, Words, bucket_uri, failed, get_listing,
+    list_by_pages,
 };
-use crate::http::{self, Failure, Headers, Trust};
-use crate::settings::{GcsSettings, Settings};
+use crate::http::{self, Failure, Headers, StatusError, Trust};
+use crate::settings::{GcsSettings, Secret, Settings};
 use crate::uri::percent_encode;
 
 const PUBLIC_ENDPOINT: &str = "https://storage.googleapis.com";
@@ -40,11 +41,6 @@ const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
 const HINT_AUTH: &str = "set GOOGLE_APPLICATION_CREDENTIALS to a service-account key that may read the bucket, or run with workload identity";
 const HINT_DENIED: &str =
     "the credentials may not read this bucket: check its IAM (roles/storage.objectViewer)";
-const HINT_BUCKET: &str =
-    "check the bucket name (and STORAGE_EMULATOR_HOST when it is an emulator)";
-const HINT_ENDPOINT: &str = "check STORAGE_EMULATOR_HOST or CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE, and HTTPS_PROXY/NO_PROXY";
-const HINT_TLS: &str =
-    "trust the endpoint's CA with SSL_CERT_FILE or KServe's CA bundle (CA_BUNDLE_CONFIGMAP_NAME)";
 
 /// One bucket.
 pub struct GcsSource {
@@ -58,12 +54,12 @@ enum Auth {
     Anonymous,
     Tokens {
         credentials: Credentials,
-        current: Mutex<Option<Token>>,
+        tokens: Cache<Secret>,
     },
 }
 
 /// `gs://BUCKET[/NAME]` → bucket and object name (as written).
-pub fn parse_uri(uri: &str) -> Result<(String, String), String> {
+pub fn parse_uri(uri: &str) -> Result<(String, String), Error> {
     bucket_uri(uri, "gs")
 }
 
@@ -80,13 +76,19 @@ impl GcsSource {
     /// Sets up the endpoint and credentials for the bucket of `uri`. The metadata server, when
     /// it is the candidate, is asked now, so the log says at once which auth is used.
     pub fn open(uri: &str, settings: &Settings) -> Result<(GcsSource, String), Error> {
-        let (bucket, name) = parse_uri(uri).map_err(|reason| Error::Uri {
-            uri: uri.to_string(),
-            reason,
-        })?;
+        let (bucket, name) = parse_uri(uri)?;
         let gcs = &settings.gcs;
         let agent = http::agent(&settings.tls, Trust::Usual(&[]))?;
         let (endpoint, authenticated) = endpoint(gcs);
+        // Tokens from `credentials`, starting with `first` when one is at hand.
+        let tokens = |credentials: Credentials, first| {
+            let name = format!("a GCS access token from {}", credentials.describe());
+            let tokens = Cache::new(name, RENEW_BEFORE, first);
+            Auth::Tokens {
+                credentials,
+                tokens,
+            }
+        };
         let auth = match (&gcs.credentials_file, authenticated) {
             (_, false) => {
                 log::info!("GCS emulator {endpoint} (STORAGE_EMULATOR_HOST): no authentication");
@@ -101,10 +103,7 @@ impl GcsSource {
                     "GCS {endpoint}: authenticating as {}",
                     credentials.describe()
                 );
-                Auth::Tokens {
-                    credentials,
-                    current: Mutex::new(None),
-                }
+                tokens(credentials, None)
             }
             (None, true) => {
                 let host = gauth::metadata_host(gcs.metadata_host.as_deref());
@@ -115,10 +114,7 @@ impl GcsSource {
                             "GCS {endpoint}: authenticating through {}",
                             credentials.describe()
                         );
-                        Auth::Tokens {
-                            credentials,
-                            current: Mutex::new(Some(token)),
-                        }
+                        tokens(credentials, Some(token))
                     }
                     Err(why) => {
                         log::info!(
@@ -142,38 +138,18 @@ impl GcsSource {
     fn headers(&self, what: &str) -> Result<Headers, Error> {
         let Auth::Tokens {
             credentials,
-            current,
+            tokens,
         } = &self.auth
         else {
             return Ok(Vec::new());
         };
-        let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = current
-            .as_ref()
-            .is_some_and(|t| t.expires > SystemTime::now() + RENEW_BEFORE);
-        if !fresh {
-            let token = gauth::token(&self.agent, credentials).map_err(|reason| Error::Fetch {
-                action: "get a GCS access token for",
-                url: what.to_string(),
-                reason,
-                hint: Some(HINT_AUTH),
-            })?;
-            log::debug!("got a GCS access token from {}", credentials.describe());
-            *current = Some(token);
-        }
-        let token = current.as_ref().expect("set above");
-        Ok(vec![(
-            "Authorization".into(),
-            format!("Bearer {}", token.value.expose()),
-        )])
+        let token = tokens.get(SystemTime::now(), || gauth::token(&self.agent, credentials));
+        let hint = Some(HINT_AUTH);
+        let why = |reason| failed("get a GCS access token for", what, (reason, hint));
+        Ok(vec![bearer(&token.map_err(why)?.value)])
     }
 
-    fn list_page(
-        &self,
-        prefix: &str,
-        token: Option<&str>,
-        max: Option<usize>,
-    ) -> Result<Page, Error> {
+    fn page(&self, prefix: &str, token: Option<&str>, max: Option<usize>) -> Result<Page, Error> {
         let max = max.unwrap_or(1000);
         let what = format!("gs://{}/{prefix}", self.bucket);
         let mut url = format!(
@@ -187,72 +163,22 @@ impl GcsSource {
             url.push_str(&percent_encode(token));
         }
         let headers = self.headers(&what)?;
-        let listing = Listing {
-            what: &what,
-            format: "a JSON API object list",
-            parse: parse_page,
-            hint: HINT_ENDPOINT,
-        };
-        get_listing(&self.agent, &url, &headers, listing, |f| {
-            self.error("list", &what, f, true)
-        })
+        let page = get_listing(&self.agent, &url, &headers, |f| {
+            self.error("list", &what, f)
+        })?;
+        parse_page(&page).map_err(|reason| WORDS.not_a_listing(&what, reason))
     }
 
-    // A failure in GCS's terms. `listing`: a 404 then means the bucket is missing.
-    fn error(&self, action: &'static str, what: &str, failure: Failure, listing: bool) -> Error {
+    // A failure in GCS's terms.
+    fn error(&self, action: &'static str, what: &str, failure: Failure) -> Error {
         let anonymous = matches!(self.auth, Auth::Anonymous);
-        let (reason, hint) = explain(failure, &self.bucket, &self.endpoint, listing, anonymous);
-        Error::Fetch {
-            action,
-            url: what.to_string(),
-            reason,
-            hint,
-        }
-    }
-}
-
-// What a failure means, and what to check.
-fn explain(
-    failure: Failure,
-    bucket: &str,
-    endpoint: &str,
-    listing: bool,
-    anonymous: bool,
-) -> (String, Option<&'static str>) {
-    match unanswered("GCS", endpoint, failure, HINT_TLS, HINT_ENDPOINT) {
-        Ok(words) => words,
-        Err(status) => {
-            let said = status.to_string();
-            match status.status {
-                404 if listing => (
-                    format!("the bucket '{bucket}' does not exist: {said}"),
-                    Some(HINT_BUCKET),
-                ),
-                404 => (
-                    format!("the object is gone (listed, then not found): {said}"),
-                    None,
-                ),
-                401 | 403 if anonymous => (
-                    format!("access denied to anonymous requests: {said}"),
-                    Some(HINT_AUTH),
-                ),
-                401 => (
-                    format!("the access token was refused: {said}"),
-                    Some(HINT_AUTH),
-                ),
-                403 => (format!("access denied: {said}"), Some(HINT_DENIED)),
-                _ => (said, None),
-            }
-        }
+        let listing = action == "list";
+        let table = |s: &StatusError| status_words(s, &self.bucket, listing, anonymous);
+        failed(action, what, WORDS.explain(&self.endpoint, failure, &table))
     }
 }
 
 impl Source for GcsSource {
-    fn list(&self, prefix: &str) -> Result<Vec<Object>, Error> {
-        let what = format!("gs://{}", self.bucket);
-        list_by_pages(prefix, &what, |p, token, max| self.list_page(p, token, max))
-    }
-
     fn read(&self, key: &str, range: Option<Range<u64>>, out: &mut dyn Write) -> Result<(), Error> {
         let what = format!("gs://{}/{key}", self.bucket);
         let url = format!(
@@ -263,7 +189,46 @@ impl Source for GcsSource {
         );
         let headers = |_: Option<&str>| self.headers(&what);
         http::download(&self.agent, &url, &headers, range, out)
-            .map_err(|f| f.or_else(|f| self.error("download", &what, f, false)))
+            .map_err(|f| f.or_else(|f| self.error("download", &what, f)))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Object>, Error> {
+        let what = format!("gs://{}", self.bucket);
+        list_by_pages(prefix, &what, |p, token, max| self.page(p, token, max))
+    }
+}
+
+// GCS in the sentences every store shares; its statuses are its own (`status_words`).
+const WORDS: Vocabulary = Vocabulary {
+    store: "GCS",
+    tls_hint: HINT_TLS,
+    endpoint_hint: "check STORAGE_EMULATOR_HOST or CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE, and HTTPS_PROXY/NO_PROXY",
+    listing: "a JSON API object list",
+};
+
+// What GCS's statuses mean, and what to check. `listing`: a 404 then means the bucket is
+// missing, not the object.
+fn status_words(status: &StatusError, bucket: &str, listing: bool, anonymous: bool) -> Words {
+    let said = status.to_string();
+    match status.status {
+        404 if listing => (
+            format!("the bucket '{bucket}' does not exist: {said}"),
+            Some("check the bucket name (and STORAGE_EMULATOR_HOST when it is an emulator)"),
+        ),
+        404 => (
+            format!("the object is gone (listed, then not found): {said}"),
+            None,
+        ),
+        401 | 403 if anonymous => (
+            format!("access denied to anonymous requests: {said}"),
+            Some(HINT_AUTH),
+        ),
+        401 => (
+            format!("the access token was refused: {said}"),
+            Some(HINT_AUTH),
+        ),
+        403 => (format!("access denied: {said}"), Some(HINT_DENIED)),
+        _ => (said, None),
     }
 }
 
@@ -284,8 +249,7 @@ struct Item {
 }
 
 fn parse_page(json: &str) -> Result<Page, String> {
-    let answer: ListAnswer =
-        serde_json::from_str(json).map_err(|e| crate::error::one_line(&e.to_string()))?;
+    let answer: ListAnswer = serde_json::from_str(json).map_err(|e| e.to_string())?;
     let mut objects = Vec::with_capacity(answer.items.len());
     for item in answer.items {
         let size = item
@@ -314,7 +278,6 @@ fn parse_page(json: &str) -> Result<Page, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::StatusError;
 
     #[test]
     fn uris() {
@@ -322,11 +285,11 @@ mod tests {
             parse_uri("gs://models/iris/v1").unwrap(),
             ("models".into(), "iris/v1".into())
         );
+        assert!(parse_uri("gs://").is_err());
         assert_eq!(
             parse_uri("GS://models").unwrap(),
             ("models".into(), "".into())
         );
-        assert!(parse_uri("gs://").is_err());
         assert!(parse_uri("gs://a:b/c").is_err());
         assert!(parse_uri("s3://b/k").is_err());
     }
@@ -370,7 +333,10 @@ mod tests {
                 message: Some("m".into()),
             })
         };
-        let e = |f, listing, anonymous| explain(f, "models", "https://e", listing, anonymous);
+        let e = |f, listing, anonymous| {
+            let table = |s: &StatusError| status_words(s, "models", listing, anonymous);
+            WORDS.explain("https://e", f, &table)
+        };
         assert_eq!(
             e(status(404), true, false).0,
             "the bucket 'models' does not exist: HTTP 404 Not Found (server said: m)"

@@ -12,16 +12,11 @@ use std::ops::Range;
 use ureq::Agent;
 
 use crate::error::{Error, redact_url};
-use crate::fetch::{Object, Source};
+use crate::fetch::{HINT_TLS, Object, Source, failed};
 use crate::http::{self, Failure, StatusError};
 use crate::plan::safe_relative;
 use crate::settings::{Secret, Settings};
 use crate::uri::{percent_decode, url_host};
-
-/// What to do when a server's certificate is not trusted. `MODEL_REGISTRY_CA_FILE` is named
-/// because it is the CA setting a registry user has at hand, and it does not apply here.
-pub const TLS_HINT: &str = "trust the server's CA with SSL_CERT_FILE or KServe's CA bundle \
-    (CA_BUNDLE_CONFIGMAP_NAME); MODEL_REGISTRY_CA_FILE is trusted for the registry only";
 
 /// What to do when an `https://` URL names a server that speaks plain HTTP.
 pub const PLAIN_HTTP_HINT: &str = "the server answers plain HTTP: use an http:// URL";
@@ -64,18 +59,16 @@ impl HttpSource {
             .collect()
     }
 
+    // A failure as it is: the URL is in the error already, and a plain web server has no
+    // codes to read, so only TLS and plain HTTP get a hint.
     fn fail(&self, failure: Failure) -> Error {
         let hint = match failure {
-            Failure::Tls(_) => Some(TLS_HINT),
+            Failure::Tls(_) => Some(HINT_TLS),
             Failure::PlainHttp(_) => Some(PLAIN_HTTP_HINT),
             _ => None,
         };
-        Error::Fetch {
-            action: "download",
-            url: redact_url(&self.url),
-            reason: failure.to_string(),
-            hint,
-        }
+        let url = redact_url(&self.url);
+        failed("download", &url, (failure.to_string(), hint))
     }
 }
 
@@ -172,6 +165,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn headers_must_be_an_object_of_strings_and_stay_hidden() {
+        let ok = parse_headers(&Secret::new(r#"{"Authorization":"Bearer t"}"#)).unwrap();
+        assert_eq!(ok[0].0, "Authorization");
+        assert_eq!(ok[0].1.expose(), "Bearer t");
+        let err = parse_headers(&Secret::new(r#"{"Authorization": "Bearer s3cr3t""#)).unwrap_err();
+        assert!(!err.contains("s3cr3t"), "{err}");
+        let err = parse_headers(&Secret::new(r#"{"X-N": 1}"#)).unwrap_err();
+        assert_eq!(err, "the value of header 'X-N' is not a string");
+    }
+
+    #[test]
     fn file_names() {
         assert_eq!(file_name("https://h/models/m.onnx").unwrap(), "m.onnx");
         assert_eq!(
@@ -183,16 +187,5 @@ mod tests {
         assert!(file_name("https://h/a/..").is_err());
         assert!(file_name("https://h/a/%2E%2E").is_err());
         assert!(file_name("https://h/a/x%2Fy").is_err());
-    }
-
-    #[test]
-    fn headers_must_be_an_object_of_strings_and_stay_hidden() {
-        let ok = parse_headers(&Secret::new(r#"{"Authorization":"Bearer t"}"#)).unwrap();
-        assert_eq!(ok[0].0, "Authorization");
-        assert_eq!(ok[0].1.expose(), "Bearer t");
-        let err = parse_headers(&Secret::new(r#"{"Authorization": "Bearer s3cr3t""#)).unwrap_err();
-        assert!(!err.contains("s3cr3t"), "{err}");
-        let err = parse_headers(&Secret::new(r#"{"X-N": 1}"#)).unwrap_err();
-        assert_eq!(err, "the value of header 'X-N' is not a string");
     }
 }

@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
-use crate::fetch::{Object, Source};
+use crate::fetch::{Object, Source, failed};
 use crate::uri::percent_decode;
 
 /// A local file or directory.
@@ -97,6 +97,7 @@ impl Source for LocalSource {
         let mut reader = file.take(len);
         let mut buf = vec![0u8; crate::http::BUFFER_SIZE];
         let mut copied = 0u64;
+        let what = path.display().to_string();
         loop {
             let n = reader
                 .read(&mut buf)
@@ -104,23 +105,14 @@ impl Source for LocalSource {
             if n == 0 {
                 break;
             }
-            out.write_all(&buf[..n]).map_err(|e| Error::Fetch {
-                action: "copy",
-                url: path.display().to_string(),
-                reason: format!("writing failed: {e}"),
-                hint: None,
-            })?;
+            out.write_all(&buf[..n])
+                .map_err(|e| failed("copy", &what, (format!("writing failed: {e}"), None)))?;
             copied += n as u64;
         }
         if len != u64::MAX && copied != len {
-            return Err(Error::Fetch {
-                action: "copy",
-                url: path.display().to_string(),
-                reason: format!(
-                    "the file shrank while being copied ({copied} of {len} bytes read)"
-                ),
-                hint: None,
-            });
+            let shrank =
+                format!("the file shrank while being copied ({copied} of {len} bytes read)");
+            return Err(failed("copy", &what, (shrank, None)));
         }
         Ok(())
     }

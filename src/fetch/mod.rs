@@ -1,11 +1,14 @@
-//! Where bytes come from: the one interface every storage backend implements, and the
-//! `match` that picks the backend for a URI.
+//! Where bytes come from: the one interface every storage backend implements, the `match`
+//! that picks the backend for a URI, and what the object stores share: paged listing, and the
+//! words for failures (`Vocabulary`, `unreachable`, the TLS hint). What they share about
+//! credentials is in `credentials`.
 //!
 //! A source does two things: list the objects under a prefix, and write a byte range of one
 //! object into a writer. Everything else (path mapping, parallelism, parts, temporary names,
 //! resume, progress) is the engine's (`download`), written once for every backend.
 
 pub mod azure;
+pub mod credentials;
 pub mod gauth;
 pub mod gcs;
 pub mod http;
@@ -16,7 +19,7 @@ pub mod sts;
 use std::io::Write;
 use std::ops::Range;
 
-use crate::error::{Error, redact_url};
+use crate::error::{Error, one_line, redact_url};
 use crate::http::{Failure, StatusError};
 use crate::settings::Settings;
 use crate::uri::StorageKind;
@@ -52,20 +55,24 @@ pub trait Source: Sync {
 
 /// `SCHEME://BUCKET[/KEY]` → bucket and key, the key as written (object names are not
 /// URL-encoded in these URIs). Shared by the object stores.
-pub fn bucket_uri(uri: &str, scheme: &str) -> Result<(String, String), String> {
+pub fn bucket_uri(uri: &str, scheme: &str) -> Result<(String, String), Error> {
+    let invalid = |reason| {
+        let uri = uri.to_string();
+        Err(Error::Uri { uri, reason })
+    };
     let rest = match uri.split_once("://") {
         Some((s, rest)) if s.eq_ignore_ascii_case(scheme) => rest,
-        _ => return Err(format!("not a {scheme}:// URI")),
+        _ => return invalid(format!("not a {scheme}:// URI")),
     };
     let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
-        return Err(format!("no bucket name after {scheme}://"));
+        return invalid(format!("no bucket name after {scheme}://"));
     }
     if let Some(c) = bucket
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
     {
-        return Err(format!("the bucket name '{bucket}' holds '{c}'"));
+        return invalid(format!("the bucket name '{bucket}' holds '{c}'"));
     }
     Ok((bucket.to_string(), key.to_string()))
 }
@@ -104,12 +111,8 @@ pub fn list_by_pages(
         objects.extend(next.objects);
         match next.next {
             Some(next) if token.as_deref() == Some(next.as_str()) => {
-                return Err(Error::Fetch {
-                    action: "list",
-                    url: format!("{what}/{below}"),
-                    reason: "the server sent the same page token twice".into(),
-                    hint: None,
-                });
+                let twice = "the server sent the same page token twice".to_string();
+                return Err(failed("list", &format!("{what}/{below}"), (twice, None)));
             }
             Some(next) => token = Some(next),
             None => break,
@@ -122,26 +125,14 @@ pub fn list_by_pages(
     Ok(objects)
 }
 
-/// How to read one page of a store's listing.
-pub struct Listing<'a> {
-    /// What is being listed, for messages (`s3://bucket/prefix`).
-    pub what: &'a str,
-    /// What the page should be, for the message when it is not (`ListObjectsV2 XML`).
-    pub format: &'static str,
-    pub parse: fn(&str) -> Result<Page, String>,
-    /// The hint when a page cannot be parsed (the endpoint is probably not that store).
-    pub hint: &'static str,
-}
-
-/// GETs one page of a listing (retried like every GET) and parses it; a failed request goes
-/// through `error`, which words it in the store's terms.
+/// GETs one page of a listing (retried like every GET) and returns its text; a failed request
+/// goes through `error`, which words it in the store's terms (`Vocabulary::explain`).
 pub fn get_listing(
     agent: &ureq::Agent,
     url: &str,
     headers: &[(String, String)],
-    listing: Listing<'_>,
     error: impl Fn(Failure) -> Error,
-) -> Result<Page, Error> {
+) -> Result<String, Error> {
     // A page of 1,000 names with their metadata is well under this.
     const LIMIT: u64 = 16 << 20;
     let headers: Vec<(&str, &str)> = headers
@@ -152,7 +143,7 @@ pub fn get_listing(
     if response.status().as_u16() != 200 {
         return Err(error(Failure::Status(StatusError::read(response))));
     }
-    let body = response
+    response
         .body_mut()
         .with_config()
         .limit(LIMIT)
@@ -160,44 +151,79 @@ pub fn get_listing(
         .map_err(|e| {
             let cause = format!("reading the listing: {}", crate::http::describe(&e));
             error(Failure::Transport(cause))
-        })?;
-    (listing.parse)(&body).map_err(|reason| Error::Fetch {
-        action: "list",
-        url: listing.what.to_string(),
-        reason: format!("the server's listing is not {}: {reason}", listing.format),
-        hint: Some(listing.hint),
-    })
+        })
 }
 
-/// Words for a failure that is not an error status, the same for every object store: the
-/// store's name and endpoint, and its own hints for TLS and for reaching it. An error status
-/// is handed back for the store to read its codes.
-pub fn unanswered(
-    store: &str,
-    endpoint: &str,
-    failure: Failure,
-    tls_hint: &'static str,
-    endpoint_hint: &'static str,
-) -> Result<(String, Option<&'static str>), StatusError> {
+/// A reason, and the hint that goes with it.
+pub type Words = (String, Option<&'static str>);
+
+/// What to do when TLS with a download's server fails, for every backend on the usual trust
+/// store (S3 has its own). `MODEL_REGISTRY_CA_FILE` is named because it is the CA setting a
+/// registry user has at hand, and it does not apply here.
+pub const HINT_TLS: &str = "trust the server's CA with SSL_CERT_FILE or KServe's CA bundle \
+    (CA_BUNDLE_CONFIGMAP_NAME); MODEL_REGISTRY_CA_FILE is trusted for the registry only";
+
+/// The sentence for a request that `whom` ("the S3 endpoint URL", "STS at URL") did not
+/// answer: the TLS handshake failed, or no answer came (plain HTTP on `https://` included).
+pub fn unreachable(whom: &str, failure: &Failure) -> String {
     match failure {
-        Failure::Tls(cause) => Ok((
-            format!("TLS with the {store} endpoint {endpoint} failed: {cause}"),
-            Some(tls_hint),
-        )),
-        Failure::Transport(cause) => Ok((
-            format!("cannot reach the {store} endpoint {endpoint}: {cause}"),
-            Some(endpoint_hint),
-        )),
-        // The endpoint's scheme is what to change, and the endpoint hint names its variables.
-        plain @ Failure::PlainHttp(_) => Ok((
-            format!("cannot reach the {store} endpoint {endpoint}: {plain}"),
-            Some(endpoint_hint),
-        )),
-        Failure::Other(cause) => Ok((cause, None)),
-        // Sources hand their own header errors back with `Failure::or_else`; should one get
-        // here, its words still stand.
-        Failure::Headers(e) => Ok((e.to_string(), e.hint())),
-        Failure::Status(status) => Err(status),
+        Failure::Tls(cause) => format!("TLS with {whom} failed: {cause}"),
+        other => format!("cannot reach {whom}: {other}"),
+    }
+}
+
+/// How an object store words its failures. The sentences every store shares are here, with
+/// its name and hints; each store has only its table of error statuses.
+pub struct Vocabulary {
+    /// The store's name in sentences: "S3", "GCS", "Azure Blob".
+    pub store: &'static str,
+    /// What to check when TLS with the endpoint fails.
+    pub tls_hint: &'static str,
+    /// What to check when the endpoint cannot be reached, or answers a listing with something
+    /// else: the variables that set it.
+    pub endpoint_hint: &'static str,
+    /// What a page of its listing is (`ListObjectsV2 XML`).
+    pub listing: &'static str,
+}
+
+// A store's table: what an error status means there.
+type Table<'a> = &'a dyn Fn(&StatusError) -> Words;
+
+impl Vocabulary {
+    /// `failure` at `endpoint` in words; an error status in the words of the store's table.
+    pub fn explain(&self, endpoint: &str, failure: Failure, table: Table<'_>) -> Words {
+        let whom = format!("the {} endpoint {endpoint}", self.store);
+        match failure {
+            Failure::Status(status) => table(&status),
+            Failure::Tls(_) => (unreachable(&whom, &failure), Some(self.tls_hint)),
+            // Plain HTTP too: the endpoint's scheme is what to change.
+            Failure::Transport(_) | Failure::PlainHttp(_) => {
+                (unreachable(&whom, &failure), Some(self.endpoint_hint))
+            }
+            Failure::Other(cause) => (cause, None),
+            // Sources hand their own header errors back with `Failure::or_else`; should one get
+            // here, its words still stand.
+            Failure::Headers(e) => (e.to_string(), e.hint()),
+        }
+    }
+
+    /// The error for a listing page the store's parser refused: the endpoint is probably not
+    /// this store. Parser errors may span lines; the error line must not.
+    pub fn not_a_listing(&self, what: &str, reason: String) -> Error {
+        let reason = one_line(&reason);
+        let reason = format!("the server's listing is not {}: {reason}", self.listing);
+        failed("list", what, (reason, Some(self.endpoint_hint)))
+    }
+}
+
+/// The error of `action` on `what` (`list`, `s3://b/k`), in `words`.
+pub fn failed(action: &'static str, what: &str, (reason, hint): Words) -> Error {
+    let url = what.to_string();
+    Error::Fetch {
+        action,
+        url,
+        reason,
+        hint,
     }
 }
 
@@ -209,39 +235,19 @@ pub struct Opened {
 
 /// Picks and sets up the backend for a storage URI (not a `model-registry://` one).
 pub fn open(uri: &str, settings: &Settings) -> Result<Opened, Error> {
-    match StorageKind::of(uri) {
-        Some(StorageKind::Http) => Ok(Opened {
-            source: Box::new(http::HttpSource::open(uri, settings)?),
-            prefix: String::new(),
-        }),
-        Some(StorageKind::Local) => Ok(Opened {
-            source: Box::new(local::LocalSource::open(uri)?),
-            prefix: String::new(),
-        }),
-        Some(StorageKind::S3) => {
-            let (source, prefix) = s3::S3Source::open(uri, settings)?;
-            Ok(Opened {
-                source: Box::new(source),
-                prefix,
-            })
-        }
-        Some(StorageKind::Gcs) => {
-            let (source, prefix) = gcs::GcsSource::open(uri, settings)?;
-            Ok(Opened {
-                source: Box::new(source),
-                prefix,
-            })
-        }
-        Some(StorageKind::Azure) => {
-            let (source, prefix) = azure::AzureSource::open(uri, settings)?;
-            Ok(Opened {
-                source: Box::new(source),
-                prefix,
-            })
-        }
-        None => Err(Error::Uri {
+    fn opened<S: Source + 'static>((source, prefix): (S, String)) -> Opened {
+        let source = Box::new(source);
+        Opened { source, prefix }
+    }
+    Ok(match StorageKind::of(uri) {
+        Some(StorageKind::Http) => opened((http::HttpSource::open(uri, settings)?, String::new())),
+        Some(StorageKind::Local) => opened((local::LocalSource::open(uri)?, String::new())),
+        Some(StorageKind::S3) => opened(s3::S3Source::open(uri, settings)?),
+        Some(StorageKind::Gcs) => opened(gcs::GcsSource::open(uri, settings)?),
+        Some(StorageKind::Azure) => opened(azure::AzureSource::open(uri, settings)?),
+        None => return Err(Error::Uri {
             uri: redact_url(uri),
             reason: "unsupported storage scheme (supported: model-registry://, s3://, gs://, Azure Blob https://, http(s)://, file:// or a path)".into(),
         }),
-    }
+    })
 }

@@ -16,15 +16,13 @@
 //!   (`encoding-type=url`): some S3 servers echo the parameter without encoding, which turns
 //!   `+` into a space; the cost is that a key with characters XML cannot carry fails the
 //!   listing with a clear error.
-//! - Credentials (`Signer`): keys, web identity (IRSA, through STS, renewed before they
-//!   expire), or none (unsigned requests).
+//! - Credentials (`Signer`): keys, web identity (IRSA, through STS, cached and renewed before
+//!   they expire by `credentials::Cache`), or none (unsigned requests).
 //! - Errors: S3's error codes become one sentence with a hint naming the variables to check.
 //!   The Authorization header is never logged; URLs carry no credentials.
 
 use std::io::Write;
 use std::ops::Range;
-use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use s3::command::Command;
@@ -35,11 +33,12 @@ use s3::{Bucket, Region};
 use serde::Deserialize;
 use ureq::Agent;
 
-use crate::error::Error;
+use crate::error::{Error, one_line};
+use crate::fetch::credentials::{Cache, Expiring};
 use crate::fetch::{
-    Listing, Object, Page, Source, bucket_uri, get_listing, list_by_pages, sts, unanswered,
+    Object, Page, Source, Vocabulary, Words, bucket_uri, failed, get_listing, list_by_pages, sts,
 };
-use crate::http::{self, Failure, Headers, Trust};
+use crate::http::{self, Failure, Headers, StatusError, Trust};
 use crate::settings::{S3Credentials, S3Settings, Settings};
 
 // Temporary keys are renewed when they have less than this left.
@@ -49,12 +48,8 @@ const HINT_KEYS: &str = "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and 
 const HINT_NO_CREDENTIALS: &str = "no S3 credentials are set: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE";
 const HINT_ANONYMOUS: &str = "awsAnonymousCredential=true sends unsigned requests: the bucket must allow public reads, or unset it and give credentials";
 const HINT_DENIED: &str = "the credentials may not read this bucket or prefix: check the bucket policy or the role's permissions";
-const HINT_BUCKET: &str =
-    "check the bucket name, and AWS_ENDPOINT_URL (or S3_ENDPOINT) when the bucket is not on AWS";
 const HINT_REGION: &str = "set AWS_REGION (or AWS_DEFAULT_REGION) to the bucket's region";
 const HINT_TLS: &str = "trust the endpoint's CA with AWS_CA_BUNDLE (for S3 it replaces the trust store), or set S3_VERIFY_SSL=0 to skip verification";
-const HINT_ENDPOINT: &str =
-    "check AWS_ENDPOINT_URL (or S3_ENDPOINT and S3_USE_HTTPS), and HTTPS_PROXY/NO_PROXY";
 const HINT_STS: &str = "check AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ENDPOINT_URL_STS";
 
 /// One bucket, and how to sign for it.
@@ -75,11 +70,9 @@ enum Signer {
     Keys(Box<Bucket>),
     /// Keys from STS for a web identity, renewed as they near their expiry.
     WebIdentity {
-        role_arn: String,
-        token_file: PathBuf,
-        session_name: Option<String>,
-        sts_endpoint: String,
-        current: Mutex<Option<(Box<Bucket>, SystemTime)>>,
+        identity: sts::WebIdentity,
+        /// A bucket signing with the current keys.
+        keys: Cache<Box<Bucket>>,
     },
 }
 
@@ -128,12 +121,7 @@ pub fn endpoint(s3: &S3Settings, bucket: &str) -> Endpoint {
 
 // The error for a request rust-s3 could not build or sign.
 fn sign_failed(what: &str) -> impl Fn(s3::error::S3Error) -> Error + '_ {
-    move |e| Error::Fetch {
-        action: "sign a request for",
-        url: what.to_string(),
-        reason: crate::error::one_line(&e.to_string()),
-        hint: None,
-    }
+    move |e| failed("sign a request for", what, (one_line(&e.to_string()), None))
 }
 
 // rust-s3's view of a bucket: it builds URLs and, given keys (id, secret, session token),
@@ -162,7 +150,7 @@ fn rust_s3_bucket(
 }
 
 /// `s3://BUCKET[/KEY]` → bucket and key (the key as written: S3 keys are not URL-encoded).
-pub fn parse_uri(uri: &str) -> Result<(String, String), String> {
+pub fn parse_uri(uri: &str) -> Result<(String, String), Error> {
     bucket_uri(uri, "s3")
 }
 
@@ -173,63 +161,58 @@ enum Signing {
     Signed,
 }
 
-// A failure in S3's terms: what its error code means, and which variables to check.
-fn explain(
-    failure: Failure,
-    bucket: &str,
-    endpoint: &str,
-    signing: Signing,
-) -> (String, Option<&'static str>) {
-    match unanswered("S3", endpoint, failure, HINT_TLS, HINT_ENDPOINT) {
-        Ok(words) => words,
-        Err(status) => {
-            let said = status.to_string();
-            match (status.code.as_deref(), status.status) {
-                (Some("NoSuchBucket"), _) => (
-                    format!("the bucket '{bucket}' does not exist: {said}"),
-                    Some(HINT_BUCKET),
-                ),
-                (Some("NoSuchKey"), _) => (
-                    format!("the object is gone (listed, then not found): {said}"),
-                    None,
-                ),
-                (
-                    Some(
-                        "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken"
-                        | "ExpiredToken" | "TokenRefreshRequired" | "InvalidSecurity"
-                        // s3s-based servers say this for an unknown access key id.
-                        | "NotSignedUp",
-                    ),
-                    _,
-                ) => (
-                    format!("the S3 server refused the credentials: {said}"),
-                    Some(HINT_KEYS),
-                ),
-                (Some("AuthorizationHeaderMalformed" | "PermanentRedirect"), _) | (None, 301) => (
-                    format!("the bucket is in another region or at another endpoint: {said}"),
-                    Some(HINT_REGION),
-                ),
-                (Some("AccessDenied" | "AllAccessDisabled"), _) | (None, 401 | 403) => {
-                    let hint = match signing {
-                        Signing::Unsigned { chosen: false } => HINT_NO_CREDENTIALS,
-                        Signing::Unsigned { chosen: true } => HINT_ANONYMOUS,
-                        Signing::Signed => HINT_DENIED,
-                    };
-                    (format!("access denied: {said}"), Some(hint))
-                }
-                _ => (said, None),
-            }
+// S3 in the sentences every store shares; its error codes are its own (`status_words`).
+const WORDS: Vocabulary = Vocabulary {
+    store: "S3",
+    tls_hint: HINT_TLS,
+    endpoint_hint: "check AWS_ENDPOINT_URL (or S3_ENDPOINT and S3_USE_HTTPS), and HTTPS_PROXY/NO_PROXY",
+    listing: "ListObjectsV2 XML",
+};
+
+// What S3's error codes mean, and which variables to check.
+fn status_words(status: &StatusError, bucket: &str, signing: Signing) -> Words {
+    let said = status.to_string();
+    match (status.code.as_deref(), status.status) {
+        (Some("NoSuchBucket"), _) => (
+            format!("the bucket '{bucket}' does not exist: {said}"),
+            Some("check the bucket name, and AWS_ENDPOINT_URL (or S3_ENDPOINT) when the bucket is not on AWS"),
+        ),
+        (Some("NoSuchKey"), _) => (
+            format!("the object is gone (listed, then not found): {said}"),
+            None,
+        ),
+        (
+            Some(
+                "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken"
+                | "TokenRefreshRequired" | "InvalidSecurity"
+                // s3s-based servers say this for an unknown access key id.
+                | "NotSignedUp",
+            ),
+            _,
+        ) => (
+            format!("the S3 server refused the credentials: {said}"),
+            Some(HINT_KEYS),
+        ),
+        (Some("AuthorizationHeaderMalformed" | "PermanentRedirect"), _) | (None, 301) => (
+            format!("the bucket is in another region or at another endpoint: {said}"),
+            Some(HINT_REGION),
+        ),
+        (Some("AccessDenied" | "AllAccessDisabled"), _) | (None, 401 | 403) => {
+            let hint = match signing {
+                Signing::Unsigned { chosen: false } => HINT_NO_CREDENTIALS,
+                Signing::Unsigned { chosen: true } => HINT_ANONYMOUS,
+                Signing::Signed => HINT_DENIED,
+            };
+            (format!("access denied: {said}"), Some(hint))
         }
+        _ => (said, None),
     }
 }
 
 impl S3Source {
     /// Sets up addressing, trust and credentials for the bucket of `uri`; nothing is sent yet.
     pub fn open(uri: &str, settings: &Settings) -> Result<(S3Source, String), Error> {
-        let (bucket, key) = parse_uri(uri).map_err(|reason| Error::Uri {
-            uri: uri.to_string(),
-            reason,
-        })?;
+        let (bucket, key) = parse_uri(uri)?;
         let s3 = &settings.s3;
         if s3.accelerate && s3.endpoint.is_some() {
             log::warn!("S3_USE_ACCELERATE is ignored: an endpoint is set");
@@ -275,19 +258,19 @@ impl S3Source {
                 role_arn,
                 token_file,
                 session_name,
-            } => (
-                Signer::WebIdentity {
+            } => {
+                let sts_endpoint = s3.sts_endpoint.clone();
+                let identity = sts::WebIdentity {
                     role_arn: role_arn.clone(),
                     token_file: token_file.clone(),
                     session_name: session_name.clone(),
-                    sts_endpoint: s3
-                        .sts_endpoint
-                        .clone()
-                        .unwrap_or_else(|| sts::endpoint(&endpoint.region)),
-                    current: Mutex::new(None),
-                },
-                "signed with web identity keys (AWS_ROLE_ARN)",
-            ),
+                    endpoint: sts_endpoint.unwrap_or_else(|| sts::endpoint(&endpoint.region)),
+                };
+                let name = format!("temporary S3 keys for {role_arn} from STS");
+                let keys = Cache::new(name, RENEW_BEFORE, None);
+                let signed_with = "signed with web identity keys (AWS_ROLE_ARN)";
+                (Signer::WebIdentity { identity, keys }, signed_with)
+            }
         };
         log::info!(
             "S3 endpoint {} ({}, region {}), requests {signed_with}",
@@ -334,96 +317,58 @@ impl S3Source {
         match &self.signer {
             Signer::None { .. } => Ok(Vec::new()),
             Signer::Keys(bucket) => sign(bucket),
-            Signer::WebIdentity {
-                role_arn,
-                token_file,
-                session_name,
-                sts_endpoint,
-                current,
-            } => {
-                let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
-                let fresh = current
-                    .as_ref()
-                    .is_some_and(|(_, expires)| *expires > SystemTime::now() + RENEW_BEFORE);
-                if !fresh {
-                    let credentials_failed = |reason| Error::Fetch {
-                        action: "get S3 credentials for",
-                        url: what.to_string(),
-                        reason,
-                        hint: Some(HINT_STS),
-                    };
-                    let keys = sts::assume_role_with_web_identity(
-                        &self.agent,
-                        sts_endpoint,
-                        role_arn,
-                        token_file,
-                        session_name.as_deref(),
-                    )
-                    .map_err(credentials_failed)?;
-                    log::debug!("got temporary S3 keys for {role_arn} from STS");
+            Signer::WebIdentity { identity, keys } => {
+                let current = keys.get(SystemTime::now(), || {
+                    let keys = identity.keys(&self.agent)?;
                     let temporary = (
                         keys.access_key_id.expose(),
                         keys.secret_access_key.expose(),
                         Some(keys.session_token.expose()),
                     );
-                    let bucket = rust_s3_bucket(&self.bucket, &self.endpoint, Some(temporary))
-                        .map_err(credentials_failed)?;
-                    *current = Some((bucket, keys.expires));
-                }
-                let (bucket, _) = current.as_ref().expect("set above");
-                sign(bucket)
+                    let value = rust_s3_bucket(&self.bucket, &self.endpoint, Some(temporary))?;
+                    let expires = keys.expires;
+                    Ok(Expiring { value, expires })
+                });
+                let why = |reason| failed("get S3 credentials for", what, (reason, Some(HINT_STS)));
+                sign(&current.map_err(why)?.value)
             }
         }
     }
 
     // One ListObjectsV2 page.
-    fn list_page(
-        &self,
-        prefix: &str,
-        token: Option<&str>,
-        max_keys: Option<usize>,
-    ) -> Result<Page, Error> {
+    fn page(&self, prefix: &str, token: Option<&str>, max: Option<usize>) -> Result<Page, Error> {
         let what = format!("s3://{}/{prefix}", self.bucket);
         let command = Command::ListObjectsV2 {
             prefix: prefix.to_string(),
             delimiter: None,
             continuation_token: token.map(String::from),
             start_after: None,
-            max_keys,
+            max_keys: max,
         };
         let url = self.url("/", command.clone(), &what)?;
         let headers = self.headers("/", command, &what)?;
-        let listing = Listing {
-            what: &what,
-            format: "ListObjectsV2 XML",
-            parse: parse_page,
-            hint: HINT_ENDPOINT,
-        };
-        get_listing(&self.agent, &url, &headers, listing, |f| {
+        let page = get_listing(&self.agent, &url, &headers, |f| {
             self.error("list", &what, f)
-        })
+        })?;
+        parse_page(&page).map_err(|reason| WORDS.not_a_listing(&what, reason))
     }
 
-    // A failure in S3's terms: what the error code means, and which variables to check.
+    // A failure in S3's terms.
     fn error(&self, action: &'static str, what: &str, failure: Failure) -> Error {
         let signing = match self.signer {
             Signer::None { chosen } => Signing::Unsigned { chosen },
             _ => Signing::Signed,
         };
-        let (reason, hint) = explain(failure, &self.bucket, &self.endpoint.url, signing);
-        Error::Fetch {
-            action,
-            url: what.to_string(),
-            reason,
-            hint,
-        }
+        let table = |s: &StatusError| status_words(s, &self.bucket, signing);
+        let endpoint = &self.endpoint.url;
+        failed(action, what, WORDS.explain(endpoint, failure, &table))
     }
 }
 
 impl Source for S3Source {
     fn list(&self, prefix: &str) -> Result<Vec<Object>, Error> {
         let what = format!("s3://{}", self.bucket);
-        list_by_pages(prefix, &what, |p, token, max| self.list_page(p, token, max))
+        list_by_pages(prefix, &what, |p, token, max| self.page(p, token, max))
     }
 
     fn read(&self, key: &str, range: Option<Range<u64>>, out: &mut dyn Write) -> Result<(), Error> {
@@ -458,8 +403,7 @@ struct Contents {
 }
 
 fn parse_page(xml: &str) -> Result<Page, String> {
-    let result: ListBucketResult =
-        quick_xml::de::from_str(xml).map_err(|e| crate::error::one_line(&e.to_string()))?;
+    let result: ListBucketResult = quick_xml::de::from_str(xml).map_err(|e| e.to_string())?;
     let objects = result
         .contents
         .into_iter()
@@ -499,7 +443,6 @@ pub fn md5_of_etag(etag: &str) -> Option<[u8; 16]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::StatusError;
 
     fn s3(
         endpoint: Option<&str>,
@@ -621,7 +564,8 @@ mod tests {
             })
         };
         let signed = Signing::Signed;
-        let e = |f| explain(f, "models", "http://h:9000", signed);
+        let table = |s: &StatusError| status_words(s, "models", signed);
+        let e = |f| WORDS.explain("http://h:9000", f, &table);
         let (reason, hint) = e(status(Some("PermanentRedirect"), 301));
         assert_eq!(
             reason,
@@ -647,13 +591,11 @@ mod tests {
             )
         );
         let unsigned = |chosen| {
-            explain(
-                status(Some("AccessDenied"), 403),
-                "b",
-                "e",
-                Signing::Unsigned { chosen },
-            )
-            .1
+            let signing = Signing::Unsigned { chosen };
+            let table = |s: &StatusError| status_words(s, "b", signing);
+            WORDS
+                .explain("e", status(Some("AccessDenied"), 403), &table)
+                .1
         };
         assert_eq!(unsigned(false), Some(HINT_NO_CREDENTIALS));
         assert_eq!(unsigned(true), Some(HINT_ANONYMOUS));

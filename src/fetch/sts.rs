@@ -2,16 +2,18 @@
 //! (`AssumeRoleWithWebIdentity`) for temporary keys, over the one HTTP stack.
 //!
 //! The call needs no signature: the token is the proof. It goes in a POST body, never in a
-//! URL, so it cannot reach a log. The token file is read at each exchange, because the
-//! kubelet rotates it on disk.
+//! URL, so it cannot reach a log. The token file is read again at each exchange
+//! (`credentials::token_file`); the S3 source caches the keys and renews them before they
+//! expire (`credentials::Cache`).
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use ureq::Agent;
 
-use crate::http::{self, Failure, StatusError};
+use crate::fetch::{credentials, unreachable};
+use crate::http::{self, StatusError};
 use crate::settings::Secret;
 
 /// Temporary keys from STS.
@@ -33,56 +35,50 @@ pub fn endpoint(region: &str) -> String {
     format!("https://sts.{region}.{suffix}")
 }
 
-/// Exchanges the token in `token_file` for temporary keys of `role_arn`. Errors are phrases
-/// ("STS said HTTP 403 ..."), for the caller to put in its own error.
-pub fn assume_role_with_web_identity(
-    agent: &Agent,
-    endpoint: &str,
-    role_arn: &str,
-    token_file: &Path,
-    session_name: Option<&str>,
-) -> Result<TemporaryKeys, String> {
-    let token = std::fs::read_to_string(token_file).map_err(|e| {
-        format!(
-            "cannot read the web identity token '{}' (AWS_WEB_IDENTITY_TOKEN_FILE): {e}",
-            token_file.display()
-        )
-    })?;
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(format!(
-            "the web identity token '{}' (AWS_WEB_IDENTITY_TOKEN_FILE) is empty",
-            token_file.display()
-        ));
+/// A role to assume with a web identity token, and the STS that hands out its keys.
+pub struct WebIdentity {
+    pub role_arn: String,
+    /// `AWS_WEB_IDENTITY_TOKEN_FILE`.
+    pub token_file: PathBuf,
+    /// `AWS_ROLE_SESSION_NAME`, else one made of the time.
+    pub session_name: Option<String>,
+    pub endpoint: String,
+}
+
+impl WebIdentity {
+    /// Exchanges the token for temporary keys of the role. Errors are phrases ("STS at URL
+    /// refused role ..."), for the caller to put in its own error.
+    pub fn keys(&self, agent: &Agent) -> Result<TemporaryKeys, String> {
+        let token = credentials::token_file(&self.token_file, "AWS_WEB_IDENTITY_TOKEN_FILE")?;
+        let now = SystemTime::now();
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let default_session = || format!("mr-storage-initializer-{secs}");
+        let session = self.session_name.clone().unwrap_or_else(default_session);
+        let url = format!("{}/", self.endpoint.trim_end_matches('/'));
+        let role_arn = self.role_arn.as_str();
+        let form = [
+            ("Action", "AssumeRoleWithWebIdentity"),
+            ("Version", "2011-06-15"),
+            ("RoleArn", role_arn),
+            ("RoleSessionName", &session),
+            ("WebIdentityToken", token.expose()),
+        ];
+        log::debug!("exchanging the web identity token for role {role_arn} at {url}");
+        let mut response = http::post_form_with_retry(agent, &url, &form)
+            .map_err(|f| unreachable(&format!("STS at {url}"), &f))?;
+        if response.status().as_u16() != 200 {
+            let refusal = StatusError::read(response);
+            return Err(format!("STS at {url} refused role {role_arn}: {refusal}"));
+        }
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_string()
+            .map_err(|e| format!("reading the answer of STS at {url}: {}", http::describe(&e)))?;
+        parse_answer(&body, now)
+            .map_err(|reason| format!("STS at {url} answered something unusable: {reason}"))
     }
-    let default_name = format!("mr-storage-initializer-{}", unix_now());
-    let url = format!("{}/", endpoint.trim_end_matches('/'));
-    let form = [
-        ("Action", "AssumeRoleWithWebIdentity"),
-        ("Version", "2011-06-15"),
-        ("RoleArn", role_arn),
-        ("RoleSessionName", session_name.unwrap_or(&default_name)),
-        ("WebIdentityToken", token),
-    ];
-    log::debug!("exchanging the web identity token for role {role_arn} at {url}");
-    let mut response = http::post_form_with_retry(agent, &url, &form).map_err(|f| match f {
-        Failure::Tls(cause) => format!("TLS with STS at {url} failed: {cause}"),
-        other => format!("cannot reach STS at {url}: {other}"),
-    })?;
-    if response.status().as_u16() != 200 {
-        return Err(format!(
-            "STS at {url} refused role {role_arn}: {}",
-            StatusError::read(response)
-        ));
-    }
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(1 << 20)
-        .read_to_string()
-        .map_err(|e| format!("reading the answer of STS at {url}: {}", http::describe(&e)))?;
-    parse_answer(&body, SystemTime::now())
-        .map_err(|reason| format!("STS at {url} answered something unusable: {reason}"))
 }
 
 #[derive(Deserialize)]
@@ -125,12 +121,6 @@ fn parse_answer(xml: &str, now: SystemTime) -> Result<TemporaryKeys, String> {
         session_token: Secret::new(c.session_token),
         expires,
     })
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// `2026-11-21T09:30:00Z` (fractional seconds allowed) as a time; other forms are `None`.
