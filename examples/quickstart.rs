@@ -21,10 +21,10 @@ mod web;
 
 use std::path::Path;
 
-use mr_storage_initializer::cli::Pair;
-use mr_storage_initializer::download::Options;
-use mr_storage_initializer::progress::Progress;
-use mr_storage_initializer::settings::Settings;
+use mr_storage_initializer::Options;
+use mr_storage_initializer::Pair;
+use mr_storage_initializer::Progress;
+use mr_storage_initializer::Settings;
 
 fn main() {
     mr_storage_initializer::init_logging();

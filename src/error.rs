@@ -108,7 +108,7 @@ pub enum Lookup {
 
 impl Error {
     /// Builds an `Io` error; used as `.map_err(|e| Error::io("create directory", &dir, e))`.
-    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
         Error::Io {
             action,
             path: path.into(),
@@ -117,7 +117,7 @@ impl Error {
     }
 
     /// The process exit status for this error: 2 for a bad command line, 1 for the rest.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 2,
             _ => 1,
@@ -125,7 +125,7 @@ impl Error {
     }
 
     /// A suggestion printed as `hint: ...` before the error line, where one helps.
-    pub fn hint(&self) -> Option<&'static str> {
+    pub(crate) fn hint(&self) -> Option<&'static str> {
         match self {
             Error::Resolve {
                 why,
@@ -146,9 +146,7 @@ impl Error {
                 Lookup::Unauthorized { .. } => Some(
                     "set MODEL_REGISTRY_TOKEN or MODEL_REGISTRY_TOKEN_FILE to a token the registry accepts",
                 ),
-                Lookup::UnsupportedScheme { .. } => Some(
-                    "supported artifact URIs: s3://, gs://, https://ACCOUNT.blob.core.windows.net/..., http(s)://, file://",
-                ),
+                Lookup::UnsupportedScheme { .. } => Some(crate::fetch::SCHEMES_HINT),
                 _ => None,
             },
             Error::Refused { .. } => Some(
@@ -288,7 +286,7 @@ impl std::error::Error for Error {}
 /// A URL without the text of its query string or fragment, for errors and logs: presigned
 /// and SAS query strings are credentials. Each keeps its own mark (`?<redacted>`,
 /// `#<redacted>`), so the log still shows what was written.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let (rest, fragment) = match url.split_once('#') {
         Some((rest, _)) => (rest, "#<redacted>"),
         None => (url, ""),
@@ -301,7 +299,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// Folds a foreign message onto one line: server messages and library errors may hold
 /// newlines, and the last stderr line must say everything by itself.
-pub fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

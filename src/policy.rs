@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::uri::host_of;
 
 /// Checks an artifact URI; the error names its scheme and host, never its query.
-pub fn check(uri: &str, allowed_prefixes: Option<&[String]>) -> Result<(), Error> {
+pub(crate) fn check(uri: &str, allowed_prefixes: Option<&[String]>) -> Result<(), Error> {
     let (scheme, host) = match uri.split_once("://") {
         Some((scheme, rest)) => (scheme, host_of(rest)),
         None => ("", ""),
@@ -44,7 +44,7 @@ pub fn check(uri: &str, allowed_prefixes: Option<&[String]>) -> Result<(), Error
 }
 
 /// Whether a host is a metadata or link-local address in any spelling.
-pub fn is_blocked_host(host: &str) -> bool {
+pub(crate) fn is_blocked_host(host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     if host == "metadata.google.internal" || host == "metadata" {
         return true;

@@ -16,31 +16,31 @@
 //! of an empty or truncated name; so is a host's port that is empty, not a number, 0 or above
 //! 65535.
 //!
-//! Every other URI is classified by `StorageKind` for the download stage. The `host[:port]`
+//! Every other URI is the storage side's (`fetch`) to classify. The `host[:port]`
 //! grammar (`split_port`, `port_text`, `check_port`) and a registry's `BaseUrl` live here too.
 
 use crate::error::Error;
 
 /// The scheme of registry URIs.
-pub const REGISTRY_SCHEME: &str = "model-registry://";
+pub(crate) const REGISTRY_SCHEME: &str = "model-registry://";
 
 /// Whether `uri` starts with `model-registry://` (in any case).
-pub fn is_registry_uri(uri: &str) -> bool {
+pub(crate) fn is_registry_uri(uri: &str) -> bool {
     strip_prefix_ignore_case(uri, REGISTRY_SCHEME).is_some()
 }
 
 /// A parsed `model-registry://` URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistryUri {
+pub(crate) struct RegistryUri {
     /// Which registry, and which model and version in it.
-    pub target: Target,
+    pub(crate) target: Target,
     /// `?namespace=NS`: the registry is `<service>.<NS>.<domain>:<port>`.
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
 }
 
 /// The path part of a registry URI, as far as it can be decided without the network.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     /// `MODEL[/VERSION]` at the default (or namespaced) registry.
     Default {
         model: String,
@@ -59,7 +59,7 @@ pub enum Target {
 
 impl RegistryUri {
     /// Parses a URI that starts with `model-registry://` (any case).
-    pub fn parse(uri: &str) -> Result<RegistryUri, Error> {
+    pub(crate) fn parse(uri: &str) -> Result<RegistryUri, Error> {
         let bad = |reason: &str| Error::Uri {
             uri: uri.to_string(),
             reason: reason.to_string(),
@@ -164,7 +164,7 @@ fn parse_query(query: &str) -> Result<Option<String>, String> {
 }
 
 /// The query parameters of a `model-registry://` URI that it ignores (all but `namespace`).
-pub fn unknown_parameters(uri: &str) -> Vec<&str> {
+pub(crate) fn unknown_parameters(uri: &str) -> Vec<&str> {
     let query = uri.split_once('?').map_or("", |(_, q)| q);
     query_pairs(query)
         .map(|(key, _)| key)
@@ -218,7 +218,7 @@ pub fn percent_decode(s: &str) -> Result<String, String> {
 
 /// Encodes a string for a URL query value or path segment: everything but RFC 3986
 /// unreserved characters is escaped.
-pub fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -230,46 +230,13 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// The kind of storage a non-registry URI names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StorageKind {
-    /// `s3://BUCKET[/PREFIX]`
-    S3,
-    /// `gs://BUCKET[/PREFIX]`
-    Gcs,
-    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER/...` (or `zNN.blob.storage.azure.net`)
-    Azure,
-    /// `http://` or `https://`: one file
-    Http,
-    /// `file://` or a plain path
-    Local,
-}
-
-impl StorageKind {
-    /// Classifies a storage URI. `None` for a scheme this program cannot fetch. A string
-    /// without `://` is a local path.
-    pub fn of(uri: &str) -> Option<StorageKind> {
-        let Some((scheme, rest)) = uri.split_once("://") else {
-            return Some(StorageKind::Local);
-        };
-        match scheme.to_ascii_lowercase().as_str() {
-            "s3" => Some(StorageKind::S3),
-            "gs" => Some(StorageKind::Gcs),
-            "file" => Some(StorageKind::Local),
-            "https" if is_azure_blob_host(host_of(rest)) => Some(StorageKind::Azure),
-            "http" | "https" => Some(StorageKind::Http),
-            _ => None,
-        }
-    }
-}
-
 /// The host of an absolute URL (`scheme://host...`), or "" when it has no `://`.
-pub fn url_host(url: &str) -> &str {
+pub(crate) fn url_host(url: &str) -> &str {
     url.split_once("://").map_or("", |(_, rest)| host_of(rest))
 }
 
 /// The host part of the text after `scheme://` (no user info, no port).
-pub fn host_of(after_scheme: &str) -> &str {
+pub(crate) fn host_of(after_scheme: &str) -> &str {
     let authority = after_scheme
         .split(['/', '?', '#'])
         .next()
@@ -279,22 +246,22 @@ pub fn host_of(after_scheme: &str) -> &str {
 }
 
 /// The registry's API path below the base URL.
-pub const API_PREFIX: &str = "/api/model_registry/v1alpha3";
+pub(crate) const API_PREFIX: &str = "/api/model_registry/v1alpha3";
 
 /// A registry base URL: scheme, `host[:port]` and an optional path prefix (a gateway's `/mr`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseUrl {
+pub(crate) struct BaseUrl {
     /// `http` or `https`.
-    pub scheme: String,
+    pub(crate) scheme: String,
     /// `host`, `host:port` or `[v6]:port`, as written.
-    pub authority: String,
+    pub(crate) authority: String,
     /// Empty, or a path starting with `/` and not ending with one.
-    pub path_prefix: String,
+    pub(crate) path_prefix: String,
 }
 
 impl BaseUrl {
     /// Parses `host[:port]` (taking `default_scheme`) or `scheme://host[:port][/prefix]`.
-    pub fn parse(value: &str, default_scheme: &str) -> Result<BaseUrl, String> {
+    pub(crate) fn parse(value: &str, default_scheme: &str) -> Result<BaseUrl, String> {
         let (scheme, rest) = match value.split_once("://") {
             Some((s, rest)) => (s.to_ascii_lowercase(), rest),
             None => (default_scheme.to_string(), value),
@@ -321,23 +288,23 @@ impl BaseUrl {
     }
 
     /// The port written in the authority, if any.
-    pub fn port(&self) -> Option<u16> {
+    pub(crate) fn port(&self) -> Option<u16> {
         split_port(&self.authority).1
     }
 
     /// `scheme://authority/prefix`, the registry's URL as shown to users.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("{}://{}{}", self.scheme, self.authority, self.path_prefix)
     }
 
     /// The URL of an API path such as `/registered_model?name=iris`.
-    pub fn api(&self, path_and_query: &str) -> String {
+    pub(crate) fn api(&self, path_and_query: &str) -> String {
         format!("{}{API_PREFIX}{path_and_query}", self.url())
     }
 }
 
 /// Splits `host:port` or `[v6]:port` into host and a numeric port; anything else has no port.
-pub fn split_port(authority: &str) -> (&str, Option<u16>) {
+pub(crate) fn split_port(authority: &str) -> (&str, Option<u16>) {
     if let Some(rest) = authority.strip_prefix('[') {
         if let Some((host, after)) = rest.split_once(']') {
             let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
@@ -356,7 +323,7 @@ pub fn split_port(authority: &str) -> (&str, Option<u16>) {
 
 /// The port text of `host:port` or `[v6]:port` as written (maybe empty or not a number), or
 /// `None` when there is no port. A bare IPv6 address (`::1`) has no port.
-pub fn port_text(authority: &str) -> Option<&str> {
+pub(crate) fn port_text(authority: &str) -> Option<&str> {
     if authority.starts_with('[') {
         return authority.split_once("]:").map(|(_, port)| port);
     }
@@ -368,7 +335,7 @@ pub fn port_text(authority: &str) -> Option<&str> {
 
 /// Refuses a port that is written but unusable (empty, not a number, 0, above 65535): without
 /// this check `host:xyz` fails much later as a DNS error that does not mention the port.
-pub fn check_port(authority: &str) -> Result<(), String> {
+pub(crate) fn check_port(authority: &str) -> Result<(), String> {
     let Some(port) = port_text(authority) else {
         return Ok(());
     };
@@ -386,23 +353,6 @@ pub fn check_port(authority: &str) -> Result<(), String> {
             "the port {port} in '{authority}' is not between 1 and 65535"
         )),
     }
-}
-
-fn is_azure_blob_host(host: &str) -> bool {
-    let host = host.to_ascii_lowercase();
-    if let Some(account) = host.strip_suffix(".blob.core.windows.net") {
-        return !account.is_empty() && !account.contains('.');
-    }
-    // Azure's DNS-zone endpoints: ACCOUNT.zNN.blob.storage.azure.net
-    if let Some(rest) = host.strip_suffix(".blob.storage.azure.net")
-        && let Some((account, zone)) = rest.rsplit_once('.')
-    {
-        let digits = zone.strip_prefix('z').unwrap_or_default();
-        return !account.is_empty()
-            && (1..=2).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit());
-    }
-    false
 }
 
 #[cfg(test)]
@@ -642,34 +592,6 @@ mod tests {
         let name = "my model/v1 ü?&=";
         assert_eq!(percent_decode(&percent_encode(name)).unwrap(), name);
         assert_eq!(percent_encode("a b/c"), "a%20b%2Fc");
-    }
-
-    #[test]
-    fn storage_kinds() {
-        use StorageKind::*;
-        let cases = [
-            ("s3://bucket/key", Some(S3)),
-            ("S3://bucket", Some(S3)),
-            ("gs://bucket/key", Some(Gcs)),
-            ("https://example.com/model", Some(Http)),
-            ("http://example.com/model", Some(Http)),
-            ("https://acct.blob.core.windows.net/c/p", Some(Azure)),
-            ("https://acct.z12.blob.storage.azure.net/c/p", Some(Azure)),
-            // Only the host decides, unlike KServe's unanchored regex.
-            (
-                "https://example.com/?u=acct.blob.core.windows.net/c",
-                Some(Http),
-            ),
-            ("http://acct.blob.core.windows.net/c/p", Some(Http)),
-            ("file:///models/iris", Some(Local)),
-            ("/mnt/pvc/iris", Some(Local)),
-            ("ftp://example.com/model", None),
-            ("hdfs://nn/model", None),
-            ("oci://registry/model", None),
-        ];
-        for (uri, want) in cases {
-            assert_eq!(StorageKind::of(uri), want, "{uri}");
-        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ fn shared_key(az: &Azurite) -> Vec<(&'static str, String)> {
         ("AZURE_STORAGE_BLOB_ENDPOINT", az.endpoint()),
         (
             "RUST_LOG",
-            "mr_storage_initializer::fetch=debug,mr_storage_initializer::download=debug".into(),
+            "mr_storage_initializer::fetch=debug,mr_storage_initializer::engine=debug".into(),
         ),
     ]
 }

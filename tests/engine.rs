@@ -7,9 +7,9 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use mr_storage_initializer::download::{Options, download};
-use mr_storage_initializer::error::Error;
-use mr_storage_initializer::fetch::{Object, Source};
+use mr_storage_initializer::Error;
+use mr_storage_initializer::{Object, Source};
+use mr_storage_initializer::{Options, download};
 
 use crate::support::{TempDir, tree};
 

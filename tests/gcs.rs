@@ -21,7 +21,7 @@ fn emulator(gcs: &FakeGcs) -> Vec<(&'static str, String)> {
         ("STORAGE_EMULATOR_HOST", format!("127.0.0.1:{}", gcs.port)),
         (
             "RUST_LOG",
-            "mr_storage_initializer::fetch=debug,mr_storage_initializer::download=debug".into(),
+            "mr_storage_initializer::fetch=debug,mr_storage_initializer::engine=debug".into(),
         ),
     ]
 }

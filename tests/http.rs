@@ -198,9 +198,9 @@ fn each_attempt_asks_for_fresh_headers() {
     // S3 signatures expire: a retry must not resend the first attempt's.
     let data = bytes(3 << 20, 6);
     let (_site, web) = cut_after_1_mib(&data);
-    let agent = mr_storage_initializer::http::agent(
-        &mr_storage_initializer::settings::TlsSettings::default(),
-        mr_storage_initializer::http::Trust::Usual(&[]),
+    let agent = mr_storage_initializer::agent(
+        &mr_storage_initializer::TlsSettings::default(),
+        mr_storage_initializer::Trust::Usual(&[]),
     )
     .unwrap();
     let calls = std::cell::Cell::new(0);
@@ -210,7 +210,7 @@ fn each_attempt_asks_for_fresh_headers() {
     };
     let mut out = Vec::new();
     let url = format!("{}/model.bin", web.url());
-    mr_storage_initializer::http::download(&agent, &url, &headers, None, &mut out).unwrap();
+    mr_storage_initializer::get_resumable(&agent, &url, &headers, None, &mut out).unwrap();
     assert!(out == data, "the bytes differ");
     let attempts: Vec<Option<String>> = web
         .seen()

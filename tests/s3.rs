@@ -267,7 +267,7 @@ fn a_large_object_arrives_byte_exact_in_parallel_ranged_parts() {
     let dest = tmp.path().join("dest");
     let env = [
         ("AWS_ENDPOINT_URL", s3.endpoint()),
-        ("RUST_LOG", "mr_storage_initializer::download=debug".into()),
+        ("RUST_LOG", "mr_storage_initializer::engine=debug".into()),
     ];
     let out = run_env(&["s3://models/llm", dest.to_str().unwrap()], &env);
     out.expect_code(0);

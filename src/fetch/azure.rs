@@ -36,7 +36,7 @@ use crate::uri::{percent_decode, percent_encode, url_host};
 
 /// The REST version asked for: old enough for every Azurite and Azure Stack, new enough for
 /// bearer tokens (2017-11-09).
-pub const VERSION: &str = "2021-08-06";
+pub(crate) const VERSION: &str = "2021-08-06";
 const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
 const SCOPE: &str = "https://storage.azure.com/.default";
 const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
@@ -53,19 +53,19 @@ const HINT_TOKEN: &str =
 
 /// What an Azure Blob URI names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobUri {
-    pub account: String,
+pub(crate) struct BlobUri {
+    pub(crate) account: String,
     /// `https://HOST`, the account's endpoint as the URI wrote it.
-    pub endpoint: String,
-    pub container: String,
+    pub(crate) endpoint: String,
+    pub(crate) container: String,
     /// The blob name or prefix, percent-decoded.
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// The query string, when it carries a SAS token.
-    pub sas: Option<String>,
+    pub(crate) sas: Option<String>,
 }
 
 /// Parses `https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX][?SAS]`.
-pub fn parse_uri(uri: &str) -> Result<BlobUri, String> {
+pub(crate) fn parse_uri(uri: &str) -> Result<BlobUri, String> {
     let rest = uri
         .strip_prefix("https://")
         .ok_or("an Azure Blob URI starts with https://")?;
@@ -182,7 +182,7 @@ enum Proof {
 }
 
 /// One container.
-pub struct AzureSource {
+pub(crate) struct AzureSource {
     agent: Agent,
     /// `scheme://host[/account]/container`, without a trailing `/`.
     base: String,
@@ -194,7 +194,7 @@ pub struct AzureSource {
 
 impl AzureSource {
     /// Sets up the endpoint and credentials for the container of `uri`.
-    pub fn open(uri: &str, settings: &Settings) -> Result<(AzureSource, String), Error> {
+    pub(crate) fn open(uri: &str, settings: &Settings) -> Result<(AzureSource, String), Error> {
         let blob = parse_uri(uri).map_err(|reason| Error::Uri {
             uri: crate::error::redact_url(uri),
             reason,
@@ -439,13 +439,13 @@ impl Source for AzureSource {
         let path = format!("/{}", encode_name(key));
         let url = self.url(&path, &[]);
         let headers = |range: Option<&str>| self.headers(&path, &[], range);
-        http::download(&self.agent, &url, &headers, range, out)
+        http::get_resumable(&self.agent, &url, &headers, range, out)
             .map_err(|f| f.or_else(|f| self.error("download", &what, f)))
     }
 }
 
 /// A blob name in a URL path: each segment percent-encoded, the `/` between them kept.
-pub fn encode_name(name: &str) -> String {
+pub(crate) fn encode_name(name: &str) -> String {
     name.split('/')
         .map(percent_encode)
         .collect::<Vec<_>>()
@@ -455,7 +455,7 @@ pub fn encode_name(name: &str) -> String {
 /// Shared Key's string to sign for a GET (version 2015-02-21 and later): the verb, eleven
 /// standard headers of which a GET sends only `Range`, the `x-ms-` headers, and the
 /// canonicalized resource with the query's parameters (names sorted, values unencoded).
-pub fn string_to_sign(
+pub(crate) fn string_to_sign(
     date: &str,
     range: Option<&str>,
     resource: &str,
@@ -478,11 +478,11 @@ pub fn string_to_sign(
 }
 
 /// An account key, decoded once into the HMAC key that signs every request.
-pub struct AccountKey(ring::hmac::Key);
+pub(crate) struct AccountKey(ring::hmac::Key);
 
 impl AccountKey {
     /// The key from its base64 form; `None` when it is not base64.
-    pub fn new(base64: &Secret) -> Option<AccountKey> {
+    pub(crate) fn new(base64: &Secret) -> Option<AccountKey> {
         let bytes = STANDARD.decode(base64.expose().trim()).ok()?;
         Some(AccountKey(ring::hmac::Key::new(
             ring::hmac::HMAC_SHA256,
@@ -491,13 +491,13 @@ impl AccountKey {
     }
 
     /// Base64 of HMAC-SHA256 of `text`.
-    pub fn sign(&self, text: &str) -> String {
+    pub(crate) fn sign(&self, text: &str) -> String {
         STANDARD.encode(ring::hmac::sign(&self.0, text.as_bytes()).as_ref())
     }
 }
 
 /// `Sat, 21 Nov 2026 09:30:15 GMT`, the date form HTTP and `x-ms-date` use.
-pub fn http_date(time: SystemTime) -> String {
+pub(crate) fn http_date(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

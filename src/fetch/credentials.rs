@@ -18,21 +18,21 @@ use crate::http::{self, StatusError};
 use crate::settings::Secret;
 
 /// A value that stops working at `expires`: an access token, or a set of temporary keys.
-pub struct Expiring<T> {
-    pub value: T,
-    pub expires: SystemTime,
+pub(crate) struct Expiring<T> {
+    pub(crate) value: T,
+    pub(crate) expires: SystemTime,
 }
 
 /// An access token, and when it stops working.
-pub type Token = Expiring<Secret>;
+pub(crate) type Token = Expiring<Secret>;
 
 /// What a refresh gave: the value, or a phrase for the backend to put in its own error.
-pub type Outcome<T> = Result<Arc<Expiring<T>>, String>;
+pub(crate) type Outcome<T> = Result<Arc<Expiring<T>>, String>;
 
 /// One expiring value for every worker thread, renewed when less than `renew_before` is left.
 /// A refresh runs under the lock, so only one is in flight: a caller that arrives meanwhile
 /// waits and takes its outcome, an error included, rather than asking again.
-pub struct Cache<T> {
+pub(crate) struct Cache<T> {
     /// What is cached, for the log ("an Azure access token from URL").
     name: String,
     renew_before: Duration,
@@ -44,7 +44,11 @@ pub struct Cache<T> {
 
 impl<T> Cache<T> {
     /// A cache holding `first`, when a value is already at hand (a token asked for at start).
-    pub fn new(name: String, renew_before: Duration, first: Option<Expiring<T>>) -> Cache<T> {
+    pub(crate) fn new(
+        name: String,
+        renew_before: Duration,
+        first: Option<Expiring<T>>,
+    ) -> Cache<T> {
         Cache {
             name,
             renew_before,
@@ -55,7 +59,7 @@ impl<T> Cache<T> {
 
     /// The value at `now`, from `refresh` when the cache has none good for `renew_before`
     /// more, unless a refresh ended while this caller waited.
-    pub fn get(
+    pub(crate) fn get(
         &self,
         now: SystemTime,
         refresh: impl FnOnce() -> Result<Expiring<T>, String>,
@@ -88,7 +92,7 @@ fn reuse<T>(last: Option<&Outcome<T>>, waited: bool, until: SystemTime) -> Optio
 
 /// The token in the file that `var` names, read at each exchange: the kubelet rotates
 /// projected service-account tokens on disk.
-pub fn token_file(path: &Path, var: &str) -> Result<Secret, String> {
+pub(crate) fn token_file(path: &Path, var: &str) -> Result<Secret, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {var} '{}': {e}", path.display()))?;
     match text.trim() {
@@ -99,7 +103,7 @@ pub fn token_file(path: &Path, var: &str) -> Result<Secret, String> {
 
 /// An access token from an OAuth 2.0 token endpoint: `form` POSTed to `url` (retried like
 /// every request; the form carries credentials, so it never goes in a URL).
-pub fn exchange(agent: &Agent, url: &str, form: &[(&str, &str)]) -> Result<Token, String> {
+pub(crate) fn exchange(agent: &Agent, url: &str, form: &[(&str, &str)]) -> Result<Token, String> {
     let now = SystemTime::now();
     let response = http::post_form_with_retry(agent, url, form)
         .map_err(|f| unreachable(&format!("the token endpoint {url}"), &f))?;
@@ -108,7 +112,7 @@ pub fn exchange(agent: &Agent, url: &str, form: &[(&str, &str)]) -> Result<Token
 
 /// A token endpoint's answer to a request sent at `now`: `{access_token, expires_in}` (an hour
 /// when it does not say), or its refusal in its own words.
-pub fn token_answer(
+pub(crate) fn token_answer(
     url: &str,
     mut response: Response<Body>,
     now: SystemTime,
@@ -135,7 +139,7 @@ pub fn token_answer(
 }
 
 /// The `Authorization` header that carries a bearer token.
-pub fn bearer(token: &Secret) -> (String, String) {
+pub(crate) fn bearer(token: &Secret) -> (String, String) {
     ("Authorization".into(), format!("Bearer {}", token.expose()))
 }
 

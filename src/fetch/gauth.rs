@@ -25,13 +25,13 @@ use crate::http;
 use crate::settings::Secret;
 
 /// Read-only access to Cloud Storage: all a download needs.
-pub const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_only";
+pub(crate) const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_only";
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
 const METADATA_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 
 /// Where tokens come from.
-pub enum Credentials {
+pub(crate) enum Credentials {
     ServiceAccount {
         email: String,
         key_id: Option<String>,
@@ -51,7 +51,7 @@ pub enum Credentials {
 
 impl Credentials {
     /// How the log names these credentials.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Credentials::ServiceAccount { email, .. } => {
                 format!("service account {email} (GOOGLE_APPLICATION_CREDENTIALS)")
@@ -78,7 +78,7 @@ struct KeyFile {
 }
 
 /// Reads a `GOOGLE_APPLICATION_CREDENTIALS` file.
-pub fn load(path: &Path) -> Result<Credentials, String> {
+pub(crate) fn load(path: &Path) -> Result<Credentials, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
     // The file holds a private key: a parse error must not quote it.
     let file: KeyFile = serde_json::from_str(&text).map_err(|e| {
@@ -129,12 +129,12 @@ pub fn load(path: &Path) -> Result<Credentials, String> {
 }
 
 /// The metadata server's `host[:port]`: `GCE_METADATA_HOST`, else Google's name for it.
-pub fn metadata_host(configured: Option<&str>) -> String {
+pub(crate) fn metadata_host(configured: Option<&str>) -> String {
     configured.unwrap_or(DEFAULT_METADATA_HOST).to_string()
 }
 
 /// A service-account JWT for the token endpoint: RS256 over `header.claims`.
-pub fn jwt(
+pub(crate) fn jwt(
     email: &str,
     key_id: Option<&str>,
     key: &RsaKeyPair,
@@ -171,7 +171,7 @@ pub fn jwt(
 
 /// A fresh access token. `agent` is the run's agent; the metadata server gets its own, short
 /// one.
-pub fn token(agent: &Agent, credentials: &Credentials) -> Result<Token, String> {
+pub(crate) fn token(agent: &Agent, credentials: &Credentials) -> Result<Token, String> {
     match credentials {
         Credentials::ServiceAccount {
             email,

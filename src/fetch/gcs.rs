@@ -43,7 +43,7 @@ const HINT_DENIED: &str =
     "the credentials may not read this bucket: check its IAM (roles/storage.objectViewer)";
 
 /// One bucket.
-pub struct GcsSource {
+pub(crate) struct GcsSource {
     agent: Agent,
     endpoint: String,
     bucket: String,
@@ -59,7 +59,7 @@ enum Auth {
 }
 
 /// `gs://BUCKET[/NAME]` → bucket and object name (as written).
-pub fn parse_uri(uri: &str) -> Result<(String, String), Error> {
+pub(crate) fn parse_uri(uri: &str) -> Result<(String, String), Error> {
     bucket_uri(uri, "gs")
 }
 
@@ -75,7 +75,7 @@ fn endpoint(gcs: &GcsSettings) -> (String, bool) {
 impl GcsSource {
     /// Sets up the endpoint and credentials for the bucket of `uri`. The metadata server, when
     /// it is the candidate, is asked now, so the log says at once which auth is used.
-    pub fn open(uri: &str, settings: &Settings) -> Result<(GcsSource, String), Error> {
+    pub(crate) fn open(uri: &str, settings: &Settings) -> Result<(GcsSource, String), Error> {
         let (bucket, name) = parse_uri(uri)?;
         let gcs = &settings.gcs;
         let agent = http::agent(&settings.tls, Trust::Usual(&[]))?;
@@ -188,7 +188,7 @@ impl Source for GcsSource {
             percent_encode(key)
         );
         let headers = |_: Option<&str>| self.headers(&what);
-        http::download(&self.agent, &url, &headers, range, out)
+        http::get_resumable(&self.agent, &url, &headers, range, out)
             .map_err(|f| f.or_else(|f| self.error("download", &what, f)))
     }
 

@@ -14,7 +14,7 @@ use crate::fetch::{Object, Source, failed};
 use crate::uri::percent_decode;
 
 /// A local file or directory.
-pub struct LocalSource {
+pub(crate) struct LocalSource {
     root: PathBuf,
     // The root is a file: its one key is its name.
     single: bool,
@@ -22,7 +22,7 @@ pub struct LocalSource {
 
 impl LocalSource {
     /// Reads `file:///path`, `file://localhost/path` or a plain path.
-    pub fn open(uri: &str) -> Result<LocalSource, Error> {
+    pub(crate) fn open(uri: &str) -> Result<LocalSource, Error> {
         let root = local_path(uri).map_err(|reason| Error::Uri {
             uri: uri.to_string(),
             reason,
@@ -45,7 +45,7 @@ impl LocalSource {
 }
 
 /// The path a `file://` URI or a plain path names.
-pub fn local_path(uri: &str) -> Result<PathBuf, String> {
+pub(crate) fn local_path(uri: &str) -> Result<PathBuf, String> {
     let Some(rest) = uri.strip_prefix("file://") else {
         if uri.is_empty() {
             return Err("an empty path".into());

@@ -5,16 +5,16 @@
 //!
 //! A source does two things: list the objects under a prefix, and write a byte range of one
 //! object into a writer. Everything else (path mapping, parallelism, parts, temporary names,
-//! resume, progress) is the engine's (`download`), written once for every backend.
+//! resume, progress) is the engine's (`engine`), written once for every backend.
 
-pub mod azure;
-pub mod credentials;
-pub mod gauth;
-pub mod gcs;
-pub mod http;
-pub mod local;
-pub mod s3;
-pub mod sts;
+pub(crate) mod azure;
+pub(crate) mod credentials;
+pub(crate) mod gauth;
+pub(crate) mod gcs;
+pub(crate) mod local;
+pub(crate) mod s3;
+pub(crate) mod sts;
+pub(crate) mod web;
 
 use std::io::Write;
 use std::ops::Range;
@@ -22,7 +22,7 @@ use std::ops::Range;
 use crate::error::{Error, one_line, redact_url};
 use crate::http::{Failure, StatusError};
 use crate::settings::Settings;
-use crate::uri::StorageKind;
+use crate::uri::host_of;
 
 /// One object a source lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub trait Source: Sync {
 
 /// `SCHEME://BUCKET[/KEY]` → bucket and key, the key as written (object names are not
 /// URL-encoded in these URIs). Shared by the object stores.
-pub fn bucket_uri(uri: &str, scheme: &str) -> Result<(String, String), Error> {
+pub(crate) fn bucket_uri(uri: &str, scheme: &str) -> Result<(String, String), Error> {
     let invalid = |reason| {
         let uri = uri.to_string();
         Err(Error::Uri { uri, reason })
@@ -79,9 +79,9 @@ pub fn bucket_uri(uri: &str, scheme: &str) -> Result<(String, String), Error> {
 
 /// One page of an object store's listing, and the token of the next page if there is one.
 #[derive(Debug, PartialEq)]
-pub struct Page {
-    pub objects: Vec<Object>,
-    pub next: Option<String>,
+pub(crate) struct Page {
+    pub(crate) objects: Vec<Object>,
+    pub(crate) next: Option<String>,
 }
 
 /// Lists `prefix` through `page(prefix, token, max_keys)`, the way every object store is
@@ -90,7 +90,7 @@ pub struct Page {
 /// `prefix/`, so siblings such as `model2/` are never listed. Pages are followed until the
 /// store gives no token; a token given twice is an error rather than a loop. `what` names the
 /// store in messages (`s3://bucket`).
-pub fn list_by_pages(
+pub(crate) fn list_by_pages(
     prefix: &str,
     what: &str,
     page: impl Fn(&str, Option<&str>, Option<usize>) -> Result<Page, Error>,
@@ -127,7 +127,7 @@ pub fn list_by_pages(
 
 /// GETs one page of a listing (retried like every GET) and returns its text; a failed request
 /// goes through `error`, which words it in the store's terms (`Vocabulary::explain`).
-pub fn get_listing(
+pub(crate) fn get_listing(
     agent: &ureq::Agent,
     url: &str,
     headers: &[(String, String)],
@@ -155,17 +155,17 @@ pub fn get_listing(
 }
 
 /// A reason, and the hint that goes with it.
-pub type Words = (String, Option<&'static str>);
+pub(crate) type Words = (String, Option<&'static str>);
 
 /// What to do when TLS with a download's server fails, for every backend on the usual trust
 /// store (S3 has its own). `MODEL_REGISTRY_CA_FILE` is named because it is the CA setting a
 /// registry user has at hand, and it does not apply here.
-pub const HINT_TLS: &str = "trust the server's CA with SSL_CERT_FILE or KServe's CA bundle \
+pub(crate) const HINT_TLS: &str = "trust the server's CA with SSL_CERT_FILE or KServe's CA bundle \
     (CA_BUNDLE_CONFIGMAP_NAME); MODEL_REGISTRY_CA_FILE is trusted for the registry only";
 
 /// The sentence for a request that `whom` ("the S3 endpoint URL", "STS at URL") did not
 /// answer: the TLS handshake failed, or no answer came (plain HTTP on `https://` included).
-pub fn unreachable(whom: &str, failure: &Failure) -> String {
+pub(crate) fn unreachable(whom: &str, failure: &Failure) -> String {
     match failure {
         Failure::Tls(cause) => format!("TLS with {whom} failed: {cause}"),
         other => format!("cannot reach {whom}: {other}"),
@@ -174,16 +174,16 @@ pub fn unreachable(whom: &str, failure: &Failure) -> String {
 
 /// How an object store words its failures. The sentences every store shares are here, with
 /// its name and hints; each store has only its table of error statuses.
-pub struct Vocabulary {
+pub(crate) struct Vocabulary {
     /// The store's name in sentences: "S3", "GCS", "Azure Blob".
-    pub store: &'static str,
+    pub(crate) store: &'static str,
     /// What to check when TLS with the endpoint fails.
-    pub tls_hint: &'static str,
+    pub(crate) tls_hint: &'static str,
     /// What to check when the endpoint cannot be reached, or answers a listing with something
     /// else: the variables that set it.
-    pub endpoint_hint: &'static str,
+    pub(crate) endpoint_hint: &'static str,
     /// What a page of its listing is (`ListObjectsV2 XML`).
-    pub listing: &'static str,
+    pub(crate) listing: &'static str,
 }
 
 // A store's table: what an error status means there.
@@ -191,7 +191,7 @@ type Table<'a> = &'a dyn Fn(&StatusError) -> Words;
 
 impl Vocabulary {
     /// `failure` at `endpoint` in words; an error status in the words of the store's table.
-    pub fn explain(&self, endpoint: &str, failure: Failure, table: Table<'_>) -> Words {
+    pub(crate) fn explain(&self, endpoint: &str, failure: Failure, table: Table<'_>) -> Words {
         let whom = format!("the {} endpoint {endpoint}", self.store);
         match failure {
             Failure::Status(status) => table(&status),
@@ -209,7 +209,7 @@ impl Vocabulary {
 
     /// The error for a listing page the store's parser refused: the endpoint is probably not
     /// this store. Parser errors may span lines; the error line must not.
-    pub fn not_a_listing(&self, what: &str, reason: String) -> Error {
+    pub(crate) fn not_a_listing(&self, what: &str, reason: String) -> Error {
         let reason = one_line(&reason);
         let reason = format!("the server's listing is not {}: {reason}", self.listing);
         failed("list", what, (reason, Some(self.endpoint_hint)))
@@ -217,7 +217,7 @@ impl Vocabulary {
 }
 
 /// The error of `action` on `what` (`list`, `s3://b/k`), in `words`.
-pub fn failed(action: &'static str, what: &str, (reason, hint): Words) -> Error {
+pub(crate) fn failed(action: &'static str, what: &str, (reason, hint): Words) -> Error {
     let url = what.to_string();
     Error::Fetch {
         action,
@@ -227,20 +227,79 @@ pub fn failed(action: &'static str, what: &str, (reason, hint): Words) -> Error 
     }
 }
 
+/// The kind of storage a non-registry URI names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StorageKind {
+    /// `s3://BUCKET[/PREFIX]`
+    S3,
+    /// `gs://BUCKET[/PREFIX]`
+    Gcs,
+    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER/...` (or `zNN.blob.storage.azure.net`)
+    Azure,
+    /// `http://` or `https://`: one file
+    Http,
+    /// `file://` or a plain path
+    Local,
+}
+
+impl StorageKind {
+    /// Classifies a storage URI. `None` for a scheme this program cannot fetch. A string
+    /// without `://` is a local path.
+    pub(crate) fn of(uri: &str) -> Option<StorageKind> {
+        let Some((scheme, rest)) = uri.split_once("://") else {
+            return Some(StorageKind::Local);
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "s3" => Some(StorageKind::S3),
+            "gs" => Some(StorageKind::Gcs),
+            "file" => Some(StorageKind::Local),
+            "https" if is_azure_blob_host(host_of(rest)) => Some(StorageKind::Azure),
+            "http" | "https" => Some(StorageKind::Http),
+            _ => None,
+        }
+    }
+}
+
+fn is_azure_blob_host(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    if let Some(account) = host.strip_suffix(".blob.core.windows.net") {
+        return !account.is_empty() && !account.contains('.');
+    }
+    // Azure's DNS-zone endpoints: ACCOUNT.zNN.blob.storage.azure.net
+    if let Some(rest) = host.strip_suffix(".blob.storage.azure.net")
+        && let Some((account, zone)) = rest.rsplit_once('.')
+    {
+        let digits = zone.strip_prefix('z').unwrap_or_default();
+        return !account.is_empty()
+            && (1..=2).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit());
+    }
+    false
+}
+
+/// Whether this program can fetch what a URI names: the registry side asks before it accepts
+/// an artifact URI.
+pub(crate) fn can_fetch(uri: &str) -> bool {
+    StorageKind::of(uri).is_some()
+}
+
+/// The artifact URIs this program fetches, for the hint after a refused one.
+pub(crate) const SCHEMES_HINT: &str = "supported artifact URIs: s3://, gs://, https://ACCOUNT.blob.core.windows.net/..., http(s)://, file://";
+
 /// A source ready to be listed, and the prefix its URI names.
-pub struct Opened {
-    pub source: Box<dyn Source>,
-    pub prefix: String,
+pub(crate) struct Opened {
+    pub(crate) source: Box<dyn Source>,
+    pub(crate) prefix: String,
 }
 
 /// Picks and sets up the backend for a storage URI (not a `model-registry://` one).
-pub fn open(uri: &str, settings: &Settings) -> Result<Opened, Error> {
+pub(crate) fn open(uri: &str, settings: &Settings) -> Result<Opened, Error> {
     fn opened<S: Source + 'static>((source, prefix): (S, String)) -> Opened {
         let source = Box::new(source);
         Opened { source, prefix }
     }
     Ok(match StorageKind::of(uri) {
-        Some(StorageKind::Http) => opened((http::HttpSource::open(uri, settings)?, String::new())),
+        Some(StorageKind::Http) => opened((web::WebSource::open(uri, settings)?, String::new())),
         Some(StorageKind::Local) => opened((local::LocalSource::open(uri)?, String::new())),
         Some(StorageKind::S3) => opened(s3::S3Source::open(uri, settings)?),
         Some(StorageKind::Gcs) => opened(gcs::GcsSource::open(uri, settings)?),
@@ -250,4 +309,37 @@ pub fn open(uri: &str, settings: &Settings) -> Result<Opened, Error> {
             reason: "unsupported storage scheme (supported: model-registry://, s3://, gs://, Azure Blob https://, http(s)://, file:// or a path)".into(),
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_kinds() {
+        use StorageKind::*;
+        let cases = [
+            ("s3://bucket/key", Some(S3)),
+            ("S3://bucket", Some(S3)),
+            ("gs://bucket/key", Some(Gcs)),
+            ("https://example.com/model", Some(Http)),
+            ("http://example.com/model", Some(Http)),
+            ("https://acct.blob.core.windows.net/c/p", Some(Azure)),
+            ("https://acct.z12.blob.storage.azure.net/c/p", Some(Azure)),
+            // Only the host decides, unlike KServe's unanchored regex.
+            (
+                "https://example.com/?u=acct.blob.core.windows.net/c",
+                Some(Http),
+            ),
+            ("http://acct.blob.core.windows.net/c/p", Some(Http)),
+            ("file:///models/iris", Some(Local)),
+            ("/mnt/pvc/iris", Some(Local)),
+            ("ftp://example.com/model", None),
+            ("hdfs://nn/model", None),
+            ("oci://registry/model", None),
+        ];
+        for (uri, want) in cases {
+            assert_eq!(StorageKind::of(uri), want, "{uri}");
+        }
+    }
 }

@@ -53,7 +53,7 @@ const HINT_TLS: &str = "trust the endpoint's CA with AWS_CA_BUNDLE (for S3 it re
 const HINT_STS: &str = "check AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ENDPOINT_URL_STS";
 
 /// One bucket, and how to sign for it.
-pub struct S3Source {
+pub(crate) struct S3Source {
     agent: Agent,
     bucket: String,
     endpoint: Endpoint,
@@ -78,17 +78,17 @@ enum Signer {
 
 /// Where a bucket's requests go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// `scheme://host[:port]` of the S3 API (without the bucket).
-    pub url: String,
+    pub(crate) url: String,
     /// The region signatures are made for.
-    pub region: String,
+    pub(crate) region: String,
     /// `ENDPOINT/BUCKET/KEY` rather than `BUCKET.ENDPOINT/KEY`.
-    pub path_style: bool,
+    pub(crate) path_style: bool,
 }
 
 /// The endpoint, region and addressing for `bucket` (behavior.md §4).
-pub fn endpoint(s3: &S3Settings, bucket: &str) -> Endpoint {
+pub(crate) fn endpoint(s3: &S3Settings, bucket: &str) -> Endpoint {
     let region = s3.region.clone().unwrap_or_else(|| "us-east-1".into());
     if let Some(url) = &s3.endpoint {
         return Endpoint {
@@ -150,7 +150,7 @@ fn rust_s3_bucket(
 }
 
 /// `s3://BUCKET[/KEY]` → bucket and key (the key as written: S3 keys are not URL-encoded).
-pub fn parse_uri(uri: &str) -> Result<(String, String), Error> {
+pub(crate) fn parse_uri(uri: &str) -> Result<(String, String), Error> {
     bucket_uri(uri, "s3")
 }
 
@@ -211,7 +211,7 @@ fn status_words(status: &StatusError, bucket: &str, signing: Signing) -> Words {
 
 impl S3Source {
     /// Sets up addressing, trust and credentials for the bucket of `uri`; nothing is sent yet.
-    pub fn open(uri: &str, settings: &Settings) -> Result<(S3Source, String), Error> {
+    pub(crate) fn open(uri: &str, settings: &Settings) -> Result<(S3Source, String), Error> {
         let (bucket, key) = parse_uri(uri)?;
         let s3 = &settings.s3;
         if s3.accelerate && s3.endpoint.is_some() {
@@ -378,7 +378,7 @@ impl Source for S3Source {
         let path = format!("/{key}");
         let url = self.url(&path, Command::GetObject, &what)?;
         let sign = |_: Option<&str>| self.headers(&path, Command::GetObject, &what);
-        http::download(&self.agent, &url, &sign, range, out)
+        http::get_resumable(&self.agent, &url, &sign, range, out)
             .map_err(|f| f.or_else(|f| self.error("download", &what, f)))
     }
 }
@@ -428,7 +428,7 @@ fn parse_page(xml: &str) -> Result<Page, String> {
 
 /// The MD5 of an object's bytes, when its ETag is one: a single-part upload's ETag is the hex
 /// MD5 of the object; a multipart upload's has a `-N` suffix and is not.
-pub fn md5_of_etag(etag: &str) -> Option<[u8; 16]> {
+pub(crate) fn md5_of_etag(etag: &str) -> Option<[u8; 16]> {
     let etag = etag.trim_matches('"');
     if etag.len() != 32 {
         return None;

@@ -17,16 +17,16 @@ use crate::http::{self, StatusError};
 use crate::settings::Secret;
 
 /// Temporary keys from STS.
-pub struct TemporaryKeys {
-    pub access_key_id: Secret,
-    pub secret_access_key: Secret,
-    pub session_token: Secret,
+pub(crate) struct TemporaryKeys {
+    pub(crate) access_key_id: Secret,
+    pub(crate) secret_access_key: Secret,
+    pub(crate) session_token: Secret,
     /// When they stop working.
-    pub expires: SystemTime,
+    pub(crate) expires: SystemTime,
 }
 
 /// The regional STS endpoint of AWS, unless `AWS_ENDPOINT_URL_STS` names another.
-pub fn endpoint(region: &str) -> String {
+pub(crate) fn endpoint(region: &str) -> String {
     let suffix = if region.starts_with("cn-") {
         "amazonaws.com.cn"
     } else {
@@ -36,19 +36,19 @@ pub fn endpoint(region: &str) -> String {
 }
 
 /// A role to assume with a web identity token, and the STS that hands out its keys.
-pub struct WebIdentity {
-    pub role_arn: String,
+pub(crate) struct WebIdentity {
+    pub(crate) role_arn: String,
     /// `AWS_WEB_IDENTITY_TOKEN_FILE`.
-    pub token_file: PathBuf,
+    pub(crate) token_file: PathBuf,
     /// `AWS_ROLE_SESSION_NAME`, else one made of the time.
-    pub session_name: Option<String>,
-    pub endpoint: String,
+    pub(crate) session_name: Option<String>,
+    pub(crate) endpoint: String,
 }
 
 impl WebIdentity {
     /// Exchanges the token for temporary keys of the role. Errors are phrases ("STS at URL
     /// refused role ..."), for the caller to put in its own error.
-    pub fn keys(&self, agent: &Agent) -> Result<TemporaryKeys, String> {
+    pub(crate) fn keys(&self, agent: &Agent) -> Result<TemporaryKeys, String> {
         let token = credentials::token_file(&self.token_file, "AWS_WEB_IDENTITY_TOKEN_FILE")?;
         let now = SystemTime::now();
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -124,7 +124,7 @@ fn parse_answer(xml: &str, now: SystemTime) -> Result<TemporaryKeys, String> {
 }
 
 /// `2026-11-21T09:30:00Z` (fractional seconds allowed) as a time; other forms are `None`.
-pub fn parse_utc(text: &str) -> Option<SystemTime> {
+pub(crate) fn parse_utc(text: &str) -> Option<SystemTime> {
     let text = text.trim().strip_suffix('Z')?;
     let (date, time) = text.split_once('T')?;
     let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());

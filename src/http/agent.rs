@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::settings::TlsSettings;
 
 /// `User-Agent` of every request.
-pub const USER_AGENT: &str = concat!("mr-storage-initializer/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("mr-storage-initializer/", env!("CARGO_PKG_VERSION"));
 
 // What ureq reads from a socket at a time; a loopback or LAN read rarely returns more.
 const INPUT_BUFFER: usize = 64 * 1024;

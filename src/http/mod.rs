@@ -4,7 +4,7 @@
 //!
 //! `agent` builds the agent and its trust store; `redirect` sends one GET hop by hop;
 //! `transport` says why a request got no answer; `retry` tries again; `status` words what
-//! failed; `ranged` is the resumable download.
+//! failed; `ranged` is the resumable get_resumable.
 
 mod agent;
 mod ranged;
@@ -13,9 +13,11 @@ mod retry;
 mod status;
 mod transport;
 
-pub use agent::{Trust, USER_AGENT, agent};
-pub use ranged::{BUFFER_SIZE, Headers, content_range, download};
-pub use redirect::join_url;
-pub use retry::{ATTEMPTS, backoff, get_with_retry, is_retryable, post_form_with_retry};
-pub use status::{Failure, PLAIN_HTTP, StatusError};
-pub use transport::describe;
+pub use agent::{Trust, agent};
+pub use ranged::{Headers, get_resumable};
+
+pub(crate) use agent::USER_AGENT;
+pub(crate) use ranged::{BUFFER_SIZE, content_range};
+pub(crate) use retry::{get_with_retry, post_form_with_retry};
+pub(crate) use status::{Failure, PLAIN_HTTP, StatusError};
+pub(crate) use transport::describe;

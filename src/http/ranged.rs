@@ -16,7 +16,7 @@ use crate::error::{Error, one_line, redact_url};
 
 /// Bytes read from a response body at a time: with N workers, downloads hold N of these,
 /// plus ureq's own buffers (`INPUT_BUFFER` and `OUTPUT_BUFFER`) per connection.
-pub const BUFFER_SIZE: usize = 64 * 1024;
+pub(crate) const BUFFER_SIZE: usize = 64 * 1024;
 
 /// Request headers as owned name and value pairs.
 pub type Headers = Vec<(String, String)>;
@@ -32,7 +32,7 @@ pub type Headers = Vec<(String, String)>;
 /// signature made for the first attempt may be too old for a retry after a long, slow
 /// transfer (S3 accepts a signed request for 15 minutes), and Azure's Shared Key signs the
 /// range itself.
-pub fn download(
+pub fn get_resumable(
     agent: &Agent,
     url: &str,
     headers: &dyn Fn(Option<&str>) -> Result<Headers, Error>,
@@ -195,7 +195,7 @@ impl Transfer<'_> {
 
 /// Parses `Content-Range: bytes START-END/TOTAL` (or `bytes */TOTAL`): the first byte sent,
 /// and the total size when the server knows it.
-pub fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
+pub(crate) fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
     let rest = value.trim().strip_prefix("bytes")?.trim_start();
     let (span, total) = rest.split_once('/')?;
     let total = match total.trim() {

@@ -96,7 +96,7 @@ pub(super) fn authority_of(url: &str) -> &str {
 
 /// Resolves a `Location` against the URL that sent it: absolute, scheme-relative,
 /// absolute-path and relative forms. `None` for a scheme other than http(s).
-pub fn join_url(base: &str, location: &str) -> Option<String> {
+pub(crate) fn join_url(base: &str, location: &str) -> Option<String> {
     let location = location.trim();
     if let Some((scheme, _)) = location.split_once("://") {
         let scheme = scheme.to_ascii_lowercase();

@@ -14,7 +14,7 @@ use crate::error::redact_url;
 use crate::uri::percent_encode;
 
 /// How many times a GET is tried in all before its failure is final.
-pub const ATTEMPTS: u32 = 4;
+pub(crate) const ATTEMPTS: u32 = 4;
 
 // The first retry waits about this long; each later one twice as long, plus jitter.
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
@@ -24,7 +24,7 @@ const RETRY_AFTER_CAP: Duration = Duration::from_secs(10);
 /// A GET that is tried again on transport errors, 429 and 5xx, with exponential backoff and
 /// jitter; TLS failures and refused redirects are final at once. Returns the last response
 /// (whatever its status) or a `Transport` or `Tls` failure.
-pub fn get_with_retry(
+pub(crate) fn get_with_retry(
     agent: &Agent,
     url: &str,
     headers: &[(&str, &str)],
@@ -35,7 +35,7 @@ pub fn get_with_retry(
 /// A POST of a form (`application/x-www-form-urlencoded`), retried as `get_with_retry`:
 /// token exchanges, whose bodies carry credentials that must stay out of URLs and logs.
 /// Redirects are not followed.
-pub fn post_form_with_retry(
+pub(crate) fn post_form_with_retry(
     agent: &Agent,
     url: &str,
     form: &[(&str, &str)],
@@ -96,13 +96,13 @@ pub(super) fn gave_up(cause: &str) -> Failure {
 }
 
 /// 429 and 5xx are worth another try; other statuses are answers.
-pub fn is_retryable(status: u16) -> bool {
+pub(crate) fn is_retryable(status: u16) -> bool {
     status == 429 || (500..=599).contains(&status)
 }
 
 /// The wait before retry number `attempt` (1-based): base × 2^(attempt-1), plus up to one
 /// base of jitter so that many init containers do not retry in step.
-pub fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let exp = BACKOFF_BASE * 2u32.pow(attempt.saturating_sub(1).min(6));
     let jitter_ms = RandomState::new().hash_one(attempt) % BACKOFF_BASE.as_millis() as u64;
     exp + Duration::from_millis(jitter_ms)

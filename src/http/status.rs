@@ -9,7 +9,7 @@ use ureq::http::Response;
 use crate::error::{Error, one_line};
 
 /// How every backend words an `https://` URL on a plain-HTTP server.
-pub const PLAIN_HTTP: &str = "TLS handshake failed: is the server plain HTTP?";
+pub(crate) const PLAIN_HTTP: &str = "TLS handshake failed: is the server plain HTTP?";
 
 /// Why a request failed, before a backend puts it in its own words.
 #[derive(Debug)]
@@ -33,7 +33,7 @@ pub enum Failure {
 
 impl Failure {
     /// The caller's own error when its header function failed, else `word(self)`.
-    pub fn or_else(self, word: impl FnOnce(Failure) -> Error) -> Error {
+    pub(crate) fn or_else(self, word: impl FnOnce(Failure) -> Error) -> Error {
         match self {
             Failure::Headers(e) => *e,
             other => word(other),
@@ -58,16 +58,16 @@ impl fmt::Display for Failure {
 /// `{"error":{"message":...}}`, or XML `<Code>` and `<Message>` (S3, STS, Azure).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusError {
-    pub status: u16,
+    pub(crate) status: u16,
     /// The server's error code (`NoSuchBucket`), when it gives one.
-    pub code: Option<String>,
+    pub(crate) code: Option<String>,
     /// The server's message, on one line and cut at 200 characters.
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
 }
 
 impl StatusError {
     /// Reads up to 64 KiB of an error response's body.
-    pub fn read(mut response: Response<Body>) -> StatusError {
+    pub(crate) fn read(mut response: Response<Body>) -> StatusError {
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -79,7 +79,7 @@ impl StatusError {
     }
 
     /// The status with what `body` says about it.
-    pub fn parse(status: u16, body: &str) -> StatusError {
+    pub(crate) fn parse(status: u16, body: &str) -> StatusError {
         let json = serde_json::from_str::<serde_json::Value>(body).ok();
         let message = json
             .as_ref()

@@ -9,7 +9,7 @@ use ureq::Agent;
 use super::redirect::authority_of;
 use super::status::Failure;
 use crate::error::one_line;
-use crate::settings::port_text;
+use crate::uri::port_text;
 
 // The check that a server which failed a TLS handshake speaks plain HTTP: one request, no retry.
 const PLAIN_HTTP_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -94,7 +94,7 @@ fn is_tls(e: &ureq::Error) -> bool {
 
 /// A transport error as one short line. ureq's own words are kept; `io:` prefixes and
 /// newlines are not.
-pub fn describe(e: &ureq::Error) -> String {
+pub(crate) fn describe(e: &ureq::Error) -> String {
     let text = match e {
         ureq::Error::Io(io) => io.to_string(),
         other => other.to_string(),

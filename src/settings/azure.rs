@@ -8,23 +8,23 @@ use crate::error::Error;
 /// Azure Blob settings, under the names KServe and Azure's own tools read (`AZ_*` are KServe's
 /// legacy names, read when the `AZURE_*` one is unset).
 #[derive(Debug, Clone, Default)]
-pub struct AzureSettings {
+pub(crate) struct AzureSettings {
     /// `AZURE_STORAGE_ACCESS_KEY`: the account key, for Shared Key signing.
-    pub account_key: Option<Secret>,
+    pub(crate) account_key: Option<Secret>,
     /// `AZURE_CLIENT_ID`.
-    pub client_id: Option<String>,
+    pub(crate) client_id: Option<String>,
     /// `AZURE_TENANT_ID`.
-    pub tenant_id: Option<String>,
+    pub(crate) tenant_id: Option<String>,
     /// `AZURE_CLIENT_SECRET`.
-    pub client_secret: Option<Secret>,
+    pub(crate) client_secret: Option<Secret>,
     /// `AZURE_FEDERATED_TOKEN_FILE`: workload identity's projected token.
-    pub federated_token_file: Option<PathBuf>,
+    pub(crate) federated_token_file: Option<PathBuf>,
     /// `AZURE_AUTHORITY_HOST` (default `https://login.microsoftonline.com`).
-    pub authority_host: Option<String>,
+    pub(crate) authority_host: Option<String>,
     /// `AZURE_STORAGE_BLOB_ENDPOINT`: replaces `https://ACCOUNT.blob.core.windows.net`.
-    pub blob_endpoint: Option<String>,
+    pub(crate) blob_endpoint: Option<String>,
     /// `AZURE_STORAGE_CONNECTION_STRING`, held whole: it may carry a key or a SAS.
-    pub connection_string: Option<Secret>,
+    pub(crate) connection_string: Option<Secret>,
 }
 
 pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<AzureSettings, Error> {

@@ -7,17 +7,17 @@ use crate::error::Error;
 
 /// GCS settings, under the names Google's own libraries read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GcsSettings {
+pub(crate) struct GcsSettings {
     /// `GOOGLE_APPLICATION_CREDENTIALS`: a service-account (or authorized-user) JSON file.
-    pub credentials_file: Option<PathBuf>,
+    pub(crate) credentials_file: Option<PathBuf>,
     /// `GCE_METADATA_HOST`: the metadata server's `host[:port]` (default
     /// `metadata.google.internal`).
-    pub metadata_host: Option<String>,
+    pub(crate) metadata_host: Option<String>,
     /// `STORAGE_EMULATOR_HOST` as `http(s)://host:port`: an emulator, reached without auth.
-    pub emulator: Option<String>,
+    pub(crate) emulator: Option<String>,
     /// `CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE` as `scheme://host[:port]`: another endpoint
     /// for the JSON API (Private Service Connect, a proxy), reached with auth.
-    pub endpoint: Option<String>,
+    pub(crate) endpoint: Option<String>,
 }
 
 pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<GcsSettings, Error> {

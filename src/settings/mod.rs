@@ -17,47 +17,46 @@ use std::fmt;
 use crate::error::Error;
 use crate::uri::BaseUrl;
 
-pub use azure::AzureSettings;
-pub use gcs::GcsSettings;
-pub use registry::{RegistrySettings, TokenSource};
-pub use s3::{S3Credentials, S3Settings};
+pub(crate) use azure::AzureSettings;
+pub(crate) use gcs::GcsSettings;
+pub(crate) use registry::RegistrySettings;
+pub(crate) use s3::{S3Credentials, S3Settings};
 pub use tls::TlsSettings;
 
 // `http` imports the port grammar from here.
-pub use crate::uri::port_text;
 
 /// Everything read from the environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Where and how to reach the Model Registry.
-    pub registry: RegistrySettings,
+    pub(crate) registry: RegistrySettings,
     /// Extra trust for TLS, shared by every HTTPS connection the program makes.
-    pub tls: TlsSettings,
+    pub(crate) tls: TlsSettings,
     /// `ALLOWED_ARTIFACT_URI_PREFIXES`: when set, artifact URIs must start with one of these.
-    pub allowed_artifact_prefixes: Option<Vec<String>>,
+    pub(crate) allowed_artifact_prefixes: Option<Vec<String>>,
     /// `<hostname>-headers`: extra HTTP headers for one host, as KServe reads them (a JSON
     /// object), keyed by the lowercased host name. Held as secrets: they often carry tokens.
-    pub http_headers: BTreeMap<String, Secret>,
+    pub(crate) http_headers: BTreeMap<String, Secret>,
     /// The S3 variables KServe injects.
-    pub s3: S3Settings,
+    pub(crate) s3: S3Settings,
     /// Google Cloud Storage.
-    pub gcs: GcsSettings,
+    pub(crate) gcs: GcsSettings,
     /// Azure Blob Storage.
-    pub azure: AzureSettings,
+    pub(crate) azure: AzureSettings,
 }
 
 /// A value that must never be printed: `Debug` and `Display` show `(redacted)`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
     /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Secret {
+    pub(crate) fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }
 
     /// The value, for the one place that must send it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -76,7 +75,7 @@ impl fmt::Debug for Secret {
 
 impl Settings {
     /// Reads the process environment.
-    pub fn from_env() -> Result<Settings, Error> {
+    pub(crate) fn from_env() -> Result<Settings, Error> {
         let vars: HashMap<String, String> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
@@ -85,7 +84,7 @@ impl Settings {
 
     /// `from_lookup` over a map, plus the `<hostname>-headers` variables, which can only be
     /// found by looking at every name.
-    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Settings, Error> {
+    pub(crate) fn from_vars(vars: &HashMap<String, String>) -> Result<Settings, Error> {
         let mut settings = Settings::from_lookup(|k| vars.get(k).cloned())?;
         settings.http_headers = vars
             .iter()

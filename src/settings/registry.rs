@@ -8,17 +8,17 @@ use crate::uri::BaseUrl;
 
 /// The `MODEL_REGISTRY_*` variables.
 #[derive(Debug, Clone)]
-pub struct RegistrySettings {
+pub(crate) struct RegistrySettings {
     /// The default registry (`MODEL_REGISTRY_BASE_URL` with `MODEL_REGISTRY_SCHEME`).
-    pub base: BaseUrl,
+    pub(crate) base: BaseUrl,
     /// `MODEL_REGISTRY_SERVICE_NAME`, used with `?namespace=`.
-    pub service_name: String,
+    pub(crate) service_name: String,
     /// `MODEL_REGISTRY_CLUSTER_DOMAIN`, used with `?namespace=`.
-    pub cluster_domain: String,
+    pub(crate) cluster_domain: String,
     /// Where the bearer token comes from, if anywhere.
-    pub token: Option<TokenSource>,
+    pub(crate) token: Option<TokenSource>,
     /// `MODEL_REGISTRY_CA_FILE`: an extra PEM bundle to trust for the registry only.
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<RegistrySettings, Error> {
@@ -51,7 +51,7 @@ pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<RegistrySetti
 
 /// Where the registry's bearer token comes from.
 #[derive(Debug, Clone)]
-pub enum TokenSource {
+pub(crate) enum TokenSource {
     /// `MODEL_REGISTRY_TOKEN`.
     Value(Secret),
     /// `MODEL_REGISTRY_TOKEN_FILE`, read when the registry is called (a projected
@@ -61,7 +61,7 @@ pub enum TokenSource {
 
 impl TokenSource {
     /// The token itself; a file is read now, and surrounding whitespace is dropped.
-    pub fn read(&self) -> Result<Secret, Error> {
+    pub(crate) fn read(&self) -> Result<Secret, Error> {
         match self {
             TokenSource::Value(s) => Ok(s.clone()),
             TokenSource::File(path) => {

@@ -9,28 +9,28 @@ use crate::error::Error;
 /// S3 settings, from KServe's variables with `STORAGE_CONFIG`/`STORAGE_OVERRIDE_CONFIG`
 /// (KServe's storage spec) laid over them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct S3Settings {
+pub(crate) struct S3Settings {
     /// `AWS_ENDPOINT_URL`, or `S3_ENDPOINT` with `S3_USE_HTTPS`: `scheme://host[:port]`.
     /// `None` means AWS itself.
-    pub endpoint: Option<String>,
+    pub(crate) endpoint: Option<String>,
     /// `AWS_REGION`, else `AWS_DEFAULT_REGION`.
-    pub region: Option<String>,
-    pub credentials: S3Credentials,
+    pub(crate) region: Option<String>,
+    pub(crate) credentials: S3Credentials,
     /// `S3_USER_VIRTUAL_BUCKET`: `Some(true)` virtual-hosted, `Some(false)` path-style.
-    pub virtual_hosted: Option<bool>,
+    pub(crate) virtual_hosted: Option<bool>,
     /// `S3_USE_ACCELERATE`.
-    pub accelerate: bool,
+    pub(crate) accelerate: bool,
     /// `S3_VERIFY_SSL` (`0` or `false` turns certificate checks off).
-    pub verify_tls: bool,
+    pub(crate) verify_tls: bool,
     /// `AWS_CA_BUNDLE`: replaces the trust store for S3, as in KServe.
-    pub ca_bundle: Option<PathBuf>,
+    pub(crate) ca_bundle: Option<PathBuf>,
     /// `AWS_ENDPOINT_URL_STS`: where web-identity credentials are exchanged.
-    pub sts_endpoint: Option<String>,
+    pub(crate) sts_endpoint: Option<String>,
 }
 
 /// Which credentials sign S3 requests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum S3Credentials {
+pub(crate) enum S3Credentials {
     /// Nothing set: requests go unsigned (public buckets).
     #[default]
     None,

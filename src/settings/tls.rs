@@ -11,10 +11,10 @@ const DEFAULT_CA_BUNDLE_MOUNT: &str = "/etc/ssl/custom-certs";
 pub struct TlsSettings {
     /// `SSL_CERT_FILE`: a PEM bundle added to the built-in and system roots (OpenSSL would
     /// replace them with it).
-    pub ssl_cert_file: Option<PathBuf>,
+    pub(crate) ssl_cert_file: Option<PathBuf>,
     /// KServe's CA bundle: `$CA_BUNDLE_VOLUME_MOUNT_POINT/cabundle.crt` when
     /// `CA_BUNDLE_CONFIGMAP_NAME` is set.
-    pub kserve_ca_bundle: Option<PathBuf>,
+    pub(crate) kserve_ca_bundle: Option<PathBuf>,
 }
 
 pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> TlsSettings {

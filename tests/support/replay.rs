@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use mr_storage_initializer::uri::percent_decode;
+use mr_storage_initializer::percent_decode;
 use serde_json::Value;
 
 use super::server::{Server, read_head};

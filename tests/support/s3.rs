@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mr_storage_initializer::http::{self, Trust};
-use mr_storage_initializer::settings::TlsSettings;
+use mr_storage_initializer::TlsSettings;
+use mr_storage_initializer::{Trust, agent};
 
 use super::TempDir;
 use super::tls::Certs;
@@ -119,7 +119,7 @@ impl S3rver {
             Some(c) => Trust::Only(&c.ca),
             None => Trust::Usual(&[]),
         };
-        let agent = http::agent(&TlsSettings::default(), trust).unwrap();
+        let agent = agent(&TlsSettings::default(), trust).unwrap();
         S3rver {
             _process: process,
             dir,

@@ -187,8 +187,7 @@ pub fn read_form(stream: &TcpStream) -> Option<HashMap<String, String>> {
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
-    let decode =
-        |s: &str| mr_storage_initializer::uri::percent_decode(&s.replace('+', " ")).unwrap();
+    let decode = |s: &str| mr_storage_initializer::percent_decode(&s.replace('+', " ")).unwrap();
     Some(
         String::from_utf8(body)
             .ok()?

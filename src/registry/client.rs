@@ -17,49 +17,51 @@ use crate::settings::Secret;
 use crate::uri::{BaseUrl, percent_encode};
 
 /// How many items a list call asks for. Pages are followed only when needed (see `select`).
-pub const PAGE_SIZE: u32 = 50;
+pub(crate) const PAGE_SIZE: u32 = 50;
 
 /// `RegisteredModel`: only the fields this program reads.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RegisteredModel {
+pub(crate) struct RegisteredModel {
     /// Required in practice; the spec marks it read-only, not required.
-    pub id: Option<String>,
-    pub name: String,
+    pub(crate) id: Option<String>,
+    pub(crate) name: String,
 }
 
 /// `ModelVersion`: only the fields this program reads.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ModelVersion {
-    pub id: String,
-    pub name: String,
+pub(crate) struct ModelVersion {
+    pub(crate) id: String,
+    pub(crate) name: String,
     /// `LIVE` or `ARCHIVED`; absent means `LIVE`.
-    pub state: Option<String>,
-    pub create_time_since_epoch: Option<String>,
+    pub(crate) state: Option<String>,
+    pub(crate) create_time_since_epoch: Option<String>,
 }
 
 /// `Artifact` (any of its kinds): only the fields this program reads.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Artifact {
-    pub id: Option<String>,
-    pub name: Option<String>,
-    pub artifact_type: Option<String>,
-    pub uri: Option<String>,
-    pub state: Option<String>,
-    pub create_time_since_epoch: Option<String>,
+pub(crate) struct Artifact {
+    pub(crate) id: Option<String>,
+    pub(crate) artifact_type: Option<String>,
+    pub(crate) uri: Option<String>,
+    pub(crate) state: Option<String>,
+    pub(crate) create_time_since_epoch: Option<String>,
 }
 
 /// The list wrapper every list call returns.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct List<T> {
-    pub items: Vec<T>,
-    pub size: i64,
-    pub page_size: i64,
+pub(crate) struct List<T> {
+    pub(crate) items: Vec<T>,
+    // Never read, but required by the spec: a body without them is not a list.
+    #[allow(dead_code)]
+    size: i64,
+    #[allow(dead_code)]
+    page_size: i64,
     /// Empty on the last page.
-    pub next_page_token: String,
+    pub(crate) next_page_token: String,
 }
 
 /// The registry's error body, `{"code": "...", "message": "..."}`; only `message` is shown.
@@ -69,7 +71,7 @@ struct ApiError {
 }
 
 /// A client for one registry.
-pub struct Client<'a> {
+pub(crate) struct Client<'a> {
     agent: &'a Agent,
     base: BaseUrl,
     token: Option<Secret>,
@@ -77,12 +79,12 @@ pub struct Client<'a> {
 
 impl<'a> Client<'a> {
     /// A client for the registry at `base`, sending `token` as a bearer token when given.
-    pub fn new(agent: &'a Agent, base: BaseUrl, token: Option<Secret>) -> Client<'a> {
+    pub(crate) fn new(agent: &'a Agent, base: BaseUrl, token: Option<Secret>) -> Client<'a> {
         Client { agent, base, token }
     }
 
     /// `GET /registered_model?name=NAME`; 404 is `ModelNotFound`.
-    pub fn find_model(&self, name: &str) -> Result<RegisteredModel, Lookup> {
+    pub(crate) fn find_model(&self, name: &str) -> Result<RegisteredModel, Lookup> {
         let path = format!("/registered_model?name={}", percent_encode(name));
         self.get(&path).map_err(|e| match e {
             Lookup::Status {
@@ -95,7 +97,7 @@ impl<'a> Client<'a> {
     }
 
     /// `GET /model_version?name=NAME&parentResourceId=ID`; 404 is `VersionNotFound`.
-    pub fn find_version(&self, name: &str, model_id: &str) -> Result<ModelVersion, Lookup> {
+    pub(crate) fn find_version(&self, name: &str, model_id: &str) -> Result<ModelVersion, Lookup> {
         let path = format!(
             "/model_version?name={}&parentResourceId={}",
             percent_encode(name),
@@ -112,7 +114,11 @@ impl<'a> Client<'a> {
     }
 
     /// One page of a model's versions, newest first.
-    pub fn versions(&self, model_id: &str, page_token: &str) -> Result<List<ModelVersion>, Lookup> {
+    pub(crate) fn versions(
+        &self,
+        model_id: &str,
+        page_token: &str,
+    ) -> Result<List<ModelVersion>, Lookup> {
         let path = format!(
             "/registered_models/{}/versions?orderBy=CREATE_TIME&sortOrder=DESC&pageSize={PAGE_SIZE}{}",
             percent_encode(model_id),
@@ -122,7 +128,11 @@ impl<'a> Client<'a> {
     }
 
     /// One page of a version's model artifacts, newest first.
-    pub fn artifacts(&self, version_id: &str, page_token: &str) -> Result<List<Artifact>, Lookup> {
+    pub(crate) fn artifacts(
+        &self,
+        version_id: &str,
+        page_token: &str,
+    ) -> Result<List<Artifact>, Lookup> {
         let path = format!(
             "/model_versions/{}/artifacts?artifactType=model-artifact&orderBy=CREATE_TIME&sortOrder=DESC&pageSize={PAGE_SIZE}{}",
             percent_encode(version_id),
@@ -209,12 +219,12 @@ fn excerpt(body: &str) -> String {
 }
 
 /// The probe's time limit: connect, send and answer together.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Whether `base` answers like a Model Registry: one cheap request, no credentials,
 /// no retry, at most `PROBE_TIMEOUT`. A 200 with a list body counts, and so do 401 and 403 (a
 /// registry that wants a token is still a registry).
-pub fn probe(agent: &Agent, base: &BaseUrl) -> bool {
+pub(crate) fn probe(agent: &Agent, base: &BaseUrl) -> bool {
     let url = base.api("/registered_models?pageSize=1");
     let result = agent
         .get(&url)

@@ -11,17 +11,17 @@ use std::path::{Component, Path, PathBuf};
 use crate::error::Error;
 
 /// Ends the hidden name a file is written under until it is complete.
-pub const TEMP_SUFFIX: &str = ".mrsi-part";
+pub(crate) const TEMP_SUFFIX: &str = ".mrsi-part";
 /// Ends the hidden name of a part file's journal (which ranged parts are done).
-pub const JOURNAL_SUFFIX: &str = ".mrsi-parts";
+pub(crate) const JOURNAL_SUFFIX: &str = ".mrsi-parts";
 
 /// `dir/.name.mrsi-part` for `dir/name`.
-pub fn temp_path(path: &Path) -> PathBuf {
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
     sibling(path, TEMP_SUFFIX)
 }
 
 /// `dir/.name.mrsi-parts` for `dir/name`.
-pub fn journal_path(path: &Path) -> PathBuf {
+pub(crate) fn journal_path(path: &Path) -> PathBuf {
     sibling(path, JOURNAL_SUFFIX)
 }
 
@@ -35,7 +35,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// Creates `DEST_DIR` and any folders above it that are missing. When it, or a folder above it,
 /// is a file, the error names that file: the system's "File exists" or "Not a directory" does
 /// not say which path is the file.
-pub fn create_root(dest: &Path) -> Result<(), Error> {
+pub(crate) fn create_root(dest: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(dest).map_err(|e| {
         let file = dest
             .ancestors()
@@ -53,7 +53,7 @@ pub fn create_root(dest: &Path) -> Result<(), Error> {
 /// Creates the folders of `relative` (a path checked by `plan::safe_relative`) below `dest`
 /// and returns the file's full path. Refuses to pass through a symbolic link or a file, so a
 /// link left in `DEST_DIR` cannot send a write elsewhere.
-pub fn prepare(dest: &Path, relative: &Path) -> Result<PathBuf, Error> {
+pub(crate) fn prepare(dest: &Path, relative: &Path) -> Result<PathBuf, Error> {
     make_dirs(dest, relative.parent().unwrap_or(Path::new("")))?;
     let path = dest.join(relative);
     if let Ok(meta) = std::fs::symlink_metadata(&path)
@@ -66,7 +66,7 @@ pub fn prepare(dest: &Path, relative: &Path) -> Result<PathBuf, Error> {
 
 /// Creates the folder `relative` below `dest`, one level at a time, never through a symbolic
 /// link or a file.
-pub fn make_dirs(dest: &Path, relative: &Path) -> Result<(), Error> {
+pub(crate) fn make_dirs(dest: &Path, relative: &Path) -> Result<(), Error> {
     let mut dir = dest.to_path_buf();
     for component in relative.components() {
         let Component::Normal(name) = component else {
@@ -97,7 +97,7 @@ fn refuse(path: &Path, why: &str) -> Error {
 }
 
 /// Whether `path` is a regular file (not a link) of exactly `size` bytes.
-pub fn is_complete(path: &Path, size: Option<u64>) -> bool {
+pub(crate) fn is_complete(path: &Path, size: Option<u64>) -> bool {
     match (std::fs::symlink_metadata(path), size) {
         (Ok(meta), Some(size)) => meta.is_file() && meta.len() == size,
         _ => false,
@@ -106,7 +106,7 @@ pub fn is_complete(path: &Path, size: Option<u64>) -> bool {
 
 /// Removes every temporary file and journal under `dest` (a killed run's leftovers); returns
 /// how many. Links are not followed.
-pub fn remove_stale(dest: &Path) -> Result<usize, Error> {
+pub(crate) fn remove_stale(dest: &Path) -> Result<usize, Error> {
     let mut removed = 0;
     let mut dirs = vec![dest.to_path_buf()];
     while let Some(dir) = dirs.pop() {

@@ -19,31 +19,31 @@ use crate::fetch::Object;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
     /// The object's key in the source.
-    pub key: String,
+    pub(crate) key: String,
     /// Where it goes, relative to `DEST_DIR`; always a safe relative path.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Size in bytes, when the source knows it.
-    pub size: Option<u64>,
+    pub(crate) size: Option<u64>,
     /// Checksum or ETag, when the source gives one; a resumed file must still match it.
-    pub etag: Option<String>,
+    pub(crate) etag: Option<String>,
     /// The source can read byte ranges of this object (parts, resume).
-    pub ranges: bool,
+    pub(crate) ranges: bool,
     /// The MD5 of the bytes, when the source knows it.
-    pub md5: Option<[u8; 16]>,
+    pub(crate) md5: Option<[u8; 16]>,
 }
 
 /// Why a listing cannot be planned.
 #[derive(Debug, PartialEq, Eq)]
-pub struct PlanError {
+pub(crate) struct PlanError {
     /// The offending key.
-    pub key: String,
+    pub(crate) key: String,
     /// Why, as a phrase: "a '..' segment would leave DEST_DIR".
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// Maps a listing of everything whose key starts with `prefix` to the files to write, sorted
 /// by path.
-pub fn plan(prefix: &str, objects: Vec<Object>) -> Result<Vec<Planned>, PlanError> {
+pub(crate) fn plan(prefix: &str, objects: Vec<Object>) -> Result<Vec<Planned>, PlanError> {
     let mut by_path: BTreeMap<String, Planned> = BTreeMap::new();
     for object in objects {
         let Some(relative) = relative_key(prefix, &object.key) else {
@@ -111,7 +111,7 @@ fn relative_key<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
 
 /// Checks that `relative` (segments separated by `/`) stays inside the folder it is joined to,
 /// and turns it into a path. Used for object keys and for archive entries alike.
-pub fn safe_relative(relative: &str) -> Result<PathBuf, String> {
+pub(crate) fn safe_relative(relative: &str) -> Result<PathBuf, String> {
     if relative.contains('\0') {
         return Err("a NUL byte cannot be in a file name".into());
     }

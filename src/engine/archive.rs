@@ -11,28 +11,28 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
-use crate::dest;
+use crate::engine::dest;
+use crate::engine::plan::safe_relative;
 use crate::error::Error;
-use crate::plan::safe_relative;
 
 /// The archive formats extracted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Format {
     Tar,
     TarGz,
     Zip,
 }
 
-impl Kind {
+impl Format {
     /// The format a file name says, if it names an archive.
-    pub fn of(name: &Path) -> Option<Kind> {
+    pub(crate) fn of(name: &Path) -> Option<Format> {
         let name = name.file_name()?.to_str()?.to_ascii_lowercase();
         if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
-            Some(Kind::TarGz)
+            Some(Format::TarGz)
         } else if name.ends_with(".tar") {
-            Some(Kind::Tar)
+            Some(Format::Tar)
         } else if name.ends_with(".zip") {
-            Some(Kind::Zip)
+            Some(Format::Zip)
         } else {
             None
         }
@@ -41,7 +41,7 @@ impl Kind {
 
 /// Extracts `archive` (a file in `dest`) into `dest`, then removes it. Returns the number of
 /// files written.
-pub fn extract(archive: &Path, kind: Kind, dest: &Path) -> Result<usize, Error> {
+pub(crate) fn extract(archive: &Path, kind: Format, dest: &Path) -> Result<usize, Error> {
     let bad = |reason: String| Error::Archive {
         path: archive.to_path_buf(),
         reason,
@@ -53,9 +53,9 @@ pub fn extract(archive: &Path, kind: Kind, dest: &Path) -> Result<usize, Error> 
         files: 0,
     };
     match kind {
-        Kind::Tar => out.tar(BufReader::new(file))?,
-        Kind::TarGz => out.tar(flate2::read::GzDecoder::new(BufReader::new(file)))?,
-        Kind::Zip => {
+        Format::Tar => out.tar(BufReader::new(file))?,
+        Format::TarGz => out.tar(flate2::read::GzDecoder::new(BufReader::new(file)))?,
+        Format::Zip => {
             let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
             out.zip(&mut zip)?;
         }
@@ -239,7 +239,7 @@ fn remove_existing(path: &Path) -> Result<(), Error> {
 /// Whether a symbolic link at `relative` (below `DEST_DIR`) pointing at `target` stays inside
 /// `DEST_DIR`, read lexically. Extraction never writes through a link, so a link cannot be
 /// used to reach further.
-pub fn link_stays_inside(relative: &Path, target: &str) -> bool {
+pub(crate) fn link_stays_inside(relative: &Path, target: &str) -> bool {
     if target.is_empty() || target.starts_with('/') {
         return false;
     }
@@ -267,12 +267,12 @@ mod tests {
 
     #[test]
     fn archive_kinds_by_name() {
-        assert_eq!(Kind::of(Path::new("/d/m.tar.gz")), Some(Kind::TarGz));
-        assert_eq!(Kind::of(Path::new("m.TGZ")), Some(Kind::TarGz));
-        assert_eq!(Kind::of(Path::new("m.tar")), Some(Kind::Tar));
-        assert_eq!(Kind::of(Path::new("m.zip")), Some(Kind::Zip));
-        assert_eq!(Kind::of(Path::new("m.onnx")), None);
-        assert_eq!(Kind::of(Path::new("m.gz")), None);
+        assert_eq!(Format::of(Path::new("/d/m.tar.gz")), Some(Format::TarGz));
+        assert_eq!(Format::of(Path::new("m.TGZ")), Some(Format::TarGz));
+        assert_eq!(Format::of(Path::new("m.tar")), Some(Format::Tar));
+        assert_eq!(Format::of(Path::new("m.zip")), Some(Format::Zip));
+        assert_eq!(Format::of(Path::new("m.onnx")), None);
+        assert_eq!(Format::of(Path::new("m.gz")), None);
     }
 
     #[test]

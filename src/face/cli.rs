@@ -7,15 +7,15 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::download::Options;
+use crate::engine::Options;
 use crate::error::Error;
 use crate::uri::is_registry_uri;
 
 /// One line saying how to call the program; printed with every usage error.
-pub const USAGE: &str = "usage: mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]\n       mr-storage-initializer --resolve MODEL_REGISTRY_URI [DEST_DIR]";
+pub(crate) const USAGE: &str = "usage: mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]\n       mr-storage-initializer --resolve MODEL_REGISTRY_URI [DEST_DIR]";
 
 /// `--help`.
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 mr-storage-initializer: put a model where a KServe model server can load it.
 
 Resolves model-registry:// URIs through the Kubeflow Model Registry, picks the newest model
@@ -106,7 +106,7 @@ EXIT STATUS:
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// Download each pair in order, stopping at the first failure.
     Run { pairs: Vec<Pair>, options: Options },
     /// Resolve one `model-registry://` URI and print the result.
@@ -125,7 +125,7 @@ pub struct Pair {
 }
 
 /// Parses arguments that do not start with the program name.
-pub fn parse_args<I>(args: I) -> Result<Command, Error>
+pub(crate) fn parse_args<I>(args: I) -> Result<Command, Error>
 where
     I: IntoIterator,
     I::Item: Into<OsString>,
@@ -200,7 +200,7 @@ fn utf8(value: OsString) -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::download::DEFAULT_JOBS;
+    use crate::engine::DEFAULT_JOBS;
 
     fn parse(args: &str) -> Result<Command, String> {
         parse_args(args.split_whitespace()).map_err(|e| e.to_string())

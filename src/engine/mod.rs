@@ -1,4 +1,6 @@
 //! The download engine: from a source and a prefix to complete files under `DEST_DIR`.
+//! Its parts: `plan` (pure: listing → files), `dest` (safe writes, temporary names),
+//! `archive` (extracting a lone archive).
 //! It knows nothing about protocols; every backend plugs in through `fetch::Source`.
 //!
 //! 1. List and plan (`plan`): the whole listing is checked before a byte is written.
@@ -16,6 +18,10 @@
 //! The engine prints nothing: what the user sees of a plan, progress and the summary goes
 //! through the `Watch` the caller hands down.
 
+pub(crate) mod archive;
+pub(crate) mod dest;
+pub(crate) mod plan;
+
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -26,19 +32,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread;
 
-use crate::dest;
 use crate::error::Error;
 use crate::fetch::Source;
-use crate::plan::{self, Planned};
+use plan::Planned;
 
 /// Parallel transfers when `-j` is not given: enough requests in flight to keep an object
 /// store busy on many small files (measured: 8 left s3rver idle between requests, 32 gained
 /// nothing more), at about 150 KiB of buffers each.
-pub const DEFAULT_JOBS: usize = 16;
+pub(crate) const DEFAULT_JOBS: usize = 16;
 /// Objects larger than this are fetched as ranged parts of this size: large enough that the
 /// cost of a request (signing, the server's lookup) is noise, small enough that a 1 GiB file
 /// still keeps 16 workers busy.
-pub const DEFAULT_PART_SIZE: u64 = 64 << 20;
+pub(crate) const DEFAULT_PART_SIZE: u64 = 64 << 20;
 
 /// How to download.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,28 +9,28 @@ use serde::Serialize;
 use ureq::Agent;
 
 use crate::error::{Error, Lookup, redact_url};
-use crate::registry::{self, Client, List};
-use crate::select::{self, ArtifactChoice};
+use crate::registry::client::{self, Client, List};
+use crate::registry::select::{self, ArtifactChoice};
 use crate::settings::RegistrySettings;
 use crate::uri::{BaseUrl, RegistryUri, Target};
 
 /// What a `model-registry://` URI resolved to; printed as JSON by `--resolve`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Resolution {
-    pub registry_url: String,
-    pub model_name: String,
-    pub model_id: String,
-    pub version_name: String,
-    pub version_id: String,
-    pub artifact_id: String,
-    pub artifact_uri: String,
+pub(crate) struct Resolution {
+    pub(crate) registry_url: String,
+    pub(crate) model_name: String,
+    pub(crate) model_id: String,
+    pub(crate) version_name: String,
+    pub(crate) version_id: String,
+    pub(crate) artifact_id: String,
+    pub(crate) artifact_uri: String,
 }
 
 // A safety net against a server whose page tokens never end.
 const MAX_PAGES: usize = 100;
 
 /// Resolves `uri` against the registry it names.
-pub fn resolve(
+pub(crate) fn resolve(
     uri: &RegistryUri,
     settings: &RegistrySettings,
     agent: &Agent,
@@ -203,7 +203,7 @@ fn choose_registry(
         // The parser folds this into `Default` when a namespace is given.
         (Target::HostOrModel { first, second }, _) => {
             let candidate = at(first.clone());
-            if registry::probe(agent, &candidate) {
+            if client::probe(agent, &candidate) {
                 log::info!(
                     "'{first}' answers as a model registry: reading the URI as host '{first}', model '{second}'"
                 );

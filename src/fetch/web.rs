@@ -11,27 +11,27 @@ use std::ops::Range;
 
 use ureq::Agent;
 
+use crate::engine::plan::safe_relative;
 use crate::error::{Error, redact_url};
 use crate::fetch::{HINT_TLS, Object, Source, failed};
 use crate::http::{self, Failure, StatusError};
-use crate::plan::safe_relative;
 use crate::settings::{Secret, Settings};
 use crate::uri::{percent_decode, url_host};
 
 /// What to do when an `https://` URL names a server that speaks plain HTTP.
-pub const PLAIN_HTTP_HINT: &str = "the server answers plain HTTP: use an http:// URL";
+pub(crate) const PLAIN_HTTP_HINT: &str = "the server answers plain HTTP: use an http:// URL";
 
 /// One `http://` or `https://` file.
-pub struct HttpSource {
+pub(crate) struct WebSource {
     agent: Agent,
     url: String,
     headers: Vec<(String, Secret)>,
     name: String,
 }
 
-impl HttpSource {
+impl WebSource {
     /// Checks the URL names a file and reads the host's `-headers` variable.
-    pub fn open(uri: &str, settings: &Settings) -> Result<HttpSource, Error> {
+    pub(crate) fn open(uri: &str, settings: &Settings) -> Result<WebSource, Error> {
         let name = file_name(uri).map_err(|reason| Error::Uri {
             uri: redact_url(uri),
             reason,
@@ -44,7 +44,7 @@ impl HttpSource {
             })?,
             None => Vec::new(),
         };
-        Ok(HttpSource {
+        Ok(WebSource {
             agent: http::agent(&settings.tls, http::Trust::Usual(&[]))?,
             url: uri.to_string(),
             headers,
@@ -72,7 +72,7 @@ impl HttpSource {
     }
 }
 
-impl Source for HttpSource {
+impl Source for WebSource {
     fn list(&self, _prefix: &str) -> Result<Vec<Object>, Error> {
         let mut headers = self.headers();
         headers.push(("Range", "bytes=0-0"));
@@ -123,12 +123,12 @@ impl Source for HttpSource {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect())
         };
-        http::download(&self.agent, &self.url, &headers, range, out).map_err(|f| self.fail(f))
+        http::get_resumable(&self.agent, &self.url, &headers, range, out).map_err(|f| self.fail(f))
     }
 }
 
 /// The file name a URL names: its last path segment, percent-decoded.
-pub fn file_name(uri: &str) -> Result<String, String> {
+pub(crate) fn file_name(uri: &str) -> Result<String, String> {
     let rest = uri.split_once("://").map_or(uri, |(_, rest)| rest);
     let path = rest.split(['?', '#']).next().unwrap_or_default();
     let last = match path.find('/') {

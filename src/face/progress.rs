@@ -12,8 +12,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::download::{Summary, Watch};
-use crate::plan::Planned;
+use crate::engine::plan::Planned;
+use crate::engine::{Summary, Watch};
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
 const DRAW_EVERY: Duration = Duration::from_millis(200);
@@ -156,7 +156,7 @@ impl Progress {
 }
 
 /// Bytes per second in MiB/s; 0 for no time at all.
-pub fn mib_per_s(bytes: u64, seconds: f64) -> f64 {
+pub(crate) fn mib_per_s(bytes: u64, seconds: f64) -> f64 {
     if seconds > 0.0 {
         bytes as f64 / (1024.0 * 1024.0) / seconds
     } else {
@@ -165,7 +165,7 @@ pub fn mib_per_s(bytes: u64, seconds: f64) -> f64 {
 }
 
 /// `1.5 GiB`, `312.0 KiB`, `17 B`.
-pub fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if bytes < 1024 {
         return format!("{bytes} B");
@@ -180,7 +180,7 @@ pub fn human(bytes: u64) -> String {
 }
 
 /// The process's peak resident memory in KiB (`VmHWM`), on Linux.
-pub fn peak_rss_kib() -> Option<u64> {
+pub(crate) fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()

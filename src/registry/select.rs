@@ -5,25 +5,26 @@
 //! (upstream takes the highest id and includes archived versions; we do not). Both fields are
 //! JSON strings holding integers; one that does not parse is a malformed response, named.
 
-use crate::registry::{Artifact, ModelVersion};
+use crate::registry::client::{Artifact, ModelVersion};
 
 /// Artifact states that never make an artifact the one to download.
-pub const SKIPPED_ARTIFACT_STATES: [&str; 3] = ["DELETED", "MARKED_FOR_DELETION", "ABANDONED"];
+pub(crate) const SKIPPED_ARTIFACT_STATES: [&str; 3] =
+    ["DELETED", "MARKED_FOR_DELETION", "ABANDONED"];
 
 /// The artifact type this program downloads.
-pub const MODEL_ARTIFACT: &str = "model-artifact";
+pub(crate) const MODEL_ARTIFACT: &str = "model-artifact";
 
 /// The outcome of choosing among versions.
 #[derive(Debug, PartialEq, Eq)]
-pub struct VersionChoice {
+pub(crate) struct VersionChoice {
     /// Index of the newest live version, if there is one.
-    pub newest: Option<usize>,
+    pub(crate) newest: Option<usize>,
     /// How many archived versions were passed over.
-    pub archived: usize,
+    pub(crate) archived: usize,
 }
 
 /// Picks the newest version that is not `ARCHIVED`.
-pub fn newest_version(versions: &[ModelVersion]) -> Result<VersionChoice, String> {
+pub(crate) fn newest_version(versions: &[ModelVersion]) -> Result<VersionChoice, String> {
     let mut best: Option<(usize, (u64, u64))> = None;
     let mut archived = 0;
     for (i, v) in versions.iter().enumerate() {
@@ -45,7 +46,10 @@ pub fn newest_version(versions: &[ModelVersion]) -> Result<VersionChoice, String
 /// Whether a further page of a list sorted by `CREATE_TIME DESC` could hold a better choice:
 /// when nothing was chosen yet, or when the page's last item ties the chosen one's create time
 /// (the tie then goes by id, and a larger id may sit on the next page).
-pub fn needs_next_page(last_create_time: Option<&str>, chosen_create_time: Option<&str>) -> bool {
+pub(crate) fn needs_next_page(
+    last_create_time: Option<&str>,
+    chosen_create_time: Option<&str>,
+) -> bool {
     match chosen_create_time {
         None => true,
         Some(chosen) => last_create_time == Some(chosen),
@@ -54,7 +58,7 @@ pub fn needs_next_page(last_create_time: Option<&str>, chosen_create_time: Optio
 
 /// The outcome of choosing among artifacts.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ArtifactChoice {
+pub(crate) enum ArtifactChoice {
     /// Index of the newest usable model artifact.
     Found(usize),
     /// Model artifacts exist, but the newest usable ones have no URI; the id of the newest.
@@ -71,7 +75,7 @@ pub enum ArtifactChoice {
 /// Picks the newest artifact of type `model-artifact` with a non-empty URI, skipping states
 /// in `SKIPPED_ARTIFACT_STATES`. Other types are filtered here too: older servers ignore the
 /// `artifactType` query parameter.
-pub fn newest_model_artifact(artifacts: &[Artifact]) -> Result<ArtifactChoice, String> {
+pub(crate) fn newest_model_artifact(artifacts: &[Artifact]) -> Result<ArtifactChoice, String> {
     let mut best: Option<(usize, (u64, u64))> = None;
     let mut newest_empty: Option<(String, (u64, u64))> = None;
     let mut skipped = 0;
@@ -138,7 +142,6 @@ mod tests {
     fn a(id: &str, ty: &str, time: &str, uri: &str, state: Option<&str>) -> Artifact {
         Artifact {
             id: Some(id.into()),
-            name: None,
             artifact_type: Some(ty.into()),
             uri: Some(uri.into()),
             state: state.map(Into::into),

@@ -1,0 +1,149 @@
+//! The face: everything the user sees and types. The command line (`cli`), the log format
+//! and its filter, the progress line and the dry run's plan (`progress`, the engine's
+//! `Watch`), and the one error line at the end. Nothing below it prints for the user.
+
+pub(crate) mod cli;
+pub(crate) mod progress;
+
+use std::process::ExitCode;
+
+use crate::error::{Error, one_line};
+use crate::settings::Settings;
+use cli::Command;
+use progress::Progress;
+
+/// The binary's whole life: logging, the command line, the run, and the one error line.
+pub fn main() -> ExitCode {
+    init_logging();
+
+    match main_inner() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if let Error::Usage(_) = err {
+                eprintln!("{}", cli::USAGE);
+            }
+            if let Some(hint) = err.hint() {
+                eprintln!("hint: {hint}");
+            }
+            eprintln!("error: {}", one_line(&err.to_string()));
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+fn main_inner() -> Result<(), Error> {
+    let command = cli::parse_args(std::env::args_os().skip(1))?;
+    match command {
+        Command::Help => {
+            print!("{}", cli::HELP);
+            Ok(())
+        }
+        Command::Version => {
+            println!("mr-storage-initializer {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Resolve(uri) => {
+            let settings = Settings::from_env()?;
+            let resolution = crate::resolve_uri(&uri, &settings)?;
+            let json = serde_json::to_string(&resolution).expect("a Resolution always serializes");
+            println!("{json}");
+            Ok(())
+        }
+        Command::Run { pairs, options } => {
+            let settings = Settings::from_env()?;
+            let progress = Progress::default();
+            let result = crate::run(&pairs, &options, &settings, &progress);
+            if let Some(kib) = progress::peak_rss_kib() {
+                log::debug!("peak memory (VmHWM): {kib} KiB");
+            }
+            result
+        }
+    }
+}
+
+/// Sends `log` records to stderr as `level: message`, filtered by `RUST_LOG` (see
+/// `log_filter`).
+pub fn init_logging() {
+    use std::io::Write;
+    let rust_log = std::env::var("RUST_LOG").ok();
+    env_logger::Builder::new()
+        .parse_filters(&log_filter(rust_log.as_deref()))
+        // Trace records do not exist: the `log` crate is built with `max_level_debug`.
+        .format(|buf, record| {
+            writeln!(
+                buf,
+                "{}: {}",
+                record.level().as_str().to_ascii_lowercase(),
+                record.args()
+            )
+        })
+        .init();
+}
+
+/// The `env_logger` filter for a `RUST_LOG` value (default `info`). A bare level (`debug`) is
+/// this program's level; other crates stay at `info` or quieter, since ureq and rustls write
+/// dozens of lines per request at `debug`. `module=level` directives (`ureq=debug`) apply as
+/// written, and win over the bare level.
+pub(crate) fn log_filter(rust_log: Option<&str>) -> String {
+    const CRATE: &str = env!("CARGO_CRATE_NAME");
+    let spec = rust_log.map(str::trim).unwrap_or_default();
+    // env_logger's `/text` suffix filters messages; it is kept as written.
+    let (directives, text) = match spec.split_once('/') {
+        Some((d, t)) => (d, Some(t)),
+        None => (spec, None),
+    };
+    let mut level = log::LevelFilter::Info;
+    let mut modules = Vec::new();
+    for directive in directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        match directive.parse::<log::LevelFilter>() {
+            Ok(bare) => level = bare,
+            Err(_) => modules.push(directive),
+        }
+    }
+    let others = level.min(log::LevelFilter::Info);
+    let mut filter = format!("{others},{CRATE}={level}");
+    for module in modules {
+        filter.push(',');
+        filter.push_str(module);
+    }
+    if let Some(text) = text {
+        filter.push('/');
+        filter.push_str(text);
+    }
+    filter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn a_bare_level_is_this_programs_and_modules_are_as_written() {
+        let cases = [
+            (None, "INFO,mr_storage_initializer=INFO"),
+            (Some(" "), "INFO,mr_storage_initializer=INFO"),
+            (Some("debug"), "INFO,mr_storage_initializer=DEBUG"),
+            (Some("warn"), "WARN,mr_storage_initializer=WARN"),
+            (
+                Some("ureq=debug"),
+                "INFO,mr_storage_initializer=INFO,ureq=debug",
+            ),
+            (
+                Some("debug, ureq=debug"),
+                "INFO,mr_storage_initializer=DEBUG,ureq=debug",
+            ),
+            (
+                Some("trace,mr_storage_initializer=warn"),
+                "INFO,mr_storage_initializer=TRACE,mr_storage_initializer=warn",
+            ),
+            (Some("debug/GET"), "INFO,mr_storage_initializer=DEBUG/GET"),
+        ];
+        for (rust_log, filter) in cases {
+            assert_eq!(log_filter(rust_log), filter, "{rust_log:?}");
+        }
+    }
+}
