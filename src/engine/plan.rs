@@ -1,6 +1,6 @@
 //! What lands where: from a listing to the files to write under `DEST_DIR`. Pure, no I/O.
 //!
-//! The rules (behavior.md §5):
+//! The rules (README, "What lands in `DEST_DIR`"):
 //! - the prefix ends at a `/` boundary: prefix `model` takes the object `model` (saved under its
 //!   basename) and everything under `model/`, never `model2/...` or `model.bak`; a prefix that
 //!   ends in `/` takes what is below it; the empty prefix (a bucket root) takes everything;

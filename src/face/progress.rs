@@ -1,5 +1,5 @@
 //! What the user sees of a download: the dry run's plan on stdout, progress while
-//! transferring, and the summary after. The engine reports through `download::Watch`; this is
+//! transferring, and the summary after. The engine reports through `engine::Watch`; this is
 //! the face's way of showing it.
 //!
 //! Workers report each write; no thread of its own. To a log, a line goes out at

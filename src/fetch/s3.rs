@@ -87,7 +87,7 @@ pub(crate) struct Endpoint {
     pub(crate) path_style: bool,
 }
 
-/// The endpoint, region and addressing for `bucket` (behavior.md §4).
+/// The endpoint, region and addressing for `bucket` (README, S3: addressing).
 pub(crate) fn endpoint(s3: &S3Settings, bucket: &str) -> Endpoint {
     let region = s3.region.clone().unwrap_or_else(|| "us-east-1".into());
     if let Some(url) = &s3.endpoint {
