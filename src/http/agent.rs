@@ -62,7 +62,7 @@ pub fn agent(tls: &TlsSettings, trust: Trust<'_>) -> Result<Agent, Error> {
     let config = Agent::config_builder()
         .user_agent(USER_AGENT)
         .http_status_as_error(false)
-        // Redirects are followed hop by hop in `redirect`, each through the address policy.
+        // Redirects are followed hop by hop in `retry`, each through the address policy.
         .max_redirects(0)
         .input_buffer_size(INPUT_BUFFER)
         .output_buffer_size(OUTPUT_BUFFER)

@@ -2,16 +2,14 @@
 //! proxies, CA bundles, redirects and retry rules are the same for the registry and for every
 //! storage backend.
 //!
-//! `agent` builds the agent and its trust store; `redirect` sends one GET hop by hop;
-//! `transport` says why a request got no answer; `retry` tries again; `status` words what
-//! failed; `ranged` is the resumable get_resumable.
+//! `agent` builds the agent and its trust store; `retry` sends a GET hop by hop and tries
+//! again; `status` words what failed, and why a request got no answer; `ranged` is the
+//! resumable get_resumable.
 
 mod agent;
 mod ranged;
-mod redirect;
 mod retry;
 mod status;
-mod transport;
 
 pub use agent::{Trust, agent};
 pub use ranged::{Headers, get_resumable};
@@ -19,5 +17,4 @@ pub use ranged::{Headers, get_resumable};
 pub(crate) use agent::USER_AGENT;
 pub(crate) use ranged::{BUFFER_SIZE, content_range};
 pub(crate) use retry::{get_with_retry, post_form_with_retry};
-pub(crate) use status::{Failure, PLAIN_HTTP, StatusError};
-pub(crate) use transport::describe;
+pub(crate) use status::{Failure, PLAIN_HTTP, StatusError, describe};

@@ -9,8 +9,7 @@ use std::time::Duration;
 use ureq::http::Response;
 use ureq::{Agent, Body};
 
-use super::redirect::send;
-use super::retry::{ATTEMPTS, backoff, gave_up, is_retryable, retry_after};
+use super::retry::{ATTEMPTS, backoff, gave_up, is_retryable, retry_after, send};
 use super::status::{Failure, StatusError};
 use crate::error::{Error, one_line, redact_url};
 
