@@ -396,108 +396,73 @@ mod tests {
             })
         };
         let cases: Vec<(&str, Result<RegistryUri, &str>)> = vec![
-            ("model-registry://iris", plain(d("iris", None))),
+            ("iris", plain(d("iris", None))),
             // No port: the registry stage probes `iris` (bounded) and falls back to model/version.
-            ("model-registry://iris/v1", plain(probe("iris", "v1"))),
+            ("iris/v1", plain(probe("iris", "v1"))),
             // A port makes it a host: no probe, no misreading when the host is down or says 401.
-            (
-                "model-registry://h:9090/iris",
-                plain(h("h:9090", "iris", None)),
-            ),
-            (
-                "model-registry://h:9090/iris/v1",
-                plain(h("h:9090", "iris", Some("v1"))),
-            ),
+            ("h:9090/iris", plain(h("h:9090", "iris", None))),
+            ("h:9090/iris/v1", plain(h("h:9090", "iris", Some("v1")))),
             // Upstream takes version 'v1/rc/2'; we ask for %2F instead of guessing.
             (
-                "model-registry://h/iris/v1/rc/2",
+                "h/iris/v1/rc/2",
                 Err("more than three segments; write %2F for a '/' inside a model or version name"),
             ),
-            (
-                "model-registry://h/iris/v1%2Frc%2F2",
-                plain(h("h", "iris", Some("v1/rc/2"))),
-            ),
+            ("h/iris/v1%2Frc%2F2", plain(h("h", "iris", Some("v1/rc/2")))),
             // Three segments: the first is the host, as the grammar says.
+            ("iris/v1/extra", plain(h("iris", "v1", Some("extra")))),
             (
-                "model-registry://iris/v1/extra",
-                plain(h("iris", "v1", Some("extra"))),
-            ),
-            (
-                "model-registry://iris/v1/",
+                "iris/v1/",
                 Err("trailing '/' (an empty model or version name)"),
             ),
             (
-                "model-registry://iris/",
+                "iris/",
                 Err("trailing '/' (an empty model or version name)"),
             ),
+            ("", Err("no model name after model-registry://")),
+            ("/iris/v1", Err("empty segment between '/'")),
+            ("iris//v1", Err("empty segment between '/'")),
             (
-                "model-registry://",
-                Err("no model name after model-registry://"),
-            ),
-            (
-                "model-registry:///iris/v1",
-                Err("empty segment between '/'"),
-            ),
-            (
-                "model-registry://iris//v1",
-                Err("empty segment between '/'"),
-            ),
-            (
-                "model-registry://iris/v1?namespace=team-a",
+                "iris/v1?namespace=team-a",
                 ns(d("iris", Some("v1")), "team-a"),
             ),
             // Upstream looks up a model named 'h:8080'; the registry stage drops the host instead.
             (
-                "model-registry://h:8080/iris/v1?namespace=team-a",
+                "h:8080/iris/v1?namespace=team-a",
                 ns(h("h:8080", "iris", Some("v1")), "team-a"),
             ),
             // Upstream silently ignores a bad namespace and uses the base registry.
             (
-                "model-registry://h/iris/v1?namespace=a.b",
+                "h/iris/v1?namespace=a.b",
                 Err("namespace 'a.b' must match ^[a-zA-Z0-9_-]+$"),
             ),
             // Cannot be a host name: no probe.
-            (
-                "model-registry://my model/v1",
-                plain(d("my model", Some("v1"))),
-            ),
+            ("my model/v1", plain(d("my model", Some("v1")))),
             // Upstream sends the literal 'my%20model'; we decode.
-            (
-                "model-registry://my%20model/v1",
-                plain(d("my model", Some("v1"))),
-            ),
+            ("my%20model/v1", plain(d("my model", Some("v1")))),
             // A port must be a usable number wherever the first segment is a host.
             (
-                "model-registry://h:xyz/iris/v1",
+                "h:xyz/iris/v1",
                 Err("the port 'xyz' in 'h:xyz' is not a number"),
             ),
+            ("h:/iris/v1", Err("the port in 'h:' is empty")),
             (
-                "model-registry://h:/iris/v1",
-                Err("the port in 'h:' is empty"),
-            ),
-            (
-                "model-registry://h:0/iris",
+                "h:0/iris",
                 Err("the port 0 in 'h:0' is not between 1 and 65535"),
             ),
             (
-                "model-registry://h:65536/iris",
+                "h:65536/iris",
                 Err("the port 65536 in 'h:65536' is not between 1 and 65535"),
             ),
             // Two segments without digits after the colon: a model name, as before.
+            ("llama:7b/v1", plain(d("llama:7b", Some("v1")))),
             (
-                "model-registry://llama:7b/v1",
-                plain(d("llama:7b", Some("v1"))),
-            ),
-            (
-                "model-registry://iris/v1#x",
+                "iris/v1#x",
                 Err("a '#' is not allowed; write %23 for a '#' inside a name"),
             ),
-            (
-                "model-registry://iris/v1?foo=bar",
-                plain(probe("iris", "v1")),
-            ),
+            ("iris/v1?foo=bar", plain(probe("iris", "v1"))),
         ];
-        for (uri, want) in cases {
+        for (rest, want) in cases {
+            let uri = &format!("{REGISTRY_SCHEME}{rest}");
             let got = RegistryUri::parse(uri).map_err(|e| match e {
                 Error::Uri { reason, .. } => reason,
                 other => panic!("{uri}: unexpected error kind {other:?}"),
@@ -511,31 +476,20 @@ mod tests {
     #[test]
     fn upstream_unit_cases() {
         let ok = [
-            ("model-registry://iris", "iris", None),
-            ("model-registry://iris/v1", "iris", Some("v1")),
-            ("model-registry://localhost:8080/iris", "iris", None),
+            ("iris", "iris", None),
+            ("iris/v1", "iris", Some("v1")),
+            ("localhost:8080/iris", "iris", None),
+            ("localhost:8080/iris/v1", "iris", Some("v1")),
+            ("iris?namespace=profile-alpha", "iris", None),
+            ("iris/v1?namespace=profile-alpha", "iris", Some("v1")),
             (
-                "model-registry://localhost:8080/iris/v1",
-                "iris",
-                Some("v1"),
-            ),
-            (
-                "model-registry://iris?namespace=profile-alpha",
-                "iris",
-                None,
-            ),
-            (
-                "model-registry://iris/v1?namespace=profile-alpha",
-                "iris",
-                Some("v1"),
-            ),
-            (
-                "model-registry://localhost:8080/iris/v1?namespace=profile-alpha",
+                "localhost:8080/iris/v1?namespace=profile-alpha",
                 "iris",
                 Some("v1"),
             ),
         ];
-        for (uri, model, version) in ok {
+        for (rest, model, version) in ok {
+            let uri = &format!("{REGISTRY_SCHEME}{rest}");
             let parsed = RegistryUri::parse(uri).unwrap();
             let (m, v) = match parsed.target {
                 Target::Default { model, version } | Target::Host { model, version, .. } => {
@@ -546,13 +500,14 @@ mod tests {
             };
             assert_eq!((m.as_str(), v.as_deref()), (model, version), "{uri}");
         }
-        for uri in [
-            "model-registry://",
-            "model-registry:///iris",
-            "model-registry://localhost:8080/",
-            "model-registry://iris/",
-            "model-registry://localhost:8080/iris/",
+        for rest in [
+            "",
+            "/iris",
+            "localhost:8080/",
+            "iris/",
+            "localhost:8080/iris/",
         ] {
+            let uri = &format!("{REGISTRY_SCHEME}{rest}");
             assert!(RegistryUri::parse(uri).is_err(), "{uri}");
         }
     }
