@@ -116,6 +116,18 @@ impl Error {
         }
     }
 
+    /// Builds a `Uri` error: "invalid URI 'URI': REASON".
+    pub(crate) fn uri(uri: impl Into<String>, reason: impl Into<String>) -> Error {
+        let (uri, reason) = (uri.into(), reason.into());
+        Error::Uri { uri, reason }
+    }
+
+    /// Builds an `Env` error: "invalid value in VAR: REASON".
+    pub(crate) fn env(var: impl Into<String>, reason: impl Into<String>) -> Error {
+        let (var, reason) = (var.into(), reason.into());
+        Error::Env { var, reason }
+    }
+
     /// The process exit status for this error: 2 for a bad command line, 1 for the rest.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {

@@ -60,10 +60,7 @@ pub(crate) enum Target {
 impl RegistryUri {
     /// Parses a URI that starts with `model-registry://` (any case).
     pub(crate) fn parse(uri: &str) -> Result<RegistryUri, Error> {
-        let bad = |reason: &str| Error::Uri {
-            uri: uri.to_string(),
-            reason: reason.to_string(),
-        };
+        let bad = |reason: &str| Error::uri(uri, reason);
         let rest = strip_prefix_ignore_case(uri, REGISTRY_SCHEME)
             .ok_or_else(|| bad("not a model-registry:// URI"))?;
         if rest.contains('#') {

@@ -25,7 +25,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use ureq::Agent;
 
-use crate::error::Error;
+use crate::error::{Error, redact_url};
 use crate::fetch::credentials::{self, Cache, Token, bearer};
 use crate::fetch::{
     HINT_TLS, Object, Page, Source, Vocabulary, Words, failed, get_listing, list_by_pages,
@@ -195,10 +195,7 @@ pub(crate) struct AzureSource {
 impl AzureSource {
     /// Sets up the endpoint and credentials for the container of `uri`.
     pub(crate) fn open(uri: &str, settings: &Settings) -> Result<(AzureSource, String), Error> {
-        let blob = parse_uri(uri).map_err(|reason| Error::Uri {
-            uri: crate::error::redact_url(uri),
-            reason,
-        })?;
+        let blob = parse_uri(uri).map_err(|reason| Error::uri(redact_url(uri), reason))?;
         let az: &AzureSettings = &settings.azure;
         let conn = az
             .connection_string
@@ -256,10 +253,9 @@ impl AzureSource {
                 conn.sas,
             ) {
                 (Some(key), _) => {
-                    let key = AccountKey::new(&key).ok_or_else(|| Error::Env {
-                        var: "AZURE_STORAGE_ACCESS_KEY".into(),
-                        reason: "the account key is not base64 (the value is not shown)".into(),
-                    })?;
+                    let reason = "the account key is not base64 (the value is not shown)";
+                    let key = AccountKey::new(&key)
+                        .ok_or_else(|| Error::env("AZURE_STORAGE_ACCESS_KEY", reason))?;
                     (
                         Auth::SharedKey {
                             account: account.clone(),
@@ -278,7 +274,7 @@ impl AzureSource {
         // An endpoint variable could carry a query (a SAS): it is never shown.
         log::info!(
             "Azure Blob {} (account {account}): {said}",
-            crate::error::redact_url(&endpoint)
+            redact_url(&endpoint)
         );
         let source = AzureSource {
             agent: http::agent(&settings.tls, Trust::Usual(&[]))?,
@@ -365,7 +361,7 @@ impl AzureSource {
 
     // A failure in Azure's terms.
     fn error(&self, action: &'static str, what: &str, failure: Failure) -> Error {
-        let endpoint = crate::error::redact_url(&self.base);
+        let endpoint = redact_url(&self.base);
         let listing = action == "list";
         let table = |s: &StatusError| status_words(s, listing, &self.auth);
         failed(action, what, WORDS.explain(&endpoint, failure, &table))

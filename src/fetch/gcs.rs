@@ -95,9 +95,9 @@ impl GcsSource {
                 Auth::Anonymous
             }
             (Some(path), true) => {
-                let credentials = gauth::load(path).map_err(|reason| Error::Env {
-                    var: "GOOGLE_APPLICATION_CREDENTIALS".into(),
-                    reason: format!("'{}': {reason}", path.display()),
+                let credentials = gauth::load(path).map_err(|reason| {
+                    let reason = format!("'{}': {reason}", path.display());
+                    Error::env("GOOGLE_APPLICATION_CREDENTIALS", reason)
                 })?;
                 log::info!(
                     "GCS {endpoint}: authenticating as {}",

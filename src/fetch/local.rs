@@ -23,10 +23,7 @@ pub(crate) struct LocalSource {
 impl LocalSource {
     /// Reads `file:///path`, `file://localhost/path` or a plain path.
     pub(crate) fn open(uri: &str) -> Result<LocalSource, Error> {
-        let root = local_path(uri).map_err(|reason| Error::Uri {
-            uri: uri.to_string(),
-            reason,
-        })?;
+        let root = local_path(uri).map_err(|reason| Error::uri(uri, reason))?;
         let meta =
             std::fs::metadata(&root).map_err(|e| Error::io("read local source", &root, e))?;
         Ok(LocalSource {
@@ -71,9 +68,9 @@ impl Source for LocalSource {
                 .root
                 .file_name()
                 .and_then(|n| n.to_str())
-                .ok_or_else(|| Error::Uri {
-                    uri: self.root.display().to_string(),
-                    reason: "the path has no UTF-8 file name".into(),
+                .ok_or_else(|| {
+                    let uri = self.root.display().to_string();
+                    Error::uri(uri, "the path has no UTF-8 file name")
                 })?;
             let size = std::fs::metadata(&self.root)
                 .map_err(|e| Error::io("read local source", &self.root, e))?
@@ -138,10 +135,8 @@ fn walk(dir: &Path, prefix: &str, objects: &mut Vec<Object>) -> Result<(), Error
     for entry in entries {
         let path = entry.path();
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            return Err(Error::Uri {
-                uri: path.display().to_string(),
-                reason: "the file name is not UTF-8".into(),
-            });
+            let uri = path.display().to_string();
+            return Err(Error::uri(uri, "the file name is not UTF-8"));
         };
         let key = format!("{prefix}{name}");
         let kind = entry.file_type().map_err(|e| Error::io("list", &path, e))?;

@@ -56,10 +56,7 @@ pub trait Source: Sync {
 /// `SCHEME://BUCKET[/KEY]` → bucket and key, the key as written (object names are not
 /// URL-encoded in these URIs). Shared by the object stores.
 pub(crate) fn bucket_uri(uri: &str, scheme: &str) -> Result<(String, String), Error> {
-    let invalid = |reason| {
-        let uri = uri.to_string();
-        Err(Error::Uri { uri, reason })
-    };
+    let invalid = |reason: String| Err(Error::uri(uri, reason));
     let rest = match uri.split_once("://") {
         Some((s, rest)) if s.eq_ignore_ascii_case(scheme) => rest,
         _ => return invalid(format!("not a {scheme}:// URI")),
@@ -304,10 +301,10 @@ pub(crate) fn open(uri: &str, settings: &Settings) -> Result<Opened, Error> {
         Some(StorageKind::S3) => opened(s3::S3Source::open(uri, settings)?),
         Some(StorageKind::Gcs) => opened(gcs::GcsSource::open(uri, settings)?),
         Some(StorageKind::Azure) => opened(azure::AzureSource::open(uri, settings)?),
-        None => return Err(Error::Uri {
-            uri: redact_url(uri),
-            reason: "unsupported storage scheme (supported: model-registry://, s3://, gs://, Azure Blob https://, http(s)://, file:// or a path)".into(),
-        }),
+        None => {
+            let reason = "unsupported storage scheme (supported: model-registry://, s3://, gs://, Azure Blob https://, http(s)://, file:// or a path)";
+            return Err(Error::uri(redact_url(uri), reason));
+        }
     })
 }
 

@@ -227,10 +227,7 @@ impl S3Source {
             (None, true) => Trust::Usual(&[]),
         };
         let agent = http::agent(&settings.tls, trust)?;
-        let setup = |e: String| Error::Uri {
-            uri: uri.to_string(),
-            reason: format!("cannot set up S3 for it: {e}"),
-        };
+        let setup = |e: String| Error::uri(uri, format!("cannot set up S3 for it: {e}"));
         let unsigned = rust_s3_bucket(&bucket, &endpoint, None).map_err(setup)?;
         let (signer, signed_with) = match &s3.credentials {
             S3Credentials::None => (

@@ -32,16 +32,11 @@ pub(crate) struct WebSource {
 impl WebSource {
     /// Checks the URL names a file and reads the host's `-headers` variable.
     pub(crate) fn open(uri: &str, settings: &Settings) -> Result<WebSource, Error> {
-        let name = file_name(uri).map_err(|reason| Error::Uri {
-            uri: redact_url(uri),
-            reason,
-        })?;
+        let name = file_name(uri).map_err(|reason| Error::uri(redact_url(uri), reason))?;
         let host = url_host(uri).to_ascii_lowercase();
         let headers = match settings.http_headers.get(&host) {
-            Some(json) => parse_headers(json).map_err(|reason| Error::Env {
-                var: format!("{host}-headers"),
-                reason,
-            })?,
+            Some(json) => parse_headers(json)
+                .map_err(|reason| Error::env(format!("{host}-headers"), reason))?,
             None => Vec::new(),
         };
         Ok(WebSource {

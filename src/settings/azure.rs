@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{Secret, invalid};
+use super::Secret;
 use crate::error::Error;
 
 /// Azure Blob settings, under the names KServe and Azure's own tools read (`AZ_*` are KServe's
@@ -33,7 +33,7 @@ pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<AzureSettings
         // up before the container's path.
         Some(e) if e.contains(['?', '#']) => {
             let reason = "it has a query (not shown); give scheme://host[:port][/account] and put a SAS token in the URI";
-            return Err(invalid("AZURE_STORAGE_BLOB_ENDPOINT", reason));
+            return Err(Error::env("AZURE_STORAGE_BLOB_ENDPOINT", reason));
         }
         e => e.map(|e| e.trim().trim_end_matches('/').to_string()),
     };

@@ -23,8 +23,6 @@ pub(crate) use registry::RegistrySettings;
 pub(crate) use s3::{S3Credentials, S3Settings};
 pub use tls::TlsSettings;
 
-// `http` imports the port grammar from here.
-
 /// Everything read from the environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -121,31 +119,23 @@ impl Settings {
     }
 }
 
-// The error for a variable's value: "invalid value in VAR: REASON".
-fn invalid(var: &str, reason: impl Into<String>) -> Error {
-    Error::Env {
-        var: var.into(),
-        reason: reason.into(),
-    }
-}
-
 // `true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off`, any case; anything else names the variable.
 fn flag(var: &str, value: Option<String>) -> Result<Option<bool>, Error> {
     let Some(value) = value else { return Ok(None) };
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(Some(true)),
         "0" | "false" | "no" | "off" => Ok(Some(false)),
-        _ => Err(invalid(var, format!("'{value}' is not true or false"))),
+        _ => Err(Error::env(var, format!("'{value}' is not true or false"))),
     }
 }
 
 // An endpoint as `scheme://host[:port]`: a path cannot be signed for or routed to here.
 fn endpoint_url(var: &str, value: &str, default_scheme: &str) -> Result<String, Error> {
-    let base = BaseUrl::parse(value.trim(), default_scheme).map_err(|r| invalid(var, r))?;
+    let base = BaseUrl::parse(value.trim(), default_scheme).map_err(|r| Error::env(var, r))?;
     if !base.path_prefix.is_empty() {
         let prefix = &base.path_prefix;
         let reason = format!("'{value}' has a path ('{prefix}'); give scheme://host[:port] only");
-        return Err(invalid(var, reason));
+        return Err(Error::env(var, reason));
     }
     Ok(base.url())
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{Secret, invalid};
+use super::Secret;
 use crate::error::Error;
 use crate::uri::BaseUrl;
 
@@ -27,11 +27,11 @@ pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<RegistrySetti
         .to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
         let reason = format!("'{scheme}' is not http or https");
-        return Err(invalid("MODEL_REGISTRY_SCHEME", reason));
+        return Err(Error::env("MODEL_REGISTRY_SCHEME", reason));
     }
     let base_value = get("MODEL_REGISTRY_BASE_URL").unwrap_or_else(|| "localhost:8080".into());
     let base = BaseUrl::parse(base_value.trim(), &scheme)
-        .map_err(|reason| invalid("MODEL_REGISTRY_BASE_URL", reason))?;
+        .map_err(|reason| Error::env("MODEL_REGISTRY_BASE_URL", reason))?;
 
     // The value wins over the file.
     let token = get("MODEL_REGISTRY_TOKEN")
@@ -70,7 +70,7 @@ impl TokenSource {
                 let token = text.trim();
                 if token.is_empty() {
                     let reason = format!("'{}' is empty", path.display());
-                    return Err(invalid("MODEL_REGISTRY_TOKEN_FILE", reason));
+                    return Err(Error::env("MODEL_REGISTRY_TOKEN_FILE", reason));
                 }
                 Ok(Secret::new(token))
             }

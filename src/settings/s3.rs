@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::{Secret, endpoint_url, flag, invalid};
+use super::{Secret, endpoint_url, flag};
 use crate::error::Error;
 
 /// S3 settings, from KServe's variables with `STORAGE_CONFIG`/`STORAGE_OVERRIDE_CONFIG`
@@ -75,10 +75,10 @@ fn storage_spec_vars(
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
             let at = format!("line {}, column {}", e.line(), e.column());
             let reason = format!("not JSON ({at}; the value is not shown: it may hold keys)");
-            invalid(var, reason)
+            Error::env(var, reason)
         })?;
         let serde_json::Value::Object(map) = value else {
-            return Err(invalid(var, "not a JSON object"));
+            return Err(Error::env(var, "not a JSON object"));
         };
         spec.extend(map);
     }
@@ -92,7 +92,7 @@ fn storage_spec_vars(
         None if spec.is_empty() => return Ok(vars),
         None => {
             let reason = r#"the storage spec has no "type""#;
-            return Err(invalid("STORAGE_CONFIG", reason));
+            return Err(Error::env("STORAGE_CONFIG", reason));
         }
     }
     for (key, var) in STORAGE_SPEC_S3_KEYS {
@@ -102,7 +102,7 @@ fn storage_spec_vars(
             Some(v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_))) => v.to_string(),
             Some(_) => {
                 let reason = format!(r#""{key}" is not a string"#);
-                return Err(invalid("STORAGE_CONFIG", reason));
+                return Err(Error::env("STORAGE_CONFIG", reason));
             }
         };
         vars.insert(var, value);
@@ -147,7 +147,7 @@ pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<S3Settings, E
         },
         (Some(_), None, _, _) | (None, Some(_), _, _) => {
             let reason = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together";
-            return Err(invalid("AWS_ACCESS_KEY_ID", reason));
+            return Err(Error::env("AWS_ACCESS_KEY_ID", reason));
         }
         (None, None, Some(role_arn), Some(token_file)) => S3Credentials::WebIdentity {
             role_arn: role_arn.trim().to_string(),
