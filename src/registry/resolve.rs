@@ -52,10 +52,10 @@ pub(crate) fn resolve(
 
     let found = client.find_model(&model).map_err(fail)?;
     let model_id = found.id.clone().ok_or_else(|| {
-        fail(Lookup::Malformed {
-            url: base.api("/registered_model"),
-            reason: "the registered model has no id".into(),
-        })
+        fail(malformed(
+            &base.api("/registered_model"),
+            "the registered model has no id",
+        ))
     })?;
     log::info!("registered model '{}' is id {model_id}", found.name);
 
@@ -75,12 +75,8 @@ pub(crate) fn resolve(
                 &versions_url,
                 &fail,
             )?;
-            let choice = select::newest_version(&versions).map_err(|reason| {
-                fail(Lookup::Malformed {
-                    url: versions_url,
-                    reason,
-                })
-            })?;
+            let choice = select::newest_version(&versions)
+                .map_err(|reason| fail(malformed(&versions_url, reason)))?;
             let Some(i) = choice.newest else {
                 return Err(fail(Lookup::NoVersions {
                     archived: choice.archived,
@@ -115,12 +111,8 @@ pub(crate) fn resolve(
         &artifacts_url,
         &fail,
     )?;
-    let choice = select::newest_model_artifact(&artifacts).map_err(|reason| {
-        fail(Lookup::Malformed {
-            url: artifacts_url,
-            reason,
-        })
-    })?;
+    let choice = select::newest_model_artifact(&artifacts)
+        .map_err(|reason| fail(malformed(&artifacts_url, reason)))?;
     let artifact = match choice {
         ArtifactChoice::Found(i) => &artifacts[i],
         ArtifactChoice::EmptyUri(artifact_id) => {
@@ -167,39 +159,6 @@ fn choose_registry(
         path_prefix: String::new(),
     };
     let (base, model, version, named) = match (&uri.target, &uri.namespace) {
-        (
-            Target::Host {
-                host,
-                model,
-                version,
-            },
-            Some(ns),
-        ) => {
-            log::info!("?namespace={ns} names the registry: ignoring host '{host}' in the URI");
-            (
-                namespaced(settings, ns),
-                model.clone(),
-                version.clone(),
-                true,
-            )
-        }
-        (Target::Default { model, version }, Some(ns)) => (
-            namespaced(settings, ns),
-            model.clone(),
-            version.clone(),
-            true,
-        ),
-        (Target::Default { model, version }, None) => {
-            (settings.base.clone(), model.clone(), version.clone(), false)
-        }
-        (
-            Target::Host {
-                host,
-                model,
-                version,
-            },
-            None,
-        ) => (at(host.clone()), model.clone(), version.clone(), true),
         // The parser folds this into `Default` when a namespace is given.
         (Target::HostOrModel { first, second }, _) => {
             let candidate = at(first.clone());
@@ -212,13 +171,28 @@ fn choose_registry(
                 log::info!(
                     "'{first}' is not a reachable model registry: reading the URI as model '{first}', version '{second}'"
                 );
-                (
-                    settings.base.clone(),
-                    first.clone(),
-                    Some(second.clone()),
-                    false,
-                )
+                let version = Some(second.clone());
+                (settings.base.clone(), first.clone(), version, false)
             }
+        }
+        (Target::Default { model, version } | Target::Host { model, version, .. }, ns) => {
+            let host = match &uri.target {
+                Target::Host { host, .. } => Some(host),
+                _ => None,
+            };
+            let base = match (host, ns) {
+                (Some(host), Some(ns)) => {
+                    log::info!(
+                        "?namespace={ns} names the registry: ignoring host '{host}' in the URI"
+                    );
+                    namespaced(settings, ns)
+                }
+                (None, Some(ns)) => namespaced(settings, ns),
+                (Some(host), None) => at(host.clone()),
+                (None, None) => settings.base.clone(),
+            };
+            let named = host.is_some() || ns.is_some();
+            (base, model.clone(), version.clone(), named)
         }
     };
     log::info!("model registry: {}", base.url());
@@ -262,21 +236,20 @@ fn collect_pages<T>(
         if token.is_empty() {
             return Ok(all);
         }
-        let best = chosen(&all).map_err(|reason| {
-            fail(Lookup::Malformed {
-                url: list_url.to_string(),
-                reason,
-            })
-        })?;
+        let best = chosen(&all).map_err(|reason| fail(malformed(list_url, reason)))?;
         if !select::needs_next_page(last_time.as_deref(), best.as_deref()) {
             return Ok(all);
         }
         log::debug!("following nextPageToken: no better choice can be ruled out yet");
     }
-    Err(fail(Lookup::Malformed {
-        url: list_url.to_string(),
-        reason: format!("more than {MAX_PAGES} pages of results"),
-    }))
+    let reason = format!("more than {MAX_PAGES} pages of results");
+    Err(fail(malformed(list_url, reason)))
+}
+
+// The registry answered `url` with something that is not what the API promises.
+fn malformed(url: &str, reason: impl Into<String>) -> Lookup {
+    let (url, reason) = (url.to_string(), reason.into());
+    Lookup::Malformed { url, reason }
 }
 
 #[cfg(test)]
