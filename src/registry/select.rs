@@ -149,6 +149,18 @@ mod tests {
         }
     }
 
+    fn versions(newest: Option<usize>, archived: usize) -> VersionChoice {
+        VersionChoice { newest, archived }
+    }
+
+    fn no_artifact(seen: usize, skipped: usize) -> ArtifactChoice {
+        ArtifactChoice::None { seen, skipped }
+    }
+
+    fn pick(artifacts: &[Artifact]) -> ArtifactChoice {
+        newest_model_artifact(artifacts).unwrap()
+    }
+
     #[test]
     fn newest_by_create_time_not_id() {
         // The highest id (9) was created first: upstream would pick it.
@@ -183,30 +195,10 @@ mod tests {
             v("4", "4000", Some("ARCHIVED")),
             v("3", "3000", Some("LIVE")),
         ];
-        let c = newest_version(&list).unwrap();
-        assert_eq!(
-            c,
-            VersionChoice {
-                newest: Some(1),
-                archived: 1
-            }
-        );
+        assert_eq!(newest_version(&list).unwrap(), versions(Some(1), 1));
         let only_archived = [v("4", "4000", Some("ARCHIVED"))];
-        let c = newest_version(&only_archived).unwrap();
-        assert_eq!(
-            c,
-            VersionChoice {
-                newest: None,
-                archived: 1
-            }
-        );
-        assert_eq!(
-            newest_version(&[]).unwrap(),
-            VersionChoice {
-                newest: None,
-                archived: 0
-            }
-        );
+        assert_eq!(newest_version(&only_archived).unwrap(), versions(None, 1));
+        assert_eq!(newest_version(&[]).unwrap(), versions(None, 0));
     }
 
     #[test]
@@ -238,10 +230,7 @@ mod tests {
             a("7", "metric", "8000", "", None),
             a("5", "model-artifact", "5000", "s3://b/m", Some("LIVE")),
         ];
-        assert_eq!(
-            newest_model_artifact(&list).unwrap(),
-            ArtifactChoice::Found(2)
-        );
+        assert_eq!(pick(&list), ArtifactChoice::Found(2));
     }
 
     #[test]
@@ -259,28 +248,10 @@ mod tests {
             a("6", "model-artifact", "6000", "", Some("LIVE")),
             a("5", "model-artifact", "5000", "s3://b/old", Some("PENDING")),
         ];
-        assert_eq!(
-            newest_model_artifact(&list).unwrap(),
-            ArtifactChoice::Found(4)
-        );
-        assert_eq!(
-            newest_model_artifact(&list[..4]).unwrap(),
-            ArtifactChoice::EmptyUri("6".into())
-        );
-        assert_eq!(
-            newest_model_artifact(&list[..3]).unwrap(),
-            ArtifactChoice::None {
-                seen: 3,
-                skipped: 3
-            }
-        );
+        assert_eq!(pick(&list), ArtifactChoice::Found(4));
+        assert_eq!(pick(&list[..4]), ArtifactChoice::EmptyUri("6".into()));
+        assert_eq!(pick(&list[..3]), no_artifact(3, 3));
         let docs = [a("1", "doc-artifact", "1", "https://x", None)];
-        assert_eq!(
-            newest_model_artifact(&docs).unwrap(),
-            ArtifactChoice::None {
-                seen: 1,
-                skipped: 0
-            }
-        );
+        assert_eq!(pick(&docs), no_artifact(1, 0));
     }
 }
