@@ -58,11 +58,6 @@ enum Auth {
     },
 }
 
-/// `gs://BUCKET[/NAME]` → bucket and object name (as written).
-pub(crate) fn parse_uri(uri: &str) -> Result<(String, String), Error> {
-    bucket_uri(uri, "gs")
-}
-
 /// The JSON API's base URL, and whether requests are authenticated.
 fn endpoint(gcs: &GcsSettings) -> (String, bool) {
     match (&gcs.emulator, &gcs.endpoint) {
@@ -76,7 +71,7 @@ impl GcsSource {
     /// Sets up the endpoint and credentials for the bucket of `uri`. The metadata server, when
     /// it is the candidate, is asked now, so the log says at once which auth is used.
     pub(crate) fn open(uri: &str, settings: &Settings) -> Result<(GcsSource, String), Error> {
-        let (bucket, name) = parse_uri(uri)?;
+        let (bucket, name) = bucket_uri(uri, "gs")?;
         let gcs = &settings.gcs;
         let agent = http::agent(&settings.tls, Trust::Usual(&[]))?;
         let (endpoint, authenticated) = endpoint(gcs);
@@ -281,17 +276,16 @@ mod tests {
 
     #[test]
     fn uris() {
-        assert_eq!(
-            parse_uri("gs://models/iris/v1").unwrap(),
-            ("models".into(), "iris/v1".into())
-        );
-        assert!(parse_uri("gs://").is_err());
-        assert_eq!(
-            parse_uri("GS://models").unwrap(),
-            ("models".into(), "".into())
-        );
-        assert!(parse_uri("gs://a:b/c").is_err());
-        assert!(parse_uri("s3://b/k").is_err());
+        let parse = |uri| bucket_uri(uri, "gs");
+        for (uri, bucket, key) in [
+            ("gs://models/iris/v1", "models", "iris/v1"),
+            ("GS://models", "models", ""),
+        ] {
+            assert_eq!(parse(uri).unwrap(), (bucket.into(), key.into()), "{uri}");
+        }
+        for uri in ["gs://", "gs://a:b/c", "s3://b/k"] {
+            assert!(parse(uri).is_err(), "{uri}");
+        }
     }
 
     #[test]

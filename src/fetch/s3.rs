@@ -149,11 +149,6 @@ fn rust_s3_bucket(
     })
 }
 
-/// `s3://BUCKET[/KEY]` → bucket and key (the key as written: S3 keys are not URL-encoded).
-pub(crate) fn parse_uri(uri: &str) -> Result<(String, String), Error> {
-    bucket_uri(uri, "s3")
-}
-
 // How requests were signed, for the hint on an access-denied answer.
 #[derive(Debug, Clone, Copy)]
 enum Signing {
@@ -212,7 +207,7 @@ fn status_words(status: &StatusError, bucket: &str, signing: Signing) -> Words {
 impl S3Source {
     /// Sets up addressing, trust and credentials for the bucket of `uri`; nothing is sent yet.
     pub(crate) fn open(uri: &str, settings: &Settings) -> Result<(S3Source, String), Error> {
-        let (bucket, key) = parse_uri(uri)?;
+        let (bucket, key) = bucket_uri(uri, "s3")?;
         let s3 = &settings.s3;
         if s3.accelerate && s3.endpoint.is_some() {
             log::warn!("S3_USE_ACCELERATE is ignored: an endpoint is set");
@@ -485,27 +480,19 @@ mod tests {
 
     #[test]
     fn uris() {
-        assert_eq!(
-            parse_uri("s3://models/iris/v1").unwrap(),
-            ("models".into(), "iris/v1".into())
-        );
-        assert_eq!(
-            parse_uri("S3://models").unwrap(),
-            ("models".into(), "".into())
-        );
-        assert_eq!(
-            parse_uri("s3://models/").unwrap(),
-            ("models".into(), "".into())
-        );
-        assert_eq!(
-            parse_uri("s3://b/a%20b?c").unwrap().1,
-            "a%20b?c",
-            "keys are taken as written"
-        );
-        assert!(parse_uri("s3://").is_err());
-        assert!(parse_uri("s3:///key").is_err());
-        assert!(parse_uri("s3://user@host/key").is_err());
-        assert!(parse_uri("gs://b/k").is_err());
+        let parse = |uri| bucket_uri(uri, "s3");
+        for (uri, bucket, key) in [
+            ("s3://models/iris/v1", "models", "iris/v1"),
+            ("S3://models", "models", ""),
+            ("s3://models/", "models", ""),
+        ] {
+            assert_eq!(parse(uri).unwrap(), (bucket.into(), key.into()), "{uri}");
+        }
+        let key = parse("s3://b/a%20b?c").unwrap().1;
+        assert_eq!(key, "a%20b?c", "keys are taken as written");
+        for uri in ["s3://", "s3:///key", "s3://user@host/key", "gs://b/k"] {
+            assert!(parse(uri).is_err(), "{uri}");
+        }
     }
 
     #[test]
