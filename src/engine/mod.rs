@@ -457,10 +457,8 @@ fn transfer(
             });
         }
     });
-    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    let first_error = first_error.into_inner().unwrap_or_else(|p| p.into_inner());
+    first_error.map_or(Ok(()), Err)
 }
 
 fn run_task(

@@ -29,6 +29,7 @@ use crate::error::{Error, redact_url};
 use crate::fetch::credentials::{self, Cache, Token, bearer};
 use crate::fetch::{
     HINT_TLS, Object, Page, Source, Vocabulary, Words, failed, get_listing, list_by_pages,
+    md5_of_base64,
 };
 use crate::http::{self, Failure, Headers, StatusError, Trust};
 use crate::settings::{AzureSettings, Secret, Settings};
@@ -558,12 +559,7 @@ fn parse_page(xml: &str) -> Result<Page, String> {
         .unwrap_or_default()
         .into_iter()
         .map(|b| Object {
-            md5: b
-                .properties
-                .content_md5
-                .as_deref()
-                .and_then(|m| STANDARD.decode(m).ok())
-                .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok()),
+            md5: b.properties.content_md5.as_deref().and_then(md5_of_base64),
             key: b.name,
             size: Some(b.properties.content_length),
             etag: b.properties.etag,

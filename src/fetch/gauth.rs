@@ -27,7 +27,7 @@ use crate::settings::Secret;
 /// Read-only access to Cloud Storage: all a download needs.
 pub(crate) const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_only";
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
-const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
+pub(crate) const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
 const METADATA_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 
 /// Where tokens come from.
@@ -126,11 +126,6 @@ pub(crate) fn load(path: &Path) -> Result<Credentials, String> {
         )),
         None => Err("it has no \"type\"".into()),
     }
-}
-
-/// The metadata server's `host[:port]`: `GCE_METADATA_HOST`, else Google's name for it.
-pub(crate) fn metadata_host(configured: Option<&str>) -> String {
-    configured.unwrap_or(DEFAULT_METADATA_HOST).to_string()
 }
 
 /// A service-account JWT for the token endpoint: RS256 over `header.claims`.

@@ -18,17 +18,15 @@ use std::io::Write;
 use std::ops::Range;
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use ureq::Agent;
 
 use crate::error::Error;
 use crate::fetch::credentials::{Cache, bearer};
-use crate::fetch::gauth::{self, Credentials};
+use crate::fetch::gauth::{self, Credentials, DEFAULT_METADATA_HOST};
 use crate::fetch::{
     HINT_TLS, Object, Page, Source, Vocabulary, Words, bucket_uri, failed, get_listing,
-    list_by_pages,
+    list_by_pages, md5_of_base64,
 };
 use crate::http::{self, Failure, Headers, StatusError, Trust};
 use crate::settings::{GcsSettings, Secret, Settings};
@@ -101,7 +99,8 @@ impl GcsSource {
                 tokens(credentials, None)
             }
             (None, true) => {
-                let host = gauth::metadata_host(gcs.metadata_host.as_deref());
+                let host = gcs.metadata_host.as_deref();
+                let host = host.unwrap_or(DEFAULT_METADATA_HOST).into();
                 let credentials = Credentials::Metadata { host };
                 match gauth::token(&agent, &credentials) {
                     Ok(token) => {
@@ -251,11 +250,7 @@ fn parse_page(json: &str) -> Result<Page, String> {
             .size
             .parse()
             .map_err(|_| format!("the size of '{}' is '{}'", item.name, item.size))?;
-        let md5 = item
-            .md5_hash
-            .as_deref()
-            .and_then(|h| STANDARD.decode(h).ok())
-            .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok());
+        let md5 = item.md5_hash.as_deref().and_then(md5_of_base64);
         objects.push(Object {
             key: item.name,
             size: Some(size),

@@ -19,6 +19,9 @@ pub(crate) mod web;
 use std::io::Write;
 use std::ops::Range;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
 use crate::error::{Error, one_line, redact_url};
 use crate::http::{Failure, StatusError};
 use crate::settings::Settings;
@@ -72,6 +75,11 @@ pub(crate) fn bucket_uri(uri: &str, scheme: &str) -> Result<(String, String), Er
         return invalid(format!("the bucket name '{bucket}' holds '{c}'"));
     }
     Ok((bucket.to_string(), key.to_string()))
+}
+
+/// The MD5 a store gives in base64 (Azure's `Content-MD5`, GCS's `md5Hash`), when it is one.
+pub(crate) fn md5_of_base64(text: &str) -> Option<[u8; 16]> {
+    STANDARD.decode(text).ok()?.try_into().ok()
 }
 
 /// One page of an object store's listing, and the token of the next page if there is one.

@@ -105,18 +105,24 @@ pub(crate) fn endpoint(s3: &S3Settings, bucket: &str) -> Endpoint {
             path_style: false,
         };
     }
-    let domain = if region.starts_with("cn-") {
-        "amazonaws.com.cn"
-    } else {
-        "amazonaws.com"
-    };
     Endpoint {
-        url: format!("https://s3.{region}.{domain}"),
+        url: aws_endpoint("s3", &region),
         // A dotted bucket name cannot match AWS's wildcard certificate as a subdomain: the
         // SDKs fall back to path-style for it, and so does this.
         path_style: s3.virtual_hosted.map_or(bucket.contains('.'), |v| !v),
         region,
     }
+}
+
+/// AWS's regional endpoint of `service` (`s3`; `sts`, unless `AWS_ENDPOINT_URL_STS` names
+/// another): `https://SERVICE.REGION.amazonaws.com`, `.com.cn` in China's regions.
+pub(crate) fn aws_endpoint(service: &str, region: &str) -> String {
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("https://{service}.{region}.{suffix}")
 }
 
 // The error for a request rust-s3 could not build or sign.
@@ -256,7 +262,7 @@ impl S3Source {
                     role_arn: role_arn.clone(),
                     token_file: token_file.clone(),
                     session_name: session_name.clone(),
-                    endpoint: sts_endpoint.unwrap_or_else(|| sts::endpoint(&endpoint.region)),
+                    endpoint: sts_endpoint.unwrap_or_else(|| aws_endpoint("sts", &endpoint.region)),
                 };
                 let name = format!("temporary S3 keys for {role_arn} from STS");
                 let keys = Cache::new(name, RENEW_BEFORE, None);

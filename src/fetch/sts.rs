@@ -25,16 +25,6 @@ pub(crate) struct TemporaryKeys {
     pub(crate) expires: SystemTime,
 }
 
-/// The regional STS endpoint of AWS, unless `AWS_ENDPOINT_URL_STS` names another.
-pub(crate) fn endpoint(region: &str) -> String {
-    let suffix = if region.starts_with("cn-") {
-        "amazonaws.com.cn"
-    } else {
-        "amazonaws.com"
-    };
-    format!("https://sts.{region}.{suffix}")
-}
-
 /// A role to assume with a web identity token, and the STS that hands out its keys.
 pub(crate) struct WebIdentity {
     pub(crate) role_arn: String,
