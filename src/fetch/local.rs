@@ -165,15 +165,13 @@ mod tests {
 
     #[test]
     fn local_paths() {
-        assert_eq!(
-            local_path("file:///mnt/m%20x").unwrap(),
-            PathBuf::from("/mnt/m x")
-        );
-        assert_eq!(
-            local_path("file://localhost/m").unwrap(),
-            PathBuf::from("/m")
-        );
-        assert_eq!(local_path("./models").unwrap(), PathBuf::from("./models"));
+        for (uri, path) in [
+            ("file:///mnt/m%20x", "/mnt/m x"),
+            ("file://localhost/m", "/m"),
+            ("./models", "./models"),
+        ] {
+            assert_eq!(local_path(uri).unwrap(), PathBuf::from(path), "{uri}");
+        }
         assert!(local_path("file://server/share").is_err());
         assert!(local_path("file://").is_err());
     }

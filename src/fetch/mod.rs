@@ -148,15 +148,10 @@ pub(crate) fn get_listing(
     if response.status().as_u16() != 200 {
         return Err(error(Failure::Status(StatusError::read(response))));
     }
-    response
-        .body_mut()
-        .with_config()
-        .limit(LIMIT)
-        .read_to_string()
-        .map_err(|e| {
-            let cause = format!("reading the listing: {}", crate::http::describe(&e));
-            error(Failure::Transport(cause))
-        })
+    crate::http::read_text(&mut response, LIMIT).map_err(|e| {
+        let cause = format!("reading the listing: {}", crate::http::describe(&e));
+        error(Failure::Transport(cause))
+    })
 }
 
 /// A reason, and the hint that goes with it.

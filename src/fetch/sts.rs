@@ -60,11 +60,7 @@ impl WebIdentity {
             let refusal = StatusError::read(response);
             return Err(format!("STS at {url} refused role {role_arn}: {refusal}"));
         }
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_string()
+        let body = http::read_text(&mut response, 1 << 20)
             .map_err(|e| format!("reading the answer of STS at {url}: {}", http::describe(&e)))?;
         parse_answer(&body, now)
             .map_err(|reason| format!("STS at {url} answered something unusable: {reason}"))

@@ -74,14 +74,8 @@ pub struct StatusError {
 impl StatusError {
     /// Reads up to 64 KiB of an error response's body.
     pub(crate) fn read(mut response: Response<Body>) -> StatusError {
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024)
-            .read_to_string()
-            .unwrap_or_default();
-        StatusError::parse(status, &body)
+        let body = read_text(&mut response, 64 * 1024).unwrap_or_default();
+        StatusError::parse(response.status().as_u16(), &body)
     }
 
     /// The status with what `body` says about it.
@@ -123,6 +117,15 @@ impl fmt::Display for StatusError {
             (None, None) => Ok(()),
         }
     }
+}
+
+/// Up to `limit` bytes of a response's body, as text.
+pub(crate) fn read_text(response: &mut Response<Body>, limit: u64) -> Result<String, ureq::Error> {
+    response
+        .body_mut()
+        .with_config()
+        .limit(limit)
+        .read_to_string()
 }
 
 // The text of the first `<name>` element; enough for the flat error documents servers send.

@@ -243,11 +243,7 @@ pub(crate) fn probe(agent: &Agent, base: &BaseUrl) -> bool {
     let status = response.status().as_u16();
     let answer = match status {
         401 | 403 => true,
-        200 => response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_string()
+        200 => http::read_text(&mut response, 1 << 20)
             .ok()
             .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
             .is_some_and(|v| v.get("items").is_some_and(|i| i.is_array())),
