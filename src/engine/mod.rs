@@ -33,7 +33,7 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 
 use crate::error::Error;
-use crate::fetch::Source;
+use crate::fetch::{Source, failed};
 use plan::Planned;
 
 /// Parallel transfers when `-j` is not given: enough requests in flight to keep an object
@@ -326,12 +326,8 @@ impl FileJob {
 
     // The source broke its promise about this object (a short part, a wrong size).
     fn broken(&self, reason: String) -> Error {
-        Error::Fetch {
-            action: "download",
-            url: format!("'{}' of '{}'", self.planned.key, self.uri),
-            reason,
-            hint: None,
-        }
+        let what = format!("'{}' of '{}'", self.planned.key, self.uri);
+        failed("download", &what, (reason, None))
     }
 
     // The temporary file. A file fetched in one piece is created by the worker that fetches

@@ -381,24 +381,21 @@ const WORDS: Vocabulary = Vocabulary {
 // container is missing.
 fn status_words(status: &StatusError, listing: bool, auth: &Auth) -> Words {
     let said = status.to_string();
+    let refused = matches!(
+        status.code.as_deref(),
+        Some("AuthenticationFailed" | "InvalidAuthenticationInfo")
+    );
+    // An account key may do anything: a refusal means the signature was wrong.
+    let key_refused = matches!(auth, Auth::SharedKey { .. }) && matches!(status.status, 401 | 403);
     match (status.code.as_deref(), status.status) {
-        // An account key may do anything: a refusal means the signature was wrong.
-        (Some("AuthenticationFailed" | "InvalidAuthenticationInfo"), _) | (_, 401 | 403)
-            if matches!(auth, Auth::SharedKey { .. }) =>
-        {
-            (
-                format!("the storage account refused the credentials: {said}"),
-                Some(HINT_KEY),
-            )
+        _ if refused || key_refused => {
+            let hint = match auth {
+                Auth::Token { .. } => HINT_DENIED,
+                _ => HINT_KEY,
+            };
+            let reason = format!("the storage account refused the credentials: {said}");
+            (reason, Some(hint))
         }
-        (Some("AuthenticationFailed" | "InvalidAuthenticationInfo"), _) => (
-            format!("the storage account refused the credentials: {said}"),
-            Some(if matches!(auth, Auth::Token { .. }) {
-                HINT_DENIED
-            } else {
-                HINT_KEY
-            }),
-        ),
         (_, 401 | 403) | (Some("ResourceNotFound"), 404) if matches!(auth, Auth::Anonymous) => (
             format!("anonymous access was refused: {said}"),
             Some(HINT_ANONYMOUS),

@@ -73,13 +73,7 @@ impl Source for WebSource {
         headers.push(("Range", "bytes=0-0"));
         let response =
             http::get_with_retry(&self.agent, &self.url, &headers).map_err(|f| self.fail(f))?;
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
+        let header = |name| http::header(&response, name).map(str::to_string);
         let etag = header("etag");
         let (size, ranges) = match response.status().as_u16() {
             206 | 416 => match header("content-range")

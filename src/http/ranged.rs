@@ -9,7 +9,7 @@ use std::time::Duration;
 use ureq::http::Response;
 use ureq::{Agent, Body};
 
-use super::retry::{ATTEMPTS, backoff, gave_up, is_retryable, retry_after, send};
+use super::retry::{ATTEMPTS, backoff, gave_up, header, is_retryable, retry_after, send};
 use super::status::{Failure, StatusError};
 use crate::error::{Error, one_line, redact_url};
 
@@ -132,11 +132,7 @@ impl Transfer<'_> {
                 self.write_body(response, pos)
             }
             206 => {
-                let start = response
-                    .headers()
-                    .get("content-range")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(content_range);
+                let start = header(&response, "content-range").and_then(content_range);
                 if start.map(|(start, _)| start) != Some(pos) {
                     return Outcome::Fatal(Failure::Other(format!(
                         "asked for bytes from {pos}, the server sent a different range"

@@ -113,16 +113,14 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
     exp + Duration::from_millis(jitter_ms)
 }
 
+/// The value of a response's header `name`, when it is text.
+pub(crate) fn header<'a>(response: &'a Response<Body>, name: &str) -> Option<&'a str> {
+    response.headers().get(name)?.to_str().ok()
+}
+
 // The server's `Retry-After` in seconds, capped; the HTTP-date form is ignored.
 pub(super) fn retry_after(response: &Response<Body>) -> Option<Duration> {
-    let secs: u64 = response
-        .headers()
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let secs: u64 = header(response, "retry-after")?.trim().parse().ok()?;
     Some(Duration::from_secs(secs).min(RETRY_AFTER_CAP))
 }
 
@@ -169,11 +167,7 @@ pub(super) fn send(
         }
         // A 3xx without a Location is an answer, not a redirect (S3 says PermanentRedirect
         // this way when the region is wrong): the caller reads its body.
-        let Some(location) = response
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-        else {
+        let Some(location) = header(&response, "location") else {
             return Ok(response);
         };
         let next = join_url(&current, location).ok_or_else(|| {
