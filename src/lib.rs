@@ -102,16 +102,9 @@ fn download_into(
     settings: &Settings,
     watch: &dyn Watch,
 ) -> Result<Summary, Error> {
-    let opened = fetch::open(uri, settings)?;
+    let (source, prefix) = fetch::open(uri, settings)?;
     let shown = redact_url(uri);
-    let summary = download(
-        &*opened.source,
-        &opened.prefix,
-        &shown,
-        dest,
-        options,
-        watch,
-    )?;
+    let summary = download(&*source, &prefix, &shown, dest, options, watch)?;
     if let [only] = summary.paths.as_slice()
         && let Some(kind) = archive::Format::of(only)
     {

@@ -147,12 +147,10 @@ mod tests {
         }
     }
 
-    fn paths(prefix: &str, keys: &[&str]) -> Result<Vec<String>, PlanError> {
+    fn paths(prefix: &str, keys: &[&str]) -> Vec<String> {
         let objects = keys.iter().map(|k| obj(k, 1)).collect();
-        Ok(plan(prefix, objects)?
-            .into_iter()
-            .map(|p| p.path.to_string_lossy().into_owned())
-            .collect())
+        let planned = plan(prefix, objects).unwrap().into_iter();
+        planned.map(|p| p.path.to_string_lossy().into()).collect()
     }
 
     const STORE: &[&str] = &[
@@ -170,25 +168,18 @@ mod tests {
     fn the_prefix_ends_at_a_slash() {
         // `model` is both an object and a folder here: the object keeps its basename, and the
         // siblings `model2/` and `model.bak` never leak in (KServe's issue #3776).
-        assert_eq!(
-            paths("model", &STORE[1..]).unwrap(),
-            vec!["config.json", "weights/part-1.bin"]
-        );
-        assert_eq!(
-            paths("model/", STORE).unwrap(),
-            vec!["config.json", "weights/part-1.bin"]
-        );
-        assert_eq!(paths("model.bak", STORE).unwrap(), vec!["model.bak"]);
-        assert_eq!(
-            paths("models/iris/v1/model.onnx", &["models/iris/v1/model.onnx"]).unwrap(),
-            vec!["model.onnx"]
-        );
+        let below = ["config.json", "weights/part-1.bin"];
+        assert_eq!(paths("model", &STORE[1..]), below);
+        assert_eq!(paths("model/", STORE), below);
+        assert_eq!(paths("model.bak", STORE), ["model.bak"]);
+        let key = "models/iris/v1/model.onnx";
+        assert_eq!(paths(key, &[key]), ["model.onnx"]);
     }
 
     #[test]
     fn a_bucket_root_takes_everything_but_markers() {
         assert_eq!(
-            paths("", &STORE[1..]).unwrap(),
+            paths("", &STORE[1..]),
             vec![
                 "model.bak",
                 "model/config.json",

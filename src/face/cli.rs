@@ -237,14 +237,10 @@ mod tests {
 
     #[test]
     fn counts_that_are_not_pairs() {
-        assert_eq!(
-            parse(""),
-            Err("expected SRC_URI DEST_DIR pairs, got 0 argument(s)".into())
-        );
-        assert_eq!(
-            parse("a b c"),
-            Err("expected SRC_URI DEST_DIR pairs, got 3 argument(s)".into())
-        );
+        for (args, n) in [("", 0), ("a b c", 3)] {
+            let want = format!("expected SRC_URI DEST_DIR pairs, got {n} argument(s)");
+            assert_eq!(parse(args), Err(want), "{args}");
+        }
     }
 
     #[test]
@@ -269,16 +265,15 @@ mod tests {
 
     #[test]
     fn jobs_and_dry_run() {
-        let Ok(Command::Run { options, .. }) = parse("-j 3 --dry-run s3://a/b /d") else {
-            panic!("not a run");
-        };
-        assert_eq!(options.jobs, 3);
-        assert!(options.dry_run);
-        let Ok(Command::Run { options, .. }) = parse("s3://a/b /d --jobs=12") else {
-            panic!("not a run");
-        };
-        assert_eq!(options.jobs, 12);
-        assert!(!options.dry_run);
+        for (args, jobs, dry_run) in [
+            ("-j 3 --dry-run s3://a/b /d", 3, true),
+            ("s3://a/b /d --jobs=12", 12, false),
+        ] {
+            let Ok(Command::Run { options, .. }) = parse(args) else {
+                panic!("not a run");
+            };
+            assert_eq!((options.jobs, options.dry_run), (jobs, dry_run), "{args}");
+        }
         assert_eq!(DEFAULT_JOBS, Options::default().jobs);
         for bad in ["-j 0 a b", "-j x a b", "-j -1 a b"] {
             let err = parse(bad).unwrap_err();

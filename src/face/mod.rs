@@ -106,14 +106,8 @@ pub(crate) fn log_filter(rust_log: Option<&str>) -> String {
     }
     let others = level.min(log::LevelFilter::Info);
     let mut filter = format!("{others},{CRATE}={level}");
-    for module in modules {
-        filter.push(',');
-        filter.push_str(module);
-    }
-    if let Some(text) = text {
-        filter.push('/');
-        filter.push_str(text);
-    }
+    filter.extend(modules.into_iter().map(|module| format!(",{module}")));
+    filter.extend(text.map(|text| format!("/{text}")));
     filter
 }
 

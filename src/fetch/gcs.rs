@@ -305,10 +305,8 @@ mod tests {
         assert_eq!(page.objects[1].md5, None);
         assert_eq!(page.objects[1].size, Some(1 << 30));
         assert_eq!(page.next.as_deref(), Some("CgVpcmlz"));
-        assert_eq!(
-            parse_page(r#"{"kind":"storage#objects"}"#).unwrap().objects,
-            vec![]
-        );
+        let empty = parse_page(r#"{"kind":"storage#objects"}"#).unwrap();
+        assert_eq!(empty.objects, vec![]);
         assert!(parse_page(r#"{"items":[{"name":"a","size":"big"}]}"#).is_err());
         assert!(parse_page("<html>").is_err());
     }

@@ -286,17 +286,11 @@ pub(crate) fn can_fetch(uri: &str) -> bool {
 /// The artifact URIs this program fetches, for the hint after a refused one.
 pub(crate) const SCHEMES_HINT: &str = "supported artifact URIs: s3://, gs://, https://ACCOUNT.blob.core.windows.net/..., http(s)://, file://";
 
-/// A source ready to be listed, and the prefix its URI names.
-pub(crate) struct Opened {
-    pub(crate) source: Box<dyn Source>,
-    pub(crate) prefix: String,
-}
-
-/// Picks and sets up the backend for a storage URI (not a `model-registry://` one).
-pub(crate) fn open(uri: &str, settings: &Settings) -> Result<Opened, Error> {
-    fn opened<S: Source + 'static>((source, prefix): (S, String)) -> Opened {
-        let source = Box::new(source);
-        Opened { source, prefix }
+/// Picks and sets up the backend for a storage URI (not a `model-registry://` one): a source
+/// ready to be listed, and the prefix its URI names.
+pub(crate) fn open(uri: &str, settings: &Settings) -> Result<(Box<dyn Source>, String), Error> {
+    fn opened<S: Source + 'static>((source, prefix): (S, String)) -> (Box<dyn Source>, String) {
+        (Box::new(source), prefix)
     }
     Ok(match StorageKind::of(uri) {
         Some(StorageKind::Http) => opened((web::WebSource::open(uri, settings)?, String::new())),

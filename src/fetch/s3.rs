@@ -573,13 +573,8 @@ mod tests {
             e(status(Some("NoSuchKey"), 404)).0,
             "the object is gone (listed, then not found): HTTP 404 Not Found (server said: NoSuchKey: m)"
         );
-        assert_eq!(
-            e(status(Some("SlowDown"), 503)),
-            (
-                "HTTP 503 Service Unavailable (server said: SlowDown: m)".into(),
-                None
-            )
-        );
+        let slow_down = "HTTP 503 Service Unavailable (server said: SlowDown: m)".to_string();
+        assert_eq!(e(status(Some("SlowDown"), 503)), (slow_down, None));
         let unsigned = |chosen| {
             let signing = Signing::Unsigned { chosen };
             let table = |s: &StatusError| status_words(s, "b", signing);
@@ -589,13 +584,8 @@ mod tests {
         };
         assert_eq!(unsigned(false), Some(HINT_NO_CREDENTIALS));
         assert_eq!(unsigned(true), Some(HINT_ANONYMOUS));
-        assert_eq!(
-            e(Failure::Tls("bad cert".into())),
-            (
-                "TLS with the S3 endpoint http://h:9000 failed: bad cert".into(),
-                Some(HINT_TLS)
-            )
-        );
+        let tls = "TLS with the S3 endpoint http://h:9000 failed: bad cert".to_string();
+        assert_eq!(e(Failure::Tls("bad cert".into())), (tls, Some(HINT_TLS)));
     }
 
     #[test]

@@ -44,10 +44,7 @@ pub(crate) fn resolve(
         registry_in_uri,
         why: Box::new(why),
     };
-    let token = match &settings.token {
-        Some(source) => Some(source.read()?),
-        None => None,
-    };
+    let token = settings.token.as_ref().map(|t| t.read()).transpose()?;
     let client = Client::new(agent, base.clone(), token);
 
     let found = client.find_model(&model).map_err(fail)?;
