@@ -331,12 +331,8 @@ mod tests {
 
     #[test]
     fn resolve_errors_name_model_version_and_registry() {
-        let e = resolve(
-            Some("v1"),
-            Lookup::VersionNotFound {
-                message: "no model version found".into(),
-            },
-        );
+        let message = "no model version found".into();
+        let e = resolve(Some("v1"), Lookup::VersionNotFound { message });
         assert_eq!(
             e.to_string(),
             "cannot resolve model 'iris' version 'v1' in model registry http://mr:8080: model version not found (registry said: no model version found)"
@@ -350,12 +346,8 @@ mod tests {
 
     #[test]
     fn unsupported_scheme_hides_the_query() {
-        let e = resolve(
-            None,
-            Lookup::UnsupportedScheme {
-                uri: "hdfs://nn/models?token=s3cr3t".into(),
-            },
-        );
+        let uri = "hdfs://nn/models?token=s3cr3t".into();
+        let e = resolve(None, Lookup::UnsupportedScheme { uri });
         let text = e.to_string();
         assert!(!text.contains("s3cr3t"), "{text}");
         assert!(text.contains("'hdfs://nn/models?<redacted>'"), "{text}");
@@ -399,11 +391,7 @@ mod tests {
     #[test]
     fn only_usage_errors_exit_2() {
         assert_eq!(Error::Usage("x".into()).exit_code(), 2);
-        let e = Error::Uri {
-            uri: "x".into(),
-            reason: "y".into(),
-        };
-        assert_eq!(e.exit_code(), 1);
+        assert_eq!(Error::uri("x", "y").exit_code(), 1);
     }
 
     #[test]

@@ -392,6 +392,7 @@ mod tests {
                 namespace: None,
             })
         };
+        let trailing = "trailing '/' (an empty model or version name)";
         let cases: Vec<(&str, Result<RegistryUri, &str>)> = vec![
             ("iris", plain(d("iris", None))),
             // No port: the registry stage probes `iris` (bounded) and falls back to model/version.
@@ -407,14 +408,8 @@ mod tests {
             ("h/iris/v1%2Frc%2F2", plain(h("h", "iris", Some("v1/rc/2")))),
             // Three segments: the first is the host, as the grammar says.
             ("iris/v1/extra", plain(h("iris", "v1", Some("extra")))),
-            (
-                "iris/v1/",
-                Err("trailing '/' (an empty model or version name)"),
-            ),
-            (
-                "iris/",
-                Err("trailing '/' (an empty model or version name)"),
-            ),
+            ("iris/v1/", Err(trailing)),
+            ("iris/", Err(trailing)),
             ("", Err("no model name after model-registry://")),
             ("/iris/v1", Err("empty segment between '/'")),
             ("iris//v1", Err("empty segment between '/'")),

@@ -140,10 +140,8 @@ pub(crate) fn get_listing(
 ) -> Result<String, Error> {
     // A page of 1,000 names with their metadata is well under this.
     const LIMIT: u64 = 16 << 20;
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let pairs = headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let headers: Vec<_> = pairs.collect();
     let mut response = crate::http::get_with_retry(agent, url, &headers).map_err(&error)?;
     if response.status().as_u16() != 200 {
         return Err(error(Failure::Status(StatusError::read(response))));

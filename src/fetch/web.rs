@@ -105,13 +105,8 @@ impl Source for WebSource {
         range: Option<Range<u64>>,
         out: &mut dyn Write,
     ) -> Result<(), Error> {
-        let headers = |_: Option<&str>| {
-            Ok(self
-                .headers()
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect())
-        };
+        let owned = |(k, v): (&str, &str)| (k.to_string(), v.to_string());
+        let headers = |_: Option<&str>| Ok(self.headers().into_iter().map(owned).collect());
         http::get_resumable(&self.agent, &self.url, &headers, range, out).map_err(|f| self.fail(f))
     }
 }

@@ -145,10 +145,8 @@ mod tests {
         let path = dir.join("empty.pem");
         std::fs::write(&path, "not a certificate\n").unwrap();
         let err = agent(&TlsSettings::default(), Trust::Only(&path)).unwrap_err();
-        assert!(
-            err.to_string().contains("no PEM certificates in it"),
-            "{err}"
-        );
+        let err = err.to_string();
+        assert!(err.contains("no PEM certificates in it"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -109,11 +109,10 @@ impl Transfer<'_> {
             Ok(headers) => headers,
             Err(e) => return Outcome::Fatal(Failure::Headers(Box::new(e))),
         };
-        let mut all: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+        let pairs = headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let all: Vec<_> = pairs
+            .chain(range.as_deref().map(|value| ("Range", value)))
             .collect();
-        all.extend(range.as_deref().map(|value| ("Range", value)));
         let response = match send(self.agent, self.url, &all) {
             Ok(response) => response,
             Err(sent) => {
