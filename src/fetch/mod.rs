@@ -308,6 +308,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn s3_bucket_uris() {
+        let parse = |uri| bucket_uri(uri, "s3");
+        for (uri, bucket, key) in [
+            ("s3://models/iris/v1", "models", "iris/v1"),
+            ("S3://models", "models", ""),
+            ("s3://models/", "models", ""),
+        ] {
+            assert_eq!(parse(uri).unwrap(), (bucket.into(), key.into()), "{uri}");
+        }
+        let key = parse("s3://b/a%20b?c").unwrap().1;
+        assert_eq!(key, "a%20b?c", "keys are taken as written");
+        for uri in ["s3://", "s3:///key", "s3://user@host/key", "gs://b/k"] {
+            assert!(parse(uri).is_err(), "{uri}");
+        }
+    }
+
+    #[test]
     fn storage_kinds() {
         use StorageKind::*;
         let cases = [
