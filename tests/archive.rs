@@ -111,6 +111,28 @@ fn a_tar_gz_is_extracted_and_removed() {
 }
 
 #[test]
+fn every_member_of_a_multi_member_tar_gz_is_extracted() {
+    // pigz and many tools write a .tar.gz as several gzip members, one after another.
+    let tar = Tar::new()
+        .file("first.txt", b"first")
+        .file("second.txt", b"second")
+        .bytes();
+    let split = 1024; // the first entry's header and data block: a block boundary
+    let mut archive = Vec::new();
+    for half in [&tar[..split], &tar[split..]] {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(half).unwrap();
+        archive.extend(gz.finish().unwrap());
+    }
+    let (_tmp, src, dest) = setup("model.tar.gz", &archive);
+    extract(&src, &dest).expect_code(0);
+    assert_eq!(
+        tree(&dest),
+        files(&[("first.txt", b"first"), ("second.txt", b"second")])
+    );
+}
+
+#[test]
 fn a_plain_tar_is_extracted() {
     let archive = Tar::new().file("weights.bin", &[7u8; 10_000]).bytes();
     let (_tmp, src, dest) = setup("model.tar", &archive);

@@ -54,7 +54,8 @@ pub(crate) fn extract(archive: &Path, kind: Format, dest: &Path) -> Result<usize
     };
     match kind {
         Format::Tar => out.tar(BufReader::new(file))?,
-        Format::TarGz => out.tar(flate2::read::GzDecoder::new(BufReader::new(file)))?,
+        // Every gzip member, not just the first: pigz and others write several.
+        Format::TarGz => out.tar(flate2::read::MultiGzDecoder::new(BufReader::new(file)))?,
         Format::Zip => {
             let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
             out.zip(&mut zip)?;
