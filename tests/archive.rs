@@ -54,6 +54,13 @@ impl Tar {
         self
     }
 
+    /// An entry of any kind with its data: GNU long names (`L`), PAX headers (`x`).
+    fn raw(mut self, kind: tar::EntryType, name: &str, data: &[u8]) -> Tar {
+        let h = Tar::header(name, kind, data.len() as u64, None);
+        self.0.append(&h, data).unwrap();
+        self
+    }
+
     fn bytes(self) -> Vec<u8> {
         self.0.into_inner().unwrap()
     }
@@ -213,6 +220,70 @@ fn hostile_tar_entries_fail_and_write_nothing_outside() {
         top.sort();
         assert_eq!(top, vec!["dest", "src"], "{name}");
         assert!(!Path::new("/tmp/escaped.txt").exists());
+    }
+}
+
+/// One PAX record: its length (which counts itself), key and value.
+fn pax(key: &str, value: &str) -> Vec<u8> {
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    while len.to_string().len() + body.len() != len {
+        len += 1;
+    }
+    format!("{len}{body}").into_bytes()
+}
+
+#[test]
+fn long_names_and_pax_records_are_capped() {
+    use tar::EntryType::{GNULongName, XHeader};
+    let name = format!("{}/{}", "n".repeat(150), "m".repeat(150));
+    let fine = Tar::new()
+        .raw(GNULongName, "././@LongLink", format!("{name}\0").as_bytes())
+        .file("short", b"long name")
+        .raw(XHeader, "PaxHeader", &pax("path", &format!("p/{name}")))
+        .file("short", b"pax path")
+        .bytes();
+    let (_tmp, src, dest) = setup("fine.tar", &fine);
+    extract(&src, &dest).expect_code(0);
+    assert_eq!(
+        tree(&dest),
+        files(&[(&name, b"long name"), (&format!("p/{name}"), b"pax path")])
+    );
+
+    // The tar crate reads a long name or PAX header whole, whatever size it declares.
+    let huge = "a".repeat(1 << 20);
+    let long = "b".repeat(5000);
+    let cases = [
+        (
+            Tar::new().raw(GNULongName, "././@LongLink", huge.as_bytes()),
+            "a GNU long name at byte 0 declares 1048576 bytes (the limit is 4096)".to_string(),
+        ),
+        (
+            Tar::new()
+                .file("ok", b"ok")
+                .raw(XHeader, "PaxHeader", &pax("comment", &huge)),
+            "a PAX header at byte 1024 declares 1048593 bytes (the limit is 65536)".to_string(),
+        ),
+        (
+            Tar::new().raw(XHeader, "PaxHeader", &pax("path", &long)),
+            format!(
+                "entry '{}…': a name of 5000 bytes (the limit is 4096)",
+                &long[..200]
+            ),
+        ),
+    ];
+    for (tar, why) in cases {
+        let (_tmp, src, dest) = setup("m.tar", &tar.file("after", b"x").bytes());
+        let out = extract(&src, &dest);
+        out.expect_code(1);
+        assert_eq!(
+            out.last_line(),
+            format!(
+                "error: cannot extract '{}': {why}",
+                dest.join("m.tar").display()
+            )
+        );
+        assert!(!dest.join("after").exists());
     }
 }
 

@@ -5,15 +5,29 @@
 //! (no `..`, no absolute paths), folders are created through `dest::prepare` (never through a
 //! link), files are written under a temporary name and renamed, and a symbolic link must point
 //! inside `DEST_DIR`. Hard links must name an earlier entry. Memory stays bounded: tar and gzip
-//! are read as streams; a zip's central directory is read, then each entry is streamed.
+//! are read as streams; a zip's central directory is read, then each entry is streamed. Names
+//! are capped at `MAX_NAME` bytes and a tar's PAX headers at `MAX_PAX`.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use crate::engine::dest;
 use crate::engine::plan::safe_relative;
 use crate::error::Error;
+
+/// The most bytes an entry's name, a link's target or a GNU long name may have: Linux's PATH_MAX.
+const MAX_NAME: u64 = 4096;
+/// The most bytes of one PAX header (the records for one entry, or global ones).
+const MAX_PAX: u64 = 64 * 1024;
+/// The most bytes the tar crate may read to reach one entry: the last one's padding, up to four
+/// headers, two long names, one PAX header and some GNU sparse blocks. It reads a long name or
+/// PAX header whole, whatever size it declares, so this is what bounds its memory.
+const MAX_HEADERS: usize = 96 * 1024;
+/// The most characters of hostile text (a name, a link target) an error quotes.
+const QUOTED: usize = 200;
 
 /// The archive formats extracted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,19 +89,23 @@ impl Extractor<'_> {
     fn bad(&self, entry: &str, reason: &str) -> Error {
         Error::Archive {
             path: self.archive.to_path_buf(),
-            reason: format!("entry '{entry}': {reason}"),
+            reason: format!("entry '{}': {reason}", clip(entry)),
         }
     }
 
     fn broken(&self, e: impl std::fmt::Display) -> Error {
         Error::Archive {
             path: self.archive.to_path_buf(),
-            reason: crate::error::one_line(&e.to_string()),
+            reason: clip(&crate::error::one_line(&e.to_string())),
         }
     }
 
     // The entry's path below `dest`, checked; `None` for the archive's root (`./`).
     fn entry_path(&self, name: &str) -> Result<Option<PathBuf>, Error> {
+        if name.len() as u64 > MAX_NAME {
+            let reason = format!("a name of {} bytes (the limit is {MAX_NAME})", name.len());
+            return Err(self.bad(name, &reason));
+        }
         let trimmed = name.trim_end_matches('/');
         let mut relative = trimmed;
         while let Some(rest) = relative.strip_prefix("./") {
@@ -102,37 +120,54 @@ impl Extractor<'_> {
     }
 
     fn tar(&mut self, reader: impl Read) -> Result<(), Error> {
-        let mut archive = tar::Archive::new(reader);
-        let entries = archive.entries().map_err(|e| self.broken(e))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| self.broken(e))?;
-            let name = String::from_utf8(entry.path_bytes().into_owned())
-                .map_err(|_| self.broken("an entry name is not UTF-8"))?;
-            let Some(relative) = self.entry_path(&name)? else {
-                continue;
+        let headers = Rc::new(RefCell::new(Headers::default()));
+        let mut archive = tar::Archive::new(Watched {
+            inner: reader,
+            headers: Rc::clone(&headers),
+        });
+        let mut entries = archive.entries().map_err(|e| self.broken(e))?;
+        loop {
+            headers.borrow_mut().watch();
+            let next = entries.next();
+            headers.borrow_mut().check().map_err(|e| self.broken(e))?;
+            let Some(entry) = next else {
+                return Ok(());
             };
-            let mode = entry.header().mode().ok();
-            let kind = entry.header().entry_type();
-            if kind.is_dir() {
-                self.dir(&relative)?;
-            } else if kind.is_file() {
-                self.file(&name, &relative, &mut entry, mode)?;
-            } else if kind.is_symlink() || kind.is_hard_link() {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| String::from_utf8_lossy(&t).into_owned())
-                    .ok_or_else(|| self.bad(&name, "a link without a target"))?;
-                if kind.is_symlink() {
-                    self.symlink(&name, &relative, &target)?;
-                } else {
-                    self.hard_link(&name, &relative, &target)?;
-                }
+            let mut entry = entry.map_err(|e| self.broken(e))?;
+            self.tar_entry(&mut entry)?;
+            // What is left of a skipped entry is read here, not while the headers are watched.
+            io::copy(&mut entry, &mut io::sink()).map_err(|e| self.broken(e))?;
+        }
+    }
+
+    fn tar_entry(&mut self, entry: &mut tar::Entry<'_, impl Read>) -> Result<(), Error> {
+        let name = String::from_utf8(entry.path_bytes().into_owned())
+            .map_err(|_| self.broken("an entry name is not UTF-8"))?;
+        let Some(relative) = self.entry_path(&name)? else {
+            return Ok(());
+        };
+        let mode = entry.header().mode().ok();
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            self.dir(&relative)?;
+        } else if kind.is_file() {
+            self.file(&name, &relative, entry, mode)?;
+        } else if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry
+                .link_name_bytes()
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+                .ok_or_else(|| self.bad(&name, "a link without a target"))?;
+            if kind.is_symlink() {
+                self.symlink(&name, &relative, &target)?;
             } else {
-                log::warn!(
-                    "{}: skipping entry '{name}' ({kind:?})",
-                    self.archive.display()
-                );
+                self.hard_link(&name, &relative, &target)?;
             }
+        } else {
+            log::warn!(
+                "{}: skipping entry '{}' ({kind:?})",
+                self.archive.display(),
+                clip(&name)
+            );
         }
         Ok(())
     }
@@ -182,7 +217,7 @@ impl Extractor<'_> {
         let mut file = File::create(&temp).map_err(|e| Error::io("create", &temp, e))?;
         io::copy(reader, &mut file).map_err(|e| {
             let _ = std::fs::remove_file(&temp);
-            self.broken(format!("entry '{name}': {e}"))
+            self.bad(name, &crate::error::one_line(&e.to_string()))
         })?;
         if let Some(mode) = mode {
             use std::os::unix::fs::PermissionsExt;
@@ -201,7 +236,7 @@ impl Extractor<'_> {
         if !link_stays_inside(relative, target) {
             return Err(self.bad(
                 name,
-                &format!("a link to '{target}' would point outside DEST_DIR"),
+                &format!("a link to '{}' would point outside DEST_DIR", clip(target)),
             ));
         }
         let path = dest::prepare(self.dest, relative)?;
@@ -225,6 +260,94 @@ impl Extractor<'_> {
         std::fs::hard_link(&original, &path).map_err(|e| Error::io("create link", &path, e))?;
         self.files += 1;
         Ok(())
+    }
+}
+
+/// Hostile text quoted in an error: at most `QUOTED` characters.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(QUOTED) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// What the tar crate read to reach the latest entry, kept so the sizes its GNU long names and
+/// PAX headers declare can be checked; at most `MAX_HEADERS` bytes.
+#[derive(Default)]
+struct Headers {
+    /// Bytes of the tar stream read so far.
+    pos: u64,
+    watching: bool,
+    /// Where the bytes watched start in the tar stream.
+    start: u64,
+    bytes: Vec<u8>,
+    /// Whether a read was refused for going past `MAX_HEADERS`.
+    full: bool,
+}
+
+impl Headers {
+    fn watch(&mut self) {
+        self.watching = true;
+        self.start = self.pos;
+        self.bytes.clear();
+    }
+
+    /// Stops watching; walks the headers read (they start at the first 512-byte boundary) and
+    /// refuses the first long name or PAX header that declares more than its limit.
+    fn check(&mut self) -> Result<(), String> {
+        use tar::EntryType::{GNULongLink, GNULongName, XGlobalHeader, XHeader};
+        self.watching = false;
+        let mut at = self.start.next_multiple_of(512) - self.start;
+        while let Some(block) = self.bytes.get(at as usize..at as usize + 512) {
+            let header = tar::Header::from_byte_slice(block);
+            let (what, limit) = match header.entry_type() {
+                GNULongName => ("GNU long name", MAX_NAME),
+                GNULongLink => ("GNU long link name", MAX_NAME),
+                XHeader | XGlobalHeader => ("PAX header", MAX_PAX),
+                _ => break,
+            };
+            let size = header.entry_size().unwrap_or(u64::MAX);
+            if size > limit {
+                let at = self.start + at;
+                return Err(format!(
+                    "a {what} at byte {at} declares {size} bytes (the limit is {limit})"
+                ));
+            }
+            at += 512 + size.next_multiple_of(512);
+        }
+        if self.full {
+            return Err(format!(
+                "more than {} KiB of headers before one entry",
+                MAX_HEADERS / 1024
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The tar stream, with what is read while `Headers` watches kept and capped.
+struct Watched<R> {
+    inner: R,
+    headers: Rc<RefCell<Headers>>,
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut headers = self.headers.borrow_mut();
+        let mut room = buf.len();
+        if headers.watching {
+            room = room.min(MAX_HEADERS - headers.bytes.len());
+            if room == 0 && !buf.is_empty() {
+                headers.full = true;
+                return Err(io::Error::other("too many header bytes"));
+            }
+        }
+        let n = self.inner.read(&mut buf[..room])?;
+        if headers.watching {
+            headers.bytes.extend_from_slice(&buf[..n]);
+        }
+        headers.pos += n as u64;
+        Ok(n)
     }
 }
 
