@@ -287,6 +287,131 @@ fn long_names_and_pax_records_are_capped() {
     }
 }
 
+/// A gzip member of `len` zeros: members repeat, so a bomb is cheap to build.
+fn gz_zeros(len: usize) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![0; len]).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn a_tar_gz_bomb_fails_before_writing_it() {
+    // 4 GiB of zeros in a 4 MiB .tar.gz, after a small file.
+    let head = Tar::new().file("config.json", b"{}").bytes();
+    let size = 4u64 << 30;
+    let header = Tar::header("zeros.bin", tar::EntryType::Regular, size, None);
+    let mut archive = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    archive.write_all(&head[..head.len() - 1024]).unwrap(); // without its end blocks
+    archive.write_all(header.as_bytes()).unwrap();
+    let mut archive = archive.finish().unwrap();
+    let mib = gz_zeros(1 << 20);
+    for _ in 0..size >> 20 {
+        archive.extend_from_slice(&mib);
+    }
+    archive.extend(gz_zeros(1024)); // the end blocks
+    assert!(archive.len() < 5 << 20, "{}", archive.len());
+
+    let (_tmp, src, dest) = setup("m.tar.gz", &archive);
+    let out = extract(&src, &dest);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot extract '{}': entry 'zeros.bin': its 4294967296 bytes would take the \
+             extracted total past 1073741824 bytes (100 times the archive's size, at least 1 GiB)",
+            dest.join("m.tar.gz").display()
+        )
+    );
+    // No zeros.bin, whole or partial, under any name; the archive stays.
+    let mut names: Vec<String> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["config.json", "m.tar.gz"]);
+}
+
+/// A zip of one deflated entry, by hand, so that its sizes and CRC can say anything.
+fn zip_of(name: &str, deflated: &[u8], size: u32, crc: u32) -> Vec<u8> {
+    // What the local and central headers share: version 2.0, no flags, deflate, no date.
+    let mut common = vec![20, 0, 0, 0, 8, 0, 0, 0, 0, 0];
+    for v in [crc, deflated.len() as u32, size] {
+        common.extend(v.to_le_bytes());
+    }
+    common.extend((name.len() as u16).to_le_bytes());
+    let mut zip = [
+        b"PK\x03\x04",
+        &common[..],
+        &[0, 0],
+        name.as_bytes(),
+        deflated,
+    ]
+    .concat();
+    let central_at = zip.len() as u32;
+    // No extra field or comment, disk 0, no attributes, the local header at offset 0.
+    zip.extend(
+        [
+            b"PK\x01\x02\x14\x00",
+            &common[..],
+            &[0; 16],
+            name.as_bytes(),
+        ]
+        .concat(),
+    );
+    let central_len = zip.len() as u32 - central_at;
+    zip.extend(b"PK\x05\x06\0\0\0\0\x01\0\x01\0");
+    zip.extend(central_len.to_le_bytes());
+    zip.extend(central_at.to_le_bytes());
+    zip.extend([0, 0]);
+    zip
+}
+
+#[test]
+fn a_zip_bomb_fails_and_declared_sizes_are_not_trusted() {
+    // 2 GiB of zeros: one raw deflate block of 1 MiB of zeros, repeated, then a final empty one.
+    let mib = vec![0u8; 1 << 20];
+    let mut block = Vec::with_capacity(4096);
+    flate2::Compress::new(flate2::Compression::best(), false)
+        .compress_vec(&mib, &mut block, flate2::FlushCompress::Sync)
+        .unwrap();
+    let (mut one, mut crc) = (flate2::Crc::new(), flate2::Crc::new());
+    one.update(&mib);
+    let mut deflated = Vec::new();
+    for _ in 0..2048 {
+        deflated.extend_from_slice(&block);
+        crc.combine(&one);
+    }
+    deflated.extend([3, 0]);
+    let bomb = zip_of("zeros.bin", &deflated, 2 << 30, crc.sum());
+
+    // A 1 MiB entry that says it holds 10 bytes.
+    let liar = zip_of("liar.bin", &[&block[..], &[3, 0]].concat(), 10, one.sum());
+
+    for (archive, why) in [
+        (
+            bomb,
+            "entry 'zeros.bin': its 2147483648 bytes would take the extracted total past \
+             1073741824 bytes (100 times the archive's size, at least 1 GiB)",
+        ),
+        (
+            liar,
+            "entry 'liar.bin': File is larger than its declared uncompressed size",
+        ),
+    ] {
+        let (_tmp, src, dest) = setup("m.zip", &archive);
+        let out = extract(&src, &dest);
+        out.expect_code(1);
+        assert_eq!(
+            out.last_line(),
+            format!(
+                "error: cannot extract '{}': {why}",
+                dest.join("m.zip").display()
+            )
+        );
+        assert_eq!(tree(&dest).keys().collect::<Vec<_>>(), ["m.zip"]);
+    }
+}
+
 #[test]
 fn a_link_inside_the_archive_is_never_written_through() {
     // `d` points at a folder inside DEST_DIR, which is allowed; writing `d/x` through it is not.

@@ -6,7 +6,10 @@
 //! link), files are written under a temporary name and renamed, and a symbolic link must point
 //! inside `DEST_DIR`. Hard links must name an earlier entry. Memory stays bounded: tar and gzip
 //! are read as streams; a zip's central directory is read, then each entry is streamed. Names
-//! are capped at `MAX_NAME` bytes and a tar's PAX headers at `MAX_PAX`.
+//! are capped at `MAX_NAME` bytes and a tar's PAX headers at `MAX_PAX`. What an archive expands
+//! to is bounded (`MAX_RATIO`, `MIN_EXPANSION`, `MAX_ENTRIES`) by the sizes its entries declare,
+//! before each is written; tar reads exactly those sizes, and the zip crate fails an entry that
+//! holds more than it declares.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -26,6 +29,13 @@ const MAX_PAX: u64 = 64 * 1024;
 /// headers, two long names, one PAX header and some GNU sparse blocks. It reads a long name or
 /// PAX header whole, whatever size it declares, so this is what bounds its memory.
 const MAX_HEADERS: usize = 96 * 1024;
+/// The extracted total may reach this many times the archive's size: model weights barely
+/// compress, and a zero-padded checkpoint may reach 10:1.
+const MAX_RATIO: u64 = 100;
+/// ...or this much, whichever is more, so that a small archive of small files always passes.
+const MIN_EXPANSION: u64 = 1 << 30;
+/// The most entries an archive may have.
+const MAX_ENTRIES: u64 = 1_000_000;
 /// The most characters of hostile text (a name, a link target) an error quotes.
 const QUOTED: usize = 200;
 
@@ -61,10 +71,17 @@ pub(crate) fn extract(archive: &Path, kind: Format, dest: &Path) -> Result<usize
         reason,
     };
     let file = File::open(archive).map_err(|e| Error::io("open", archive, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io("inspect", archive, e))?
+        .len();
     let mut out = Extractor {
         dest,
         archive,
         files: 0,
+        entries: 0,
+        expanded: 0,
+        limit: size.saturating_mul(MAX_RATIO).max(MIN_EXPANSION),
     };
     match kind {
         Format::Tar => out.tar(BufReader::new(file))?,
@@ -83,6 +100,10 @@ struct Extractor<'a> {
     dest: &'a Path,
     archive: &'a Path,
     files: usize,
+    entries: u64,
+    /// The bytes the entries so far declare, and the most they may.
+    expanded: u64,
+    limit: u64,
 }
 
 impl Extractor<'_> {
@@ -98,6 +119,25 @@ impl Extractor<'_> {
             path: self.archive.to_path_buf(),
             reason: clip(&crate::error::one_line(&e.to_string())),
         }
+    }
+
+    /// Counts an entry and the bytes it declares, before any is written.
+    fn admit(&mut self, name: &str, size: u64) -> Result<(), Error> {
+        self.entries += 1;
+        if self.entries > MAX_ENTRIES {
+            return Err(self.broken(format!("more than {MAX_ENTRIES} entries")));
+        }
+        self.expanded = self.expanded.saturating_add(size);
+        if self.expanded > self.limit {
+            let reason = format!(
+                "its {size} bytes would take the extracted total past {} bytes \
+                 ({MAX_RATIO} times the archive's size, at least {} GiB)",
+                self.limit,
+                MIN_EXPANSION >> 30
+            );
+            return Err(self.bad(name, &reason));
+        }
+        Ok(())
     }
 
     // The entry's path below `dest`, checked; `None` for the archive's root (`./`).
@@ -143,6 +183,7 @@ impl Extractor<'_> {
     fn tar_entry(&mut self, entry: &mut tar::Entry<'_, impl Read>) -> Result<(), Error> {
         let name = String::from_utf8(entry.path_bytes().into_owned())
             .map_err(|_| self.broken("an entry name is not UTF-8"))?;
+        self.admit(&name, entry.size())?;
         let Some(relative) = self.entry_path(&name)? else {
             return Ok(());
         };
@@ -173,9 +214,13 @@ impl Extractor<'_> {
     }
 
     fn zip(&mut self, zip: &mut zip::ZipArchive<File>) -> Result<(), Error> {
+        if zip.len() as u64 > MAX_ENTRIES {
+            return Err(self.broken(format!("more than {MAX_ENTRIES} entries")));
+        }
         for i in 0..zip.len() {
             let mut entry = zip.by_index(i).map_err(|e| self.broken(e))?;
             let name = entry.name().map_err(|e| self.broken(e))?.into_owned();
+            self.admit(&name, entry.size())?;
             let Some(relative) = self.entry_path(&name)? else {
                 continue;
             };
@@ -397,6 +442,25 @@ mod tests {
         assert_eq!(Format::of(Path::new("m.zip")), Some(Format::Zip));
         assert_eq!(Format::of(Path::new("m.onnx")), None);
         assert_eq!(Format::of(Path::new("m.gz")), None);
+    }
+
+    #[test]
+    fn entries_are_counted() {
+        let mut out = Extractor {
+            dest: Path::new("/d"),
+            archive: Path::new("/d/m.tar"),
+            files: 0,
+            entries: 0,
+            expanded: 0,
+            limit: MIN_EXPANSION,
+        };
+        for _ in 0..MAX_ENTRIES {
+            out.admit("f", 0).unwrap();
+        }
+        assert_eq!(
+            out.admit("f", 0).unwrap_err().to_string(),
+            "cannot extract '/d/m.tar': more than 1000000 entries"
+        );
     }
 
     #[test]
