@@ -432,6 +432,42 @@ fn a_link_inside_the_archive_is_never_written_through() {
 }
 
 #[test]
+fn a_link_cannot_climb_out_through_another_link() {
+    // Each target reads as inside DEST_DIR, but on disk `x/..` is the parent of `.`, so l1 is
+    // DEST_DIR's parent, l2 the one above, and config.json the secret beside DEST_DIR.
+    let archive = Tar::new()
+        .symlink("x", ".")
+        .symlink("l1", "x/..")
+        .symlink("l2", "l1/..")
+        .symlink("config.json", "l1/secret.txt")
+        .bytes();
+    let tmp = TempDir::new("archive-chain");
+    let src = tmp.path().join("src/m.tar");
+    std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+    std::fs::write(&src, &archive).unwrap();
+    let sentinel = tmp.path().join("sentinel");
+    let dest = sentinel.join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::write(sentinel.join("secret.txt"), b"outside").unwrap();
+
+    let out = extract(&src, &dest);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot extract '{}': entry 'l1': a link to 'x/..' puts '..' after a name, \
+             which could climb out through another link",
+            dest.join("m.tar").display()
+        )
+    );
+    assert_eq!(tree(&dest), files(&[("m.tar", &archive), ("x", b"-> .")]));
+    assert_eq!(
+        tree(&sentinel).keys().collect::<Vec<_>>(),
+        ["dest/m.tar", "dest/x", "secret.txt"]
+    );
+}
+
+#[test]
 fn hostile_zip_entries_fail() {
     let stored = zip::write::SimpleFileOptions::default();
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));

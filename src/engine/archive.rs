@@ -278,11 +278,8 @@ impl Extractor<'_> {
     }
 
     fn symlink(&self, name: &str, relative: &Path, target: &str) -> Result<(), Error> {
-        if !link_stays_inside(relative, target) {
-            return Err(self.bad(
-                name,
-                &format!("a link to '{}' would point outside DEST_DIR", clip(target)),
-            ));
+        if let Err(why) = link_stays_inside(relative, target) {
+            return Err(self.bad(name, &format!("a link to '{}' {why}", clip(target))));
         }
         let path = dest::prepare(self.dest, relative)?;
         remove_existing(&path)?;
@@ -406,28 +403,39 @@ fn remove_existing(path: &Path) -> Result<(), Error> {
 }
 
 /// Whether a symbolic link at `relative` (below `DEST_DIR`) pointing at `target` stays inside
-/// `DEST_DIR`, read lexically. Extraction never writes through a link, so a link cannot be
-/// used to reach further.
-pub(crate) fn link_stays_inside(relative: &Path, target: &str) -> bool {
+/// `DEST_DIR`, read lexically; if not, why. `..` may only begin the target: the link's folder
+/// and those above it are real folders (`dest::prepare` never passes a link), so leading `..`
+/// climb where the text says, but after a name `..` climbs out of whatever that name is on disk
+/// (`x -> .`, then `l -> x/..` is DEST_DIR's parent). Names after the `..` may be links, each
+/// checked the same way. Extraction never writes through a link.
+pub(crate) fn link_stays_inside(relative: &Path, target: &str) -> Result<(), &'static str> {
+    const OUTSIDE: &str = "would point outside DEST_DIR";
     if target.is_empty() || target.starts_with('/') {
-        return false;
+        return Err(OUTSIDE);
     }
     // Depth of the folder holding the link, then walk the target.
     let mut depth = relative.components().count() as i64 - 1;
+    let mut named = false;
     for part in Path::new(target).components() {
         match part {
-            Component::Normal(_) => depth += 1,
+            Component::Normal(_) => {
+                depth += 1;
+                named = true;
+            }
+            Component::ParentDir if named => {
+                return Err("puts '..' after a name, which could climb out through another link");
+            }
             Component::ParentDir => {
                 depth -= 1;
                 if depth < 0 {
-                    return false;
+                    return Err(OUTSIDE);
                 }
             }
             Component::CurDir => {}
-            _ => return false,
+            _ => return Err(OUTSIDE),
         }
     }
-    true
+    Ok(())
 }
 
 #[cfg(test)]
@@ -465,13 +473,18 @@ mod tests {
 
     #[test]
     fn links_must_stay_inside() {
-        assert!(link_stays_inside(Path::new("a/l"), "b"));
-        assert!(link_stays_inside(Path::new("a/l"), "../b"));
-        assert!(link_stays_inside(Path::new("a/b/l"), "../../c"));
-        assert!(!link_stays_inside(Path::new("l"), "../x"));
-        assert!(!link_stays_inside(Path::new("a/l"), "../../x"));
-        assert!(!link_stays_inside(Path::new("a/l"), "/etc/passwd"));
-        assert!(!link_stays_inside(Path::new("a/l"), "b/../../../x"));
-        assert!(!link_stays_inside(Path::new("l"), ""));
+        let inside = |l: &str, t: &str| link_stays_inside(Path::new(l), t).is_ok();
+        assert!(inside("a/l", "b"));
+        assert!(inside("a/l", "../b"));
+        assert!(inside("a/b/l", "../../c/./d/"));
+        assert!(inside("l", "."));
+        assert!(!inside("l", "../x"));
+        assert!(!inside("a/l", "../../x"));
+        assert!(!inside("a/l", "/etc/passwd"));
+        assert!(!inside("a/l", "b/../../../x"));
+        assert!(!inside("l", ""));
+        // `..` after a name climbs out of what the name is on disk, maybe a link.
+        assert!(!inside("l", "x/.."));
+        assert!(!inside("a/b/l", "../c/../d"));
     }
 }
