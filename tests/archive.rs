@@ -479,6 +479,10 @@ fn hostile_zip_entries_fail() {
     zip.add_symlink("passwd", "/etc/passwd", stored).unwrap();
     let link = zip.finish().unwrap().into_inner();
 
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.add_symlink("long", "t".repeat(5000), stored).unwrap();
+    let long = zip.finish().unwrap().into_inner();
+
     for (archive, why) in [
         (
             dotdot,
@@ -488,6 +492,7 @@ fn hostile_zip_entries_fail() {
             link,
             "entry 'passwd': a link to '/etc/passwd' would point outside DEST_DIR",
         ),
+        (long, "entry 'long': a link target of more than 4096 bytes"),
     ] {
         let (tmp, src, dest) = setup("m.zip", &archive);
         let out = extract(&src, &dest);

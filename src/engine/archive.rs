@@ -229,10 +229,10 @@ impl Extractor<'_> {
                 self.dir(&relative)?;
             } else if entry.is_symlink() {
                 let mut target = String::new();
-                // A link target is a path, never large.
+                // A link target is a path: one byte past the limit is enough to refuse it.
                 entry
                     .by_ref()
-                    .take(4096)
+                    .take(MAX_NAME + 1)
                     .read_to_string(&mut target)
                     .map_err(|e| self.broken(e))?;
                 self.symlink(&name, &relative, &target)?;
@@ -278,6 +278,10 @@ impl Extractor<'_> {
     }
 
     fn symlink(&self, name: &str, relative: &Path, target: &str) -> Result<(), Error> {
+        if target.len() as u64 > MAX_NAME {
+            let reason = format!("a link target of more than {MAX_NAME} bytes");
+            return Err(self.bad(name, &reason));
+        }
         if let Err(why) = link_stays_inside(relative, target) {
             return Err(self.bad(name, &format!("a link to '{}' {why}", clip(target))));
         }
