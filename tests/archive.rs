@@ -54,6 +54,13 @@ impl Tar {
         self
     }
 
+    /// An entry of any kind with its data: GNU long names (`L`), PAX headers (`x`).
+    fn raw(mut self, kind: tar::EntryType, name: &str, data: &[u8]) -> Tar {
+        let h = Tar::header(name, kind, data.len() as u64, None);
+        self.0.append(&h, data).unwrap();
+        self
+    }
+
     fn bytes(self) -> Vec<u8> {
         self.0.into_inner().unwrap()
     }
@@ -108,6 +115,28 @@ fn a_tar_gz_is_extracted_and_removed() {
             "{out:#?}"
         );
     }
+}
+
+#[test]
+fn every_member_of_a_multi_member_tar_gz_is_extracted() {
+    // pigz and many tools write a .tar.gz as several gzip members, one after another.
+    let tar = Tar::new()
+        .file("first.txt", b"first")
+        .file("second.txt", b"second")
+        .bytes();
+    let split = 1024; // the first entry's header and data block: a block boundary
+    let mut archive = Vec::new();
+    for half in [&tar[..split], &tar[split..]] {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(half).unwrap();
+        archive.extend(gz.finish().unwrap());
+    }
+    let (_tmp, src, dest) = setup("model.tar.gz", &archive);
+    extract(&src, &dest).expect_code(0);
+    assert_eq!(
+        tree(&dest),
+        files(&[("first.txt", b"first"), ("second.txt", b"second")])
+    );
 }
 
 #[test]
@@ -194,6 +223,195 @@ fn hostile_tar_entries_fail_and_write_nothing_outside() {
     }
 }
 
+/// One PAX record: its length (which counts itself), key and value.
+fn pax(key: &str, value: &str) -> Vec<u8> {
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    while len.to_string().len() + body.len() != len {
+        len += 1;
+    }
+    format!("{len}{body}").into_bytes()
+}
+
+#[test]
+fn long_names_and_pax_records_are_capped() {
+    use tar::EntryType::{GNULongName, XHeader};
+    let name = format!("{}/{}", "n".repeat(150), "m".repeat(150));
+    let fine = Tar::new()
+        .raw(GNULongName, "././@LongLink", format!("{name}\0").as_bytes())
+        .file("short", b"long name")
+        .raw(XHeader, "PaxHeader", &pax("path", &format!("p/{name}")))
+        .file("short", b"pax path")
+        .bytes();
+    let (_tmp, src, dest) = setup("fine.tar", &fine);
+    extract(&src, &dest).expect_code(0);
+    assert_eq!(
+        tree(&dest),
+        files(&[(&name, b"long name"), (&format!("p/{name}"), b"pax path")])
+    );
+
+    // The tar crate reads a long name or PAX header whole, whatever size it declares.
+    let huge = "a".repeat(1 << 20);
+    let long = "b".repeat(5000);
+    let cases = [
+        (
+            Tar::new().raw(GNULongName, "././@LongLink", huge.as_bytes()),
+            "a GNU long name at byte 0 declares 1048576 bytes (the limit is 4096)".to_string(),
+        ),
+        (
+            Tar::new()
+                .file("ok", b"ok")
+                .raw(XHeader, "PaxHeader", &pax("comment", &huge)),
+            "a PAX header at byte 1024 declares 1048593 bytes (the limit is 65536)".to_string(),
+        ),
+        (
+            Tar::new().raw(XHeader, "PaxHeader", &pax("path", &long)),
+            format!(
+                "entry '{}…': a name of 5000 bytes (the limit is 4096)",
+                &long[..200]
+            ),
+        ),
+    ];
+    for (tar, why) in cases {
+        let (_tmp, src, dest) = setup("m.tar", &tar.file("after", b"x").bytes());
+        let out = extract(&src, &dest);
+        out.expect_code(1);
+        assert_eq!(
+            out.last_line(),
+            format!(
+                "error: cannot extract '{}': {why}",
+                dest.join("m.tar").display()
+            )
+        );
+        assert!(!dest.join("after").exists());
+    }
+}
+
+/// A gzip member of `len` zeros: members repeat, so a bomb is cheap to build.
+fn gz_zeros(len: usize) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![0; len]).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn a_tar_gz_bomb_fails_before_writing_it() {
+    // 4 GiB of zeros in a 4 MiB .tar.gz, after a small file.
+    let head = Tar::new().file("config.json", b"{}").bytes();
+    let size = 4u64 << 30;
+    let header = Tar::header("zeros.bin", tar::EntryType::Regular, size, None);
+    let mut archive = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    archive.write_all(&head[..head.len() - 1024]).unwrap(); // without its end blocks
+    archive.write_all(header.as_bytes()).unwrap();
+    let mut archive = archive.finish().unwrap();
+    let mib = gz_zeros(1 << 20);
+    for _ in 0..size >> 20 {
+        archive.extend_from_slice(&mib);
+    }
+    archive.extend(gz_zeros(1024)); // the end blocks
+    assert!(archive.len() < 5 << 20, "{}", archive.len());
+
+    let (_tmp, src, dest) = setup("m.tar.gz", &archive);
+    let out = extract(&src, &dest);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot extract '{}': entry 'zeros.bin': its 4294967296 bytes would take the \
+             extracted total past 1073741824 bytes (100 times the archive's size, at least 1 GiB)",
+            dest.join("m.tar.gz").display()
+        )
+    );
+    // No zeros.bin, whole or partial, under any name; the archive stays.
+    let mut names: Vec<String> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["config.json", "m.tar.gz"]);
+}
+
+/// A zip of one deflated entry, by hand, so that its sizes and CRC can say anything.
+fn zip_of(name: &str, deflated: &[u8], size: u32, crc: u32) -> Vec<u8> {
+    // What the local and central headers share: version 2.0, no flags, deflate, no date.
+    let mut common = vec![20, 0, 0, 0, 8, 0, 0, 0, 0, 0];
+    for v in [crc, deflated.len() as u32, size] {
+        common.extend(v.to_le_bytes());
+    }
+    common.extend((name.len() as u16).to_le_bytes());
+    let mut zip = [
+        b"PK\x03\x04",
+        &common[..],
+        &[0, 0],
+        name.as_bytes(),
+        deflated,
+    ]
+    .concat();
+    let central_at = zip.len() as u32;
+    // No extra field or comment, disk 0, no attributes, the local header at offset 0.
+    zip.extend(
+        [
+            b"PK\x01\x02\x14\x00",
+            &common[..],
+            &[0; 16],
+            name.as_bytes(),
+        ]
+        .concat(),
+    );
+    let central_len = zip.len() as u32 - central_at;
+    zip.extend(b"PK\x05\x06\0\0\0\0\x01\0\x01\0");
+    zip.extend(central_len.to_le_bytes());
+    zip.extend(central_at.to_le_bytes());
+    zip.extend([0, 0]);
+    zip
+}
+
+#[test]
+fn a_zip_bomb_fails_and_declared_sizes_are_not_trusted() {
+    // 2 GiB of zeros: one raw deflate block of 1 MiB of zeros, repeated, then a final empty one.
+    let mib = vec![0u8; 1 << 20];
+    let mut block = Vec::with_capacity(4096);
+    flate2::Compress::new(flate2::Compression::best(), false)
+        .compress_vec(&mib, &mut block, flate2::FlushCompress::Sync)
+        .unwrap();
+    let (mut one, mut crc) = (flate2::Crc::new(), flate2::Crc::new());
+    one.update(&mib);
+    let mut deflated = Vec::new();
+    for _ in 0..2048 {
+        deflated.extend_from_slice(&block);
+        crc.combine(&one);
+    }
+    deflated.extend([3, 0]);
+    let bomb = zip_of("zeros.bin", &deflated, 2 << 30, crc.sum());
+
+    // A 1 MiB entry that says it holds 10 bytes.
+    let liar = zip_of("liar.bin", &[&block[..], &[3, 0]].concat(), 10, one.sum());
+
+    for (archive, why) in [
+        (
+            bomb,
+            "entry 'zeros.bin': its 2147483648 bytes would take the extracted total past \
+             1073741824 bytes (100 times the archive's size, at least 1 GiB)",
+        ),
+        (
+            liar,
+            "entry 'liar.bin': File is larger than its declared uncompressed size",
+        ),
+    ] {
+        let (_tmp, src, dest) = setup("m.zip", &archive);
+        let out = extract(&src, &dest);
+        out.expect_code(1);
+        assert_eq!(
+            out.last_line(),
+            format!(
+                "error: cannot extract '{}': {why}",
+                dest.join("m.zip").display()
+            )
+        );
+        assert_eq!(tree(&dest).keys().collect::<Vec<_>>(), ["m.zip"]);
+    }
+}
+
 #[test]
 fn a_link_inside_the_archive_is_never_written_through() {
     // `d` points at a folder inside DEST_DIR, which is allowed; writing `d/x` through it is not.
@@ -214,6 +432,42 @@ fn a_link_inside_the_archive_is_never_written_through() {
 }
 
 #[test]
+fn a_link_cannot_climb_out_through_another_link() {
+    // Each target reads as inside DEST_DIR, but on disk `x/..` is the parent of `.`, so l1 is
+    // DEST_DIR's parent, l2 the one above, and config.json the secret beside DEST_DIR.
+    let archive = Tar::new()
+        .symlink("x", ".")
+        .symlink("l1", "x/..")
+        .symlink("l2", "l1/..")
+        .symlink("config.json", "l1/secret.txt")
+        .bytes();
+    let tmp = TempDir::new("archive-chain");
+    let src = tmp.path().join("src/m.tar");
+    std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+    std::fs::write(&src, &archive).unwrap();
+    let sentinel = tmp.path().join("sentinel");
+    let dest = sentinel.join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::write(sentinel.join("secret.txt"), b"outside").unwrap();
+
+    let out = extract(&src, &dest);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot extract '{}': entry 'l1': a link to 'x/..' puts '..' after a name, \
+             which could climb out through another link",
+            dest.join("m.tar").display()
+        )
+    );
+    assert_eq!(tree(&dest), files(&[("m.tar", &archive), ("x", b"-> .")]));
+    assert_eq!(
+        tree(&sentinel).keys().collect::<Vec<_>>(),
+        ["dest/m.tar", "dest/x", "secret.txt"]
+    );
+}
+
+#[test]
 fn hostile_zip_entries_fail() {
     let stored = zip::write::SimpleFileOptions::default();
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
@@ -225,6 +479,10 @@ fn hostile_zip_entries_fail() {
     zip.add_symlink("passwd", "/etc/passwd", stored).unwrap();
     let link = zip.finish().unwrap().into_inner();
 
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.add_symlink("long", "t".repeat(5000), stored).unwrap();
+    let long = zip.finish().unwrap().into_inner();
+
     for (archive, why) in [
         (
             dotdot,
@@ -234,6 +492,7 @@ fn hostile_zip_entries_fail() {
             link,
             "entry 'passwd': a link to '/etc/passwd' would point outside DEST_DIR",
         ),
+        (long, "entry 'long': a link target of more than 4096 bytes"),
     ] {
         let (tmp, src, dest) = setup("m.zip", &archive);
         let out = extract(&src, &dest);

@@ -5,15 +5,39 @@
 //! (no `..`, no absolute paths), folders are created through `dest::prepare` (never through a
 //! link), files are written under a temporary name and renamed, and a symbolic link must point
 //! inside `DEST_DIR`. Hard links must name an earlier entry. Memory stays bounded: tar and gzip
-//! are read as streams; a zip's central directory is read, then each entry is streamed.
+//! are read as streams; a zip's central directory is read, then each entry is streamed. Names
+//! are capped at `MAX_NAME` bytes and a tar's PAX headers at `MAX_PAX`. What an archive expands
+//! to is bounded (`MAX_RATIO`, `MIN_EXPANSION`, `MAX_ENTRIES`) by the sizes its entries declare,
+//! before each is written; tar reads exactly those sizes, and the zip crate fails an entry that
+//! holds more than it declares.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use crate::engine::dest;
 use crate::engine::plan::safe_relative;
 use crate::error::Error;
+
+/// The most bytes an entry's name, a link's target or a GNU long name may have: Linux's PATH_MAX.
+const MAX_NAME: u64 = 4096;
+/// The most bytes of one PAX header (the records for one entry, or global ones).
+const MAX_PAX: u64 = 64 * 1024;
+/// The most bytes the tar crate may read to reach one entry: the last one's padding, up to four
+/// headers, two long names, one PAX header and some GNU sparse blocks. It reads a long name or
+/// PAX header whole, whatever size it declares, so this is what bounds its memory.
+const MAX_HEADERS: usize = 96 * 1024;
+/// The extracted total may reach this many times the archive's size: model weights barely
+/// compress, and a zero-padded checkpoint may reach 10:1.
+const MAX_RATIO: u64 = 100;
+/// ...or this much, whichever is more, so that a small archive of small files always passes.
+const MIN_EXPANSION: u64 = 1 << 30;
+/// The most entries an archive may have.
+const MAX_ENTRIES: u64 = 1_000_000;
+/// The most characters of hostile text (a name, a link target) an error quotes.
+const QUOTED: usize = 200;
 
 /// The archive formats extracted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,14 +71,22 @@ pub(crate) fn extract(archive: &Path, kind: Format, dest: &Path) -> Result<usize
         reason,
     };
     let file = File::open(archive).map_err(|e| Error::io("open", archive, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io("inspect", archive, e))?
+        .len();
     let mut out = Extractor {
         dest,
         archive,
         files: 0,
+        entries: 0,
+        expanded: 0,
+        limit: size.saturating_mul(MAX_RATIO).max(MIN_EXPANSION),
     };
     match kind {
         Format::Tar => out.tar(BufReader::new(file))?,
-        Format::TarGz => out.tar(flate2::read::GzDecoder::new(BufReader::new(file)))?,
+        // Every gzip member, not just the first: pigz and others write several.
+        Format::TarGz => out.tar(flate2::read::MultiGzDecoder::new(BufReader::new(file)))?,
         Format::Zip => {
             let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
             out.zip(&mut zip)?;
@@ -68,25 +100,52 @@ struct Extractor<'a> {
     dest: &'a Path,
     archive: &'a Path,
     files: usize,
+    entries: u64,
+    /// The bytes the entries so far declare, and the most they may.
+    expanded: u64,
+    limit: u64,
 }
 
 impl Extractor<'_> {
     fn bad(&self, entry: &str, reason: &str) -> Error {
         Error::Archive {
             path: self.archive.to_path_buf(),
-            reason: format!("entry '{entry}': {reason}"),
+            reason: format!("entry '{}': {reason}", clip(entry)),
         }
     }
 
     fn broken(&self, e: impl std::fmt::Display) -> Error {
         Error::Archive {
             path: self.archive.to_path_buf(),
-            reason: crate::error::one_line(&e.to_string()),
+            reason: clip(&crate::error::one_line(&e.to_string())),
         }
+    }
+
+    /// Counts an entry and the bytes it declares, before any is written.
+    fn admit(&mut self, name: &str, size: u64) -> Result<(), Error> {
+        self.entries += 1;
+        if self.entries > MAX_ENTRIES {
+            return Err(self.broken(format!("more than {MAX_ENTRIES} entries")));
+        }
+        self.expanded = self.expanded.saturating_add(size);
+        if self.expanded > self.limit {
+            let reason = format!(
+                "its {size} bytes would take the extracted total past {} bytes \
+                 ({MAX_RATIO} times the archive's size, at least {} GiB)",
+                self.limit,
+                MIN_EXPANSION >> 30
+            );
+            return Err(self.bad(name, &reason));
+        }
+        Ok(())
     }
 
     // The entry's path below `dest`, checked; `None` for the archive's root (`./`).
     fn entry_path(&self, name: &str) -> Result<Option<PathBuf>, Error> {
+        if name.len() as u64 > MAX_NAME {
+            let reason = format!("a name of {} bytes (the limit is {MAX_NAME})", name.len());
+            return Err(self.bad(name, &reason));
+        }
         let trimmed = name.trim_end_matches('/');
         let mut relative = trimmed;
         while let Some(rest) = relative.strip_prefix("./") {
@@ -101,45 +160,67 @@ impl Extractor<'_> {
     }
 
     fn tar(&mut self, reader: impl Read) -> Result<(), Error> {
-        let mut archive = tar::Archive::new(reader);
-        let entries = archive.entries().map_err(|e| self.broken(e))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| self.broken(e))?;
-            let name = String::from_utf8(entry.path_bytes().into_owned())
-                .map_err(|_| self.broken("an entry name is not UTF-8"))?;
-            let Some(relative) = self.entry_path(&name)? else {
-                continue;
+        let headers = Rc::new(RefCell::new(Headers::default()));
+        let mut archive = tar::Archive::new(Watched {
+            inner: reader,
+            headers: Rc::clone(&headers),
+        });
+        let mut entries = archive.entries().map_err(|e| self.broken(e))?;
+        loop {
+            headers.borrow_mut().watch();
+            let next = entries.next();
+            headers.borrow_mut().check().map_err(|e| self.broken(e))?;
+            let Some(entry) = next else {
+                return Ok(());
             };
-            let mode = entry.header().mode().ok();
-            let kind = entry.header().entry_type();
-            if kind.is_dir() {
-                self.dir(&relative)?;
-            } else if kind.is_file() {
-                self.file(&name, &relative, &mut entry, mode)?;
-            } else if kind.is_symlink() || kind.is_hard_link() {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| String::from_utf8_lossy(&t).into_owned())
-                    .ok_or_else(|| self.bad(&name, "a link without a target"))?;
-                if kind.is_symlink() {
-                    self.symlink(&name, &relative, &target)?;
-                } else {
-                    self.hard_link(&name, &relative, &target)?;
-                }
+            let mut entry = entry.map_err(|e| self.broken(e))?;
+            self.tar_entry(&mut entry)?;
+            // What is left of a skipped entry is read here, not while the headers are watched.
+            io::copy(&mut entry, &mut io::sink()).map_err(|e| self.broken(e))?;
+        }
+    }
+
+    fn tar_entry(&mut self, entry: &mut tar::Entry<'_, impl Read>) -> Result<(), Error> {
+        let name = String::from_utf8(entry.path_bytes().into_owned())
+            .map_err(|_| self.broken("an entry name is not UTF-8"))?;
+        self.admit(&name, entry.size())?;
+        let Some(relative) = self.entry_path(&name)? else {
+            return Ok(());
+        };
+        let mode = entry.header().mode().ok();
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            self.dir(&relative)?;
+        } else if kind.is_file() {
+            self.file(&name, &relative, entry, mode)?;
+        } else if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry
+                .link_name_bytes()
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+                .ok_or_else(|| self.bad(&name, "a link without a target"))?;
+            if kind.is_symlink() {
+                self.symlink(&name, &relative, &target)?;
             } else {
-                log::warn!(
-                    "{}: skipping entry '{name}' ({kind:?})",
-                    self.archive.display()
-                );
+                self.hard_link(&name, &relative, &target)?;
             }
+        } else {
+            log::warn!(
+                "{}: skipping entry '{}' ({kind:?})",
+                self.archive.display(),
+                clip(&name)
+            );
         }
         Ok(())
     }
 
     fn zip(&mut self, zip: &mut zip::ZipArchive<File>) -> Result<(), Error> {
+        if zip.len() as u64 > MAX_ENTRIES {
+            return Err(self.broken(format!("more than {MAX_ENTRIES} entries")));
+        }
         for i in 0..zip.len() {
             let mut entry = zip.by_index(i).map_err(|e| self.broken(e))?;
             let name = entry.name().map_err(|e| self.broken(e))?.into_owned();
+            self.admit(&name, entry.size())?;
             let Some(relative) = self.entry_path(&name)? else {
                 continue;
             };
@@ -148,10 +229,10 @@ impl Extractor<'_> {
                 self.dir(&relative)?;
             } else if entry.is_symlink() {
                 let mut target = String::new();
-                // A link target is a path, never large.
+                // A link target is a path: one byte past the limit is enough to refuse it.
                 entry
                     .by_ref()
-                    .take(4096)
+                    .take(MAX_NAME + 1)
                     .read_to_string(&mut target)
                     .map_err(|e| self.broken(e))?;
                 self.symlink(&name, &relative, &target)?;
@@ -181,7 +262,7 @@ impl Extractor<'_> {
         let mut file = File::create(&temp).map_err(|e| Error::io("create", &temp, e))?;
         io::copy(reader, &mut file).map_err(|e| {
             let _ = std::fs::remove_file(&temp);
-            self.broken(format!("entry '{name}': {e}"))
+            self.bad(name, &crate::error::one_line(&e.to_string()))
         })?;
         if let Some(mode) = mode {
             use std::os::unix::fs::PermissionsExt;
@@ -197,11 +278,12 @@ impl Extractor<'_> {
     }
 
     fn symlink(&self, name: &str, relative: &Path, target: &str) -> Result<(), Error> {
-        if !link_stays_inside(relative, target) {
-            return Err(self.bad(
-                name,
-                &format!("a link to '{target}' would point outside DEST_DIR"),
-            ));
+        if target.len() as u64 > MAX_NAME {
+            let reason = format!("a link target of more than {MAX_NAME} bytes");
+            return Err(self.bad(name, &reason));
+        }
+        if let Err(why) = link_stays_inside(relative, target) {
+            return Err(self.bad(name, &format!("a link to '{}' {why}", clip(target))));
         }
         let path = dest::prepare(self.dest, relative)?;
         remove_existing(&path)?;
@@ -227,6 +309,94 @@ impl Extractor<'_> {
     }
 }
 
+/// Hostile text quoted in an error: at most `QUOTED` characters.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(QUOTED) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// What the tar crate read to reach the latest entry, kept so the sizes its GNU long names and
+/// PAX headers declare can be checked; at most `MAX_HEADERS` bytes.
+#[derive(Default)]
+struct Headers {
+    /// Bytes of the tar stream read so far.
+    pos: u64,
+    watching: bool,
+    /// Where the bytes watched start in the tar stream.
+    start: u64,
+    bytes: Vec<u8>,
+    /// Whether a read was refused for going past `MAX_HEADERS`.
+    full: bool,
+}
+
+impl Headers {
+    fn watch(&mut self) {
+        self.watching = true;
+        self.start = self.pos;
+        self.bytes.clear();
+    }
+
+    /// Stops watching; walks the headers read (they start at the first 512-byte boundary) and
+    /// refuses the first long name or PAX header that declares more than its limit.
+    fn check(&mut self) -> Result<(), String> {
+        use tar::EntryType::{GNULongLink, GNULongName, XGlobalHeader, XHeader};
+        self.watching = false;
+        let mut at = self.start.next_multiple_of(512) - self.start;
+        while let Some(block) = self.bytes.get(at as usize..at as usize + 512) {
+            let header = tar::Header::from_byte_slice(block);
+            let (what, limit) = match header.entry_type() {
+                GNULongName => ("GNU long name", MAX_NAME),
+                GNULongLink => ("GNU long link name", MAX_NAME),
+                XHeader | XGlobalHeader => ("PAX header", MAX_PAX),
+                _ => break,
+            };
+            let size = header.entry_size().unwrap_or(u64::MAX);
+            if size > limit {
+                let at = self.start + at;
+                return Err(format!(
+                    "a {what} at byte {at} declares {size} bytes (the limit is {limit})"
+                ));
+            }
+            at += 512 + size.next_multiple_of(512);
+        }
+        if self.full {
+            return Err(format!(
+                "more than {} KiB of headers before one entry",
+                MAX_HEADERS / 1024
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The tar stream, with what is read while `Headers` watches kept and capped.
+struct Watched<R> {
+    inner: R,
+    headers: Rc<RefCell<Headers>>,
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut headers = self.headers.borrow_mut();
+        let mut room = buf.len();
+        if headers.watching {
+            room = room.min(MAX_HEADERS - headers.bytes.len());
+            if room == 0 && !buf.is_empty() {
+                headers.full = true;
+                return Err(io::Error::other("too many header bytes"));
+            }
+        }
+        let n = self.inner.read(&mut buf[..room])?;
+        if headers.watching {
+            headers.bytes.extend_from_slice(&buf[..n]);
+        }
+        headers.pos += n as u64;
+        Ok(n)
+    }
+}
+
 fn remove_existing(path: &Path) -> Result<(), Error> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.is_dir() => {
@@ -237,28 +407,39 @@ fn remove_existing(path: &Path) -> Result<(), Error> {
 }
 
 /// Whether a symbolic link at `relative` (below `DEST_DIR`) pointing at `target` stays inside
-/// `DEST_DIR`, read lexically. Extraction never writes through a link, so a link cannot be
-/// used to reach further.
-pub(crate) fn link_stays_inside(relative: &Path, target: &str) -> bool {
+/// `DEST_DIR`, read lexically; if not, why. `..` may only begin the target: the link's folder
+/// and those above it are real folders (`dest::prepare` never passes a link), so leading `..`
+/// climb where the text says, but after a name `..` climbs out of whatever that name is on disk
+/// (`x -> .`, then `l -> x/..` is DEST_DIR's parent). Names after the `..` may be links, each
+/// checked the same way. Extraction never writes through a link.
+pub(crate) fn link_stays_inside(relative: &Path, target: &str) -> Result<(), &'static str> {
+    const OUTSIDE: &str = "would point outside DEST_DIR";
     if target.is_empty() || target.starts_with('/') {
-        return false;
+        return Err(OUTSIDE);
     }
     // Depth of the folder holding the link, then walk the target.
     let mut depth = relative.components().count() as i64 - 1;
+    let mut named = false;
     for part in Path::new(target).components() {
         match part {
-            Component::Normal(_) => depth += 1,
+            Component::Normal(_) => {
+                depth += 1;
+                named = true;
+            }
+            Component::ParentDir if named => {
+                return Err("puts '..' after a name, which could climb out through another link");
+            }
             Component::ParentDir => {
                 depth -= 1;
                 if depth < 0 {
-                    return false;
+                    return Err(OUTSIDE);
                 }
             }
             Component::CurDir => {}
-            _ => return false,
+            _ => return Err(OUTSIDE),
         }
     }
-    true
+    Ok(())
 }
 
 #[cfg(test)]
@@ -276,14 +457,38 @@ mod tests {
     }
 
     #[test]
+    fn entries_are_counted() {
+        let mut out = Extractor {
+            dest: Path::new("/d"),
+            archive: Path::new("/d/m.tar"),
+            files: 0,
+            entries: 0,
+            expanded: 0,
+            limit: MIN_EXPANSION,
+        };
+        for _ in 0..MAX_ENTRIES {
+            out.admit("f", 0).unwrap();
+        }
+        assert_eq!(
+            out.admit("f", 0).unwrap_err().to_string(),
+            "cannot extract '/d/m.tar': more than 1000000 entries"
+        );
+    }
+
+    #[test]
     fn links_must_stay_inside() {
-        assert!(link_stays_inside(Path::new("a/l"), "b"));
-        assert!(link_stays_inside(Path::new("a/l"), "../b"));
-        assert!(link_stays_inside(Path::new("a/b/l"), "../../c"));
-        assert!(!link_stays_inside(Path::new("l"), "../x"));
-        assert!(!link_stays_inside(Path::new("a/l"), "../../x"));
-        assert!(!link_stays_inside(Path::new("a/l"), "/etc/passwd"));
-        assert!(!link_stays_inside(Path::new("a/l"), "b/../../../x"));
-        assert!(!link_stays_inside(Path::new("l"), ""));
+        let inside = |l: &str, t: &str| link_stays_inside(Path::new(l), t).is_ok();
+        assert!(inside("a/l", "b"));
+        assert!(inside("a/l", "../b"));
+        assert!(inside("a/b/l", "../../c/./d/"));
+        assert!(inside("l", "."));
+        assert!(!inside("l", "../x"));
+        assert!(!inside("a/l", "../../x"));
+        assert!(!inside("a/l", "/etc/passwd"));
+        assert!(!inside("a/l", "b/../../../x"));
+        assert!(!inside("l", ""));
+        // `..` after a name climbs out of what the name is on disk, maybe a link.
+        assert!(!inside("l", "x/.."));
+        assert!(!inside("a/b/l", "../c/../d"));
     }
 }
