@@ -177,9 +177,13 @@ pub fn download(
     // small files, all first parts, go first.
     tasks.sort_by_key(|(ordinal, _)| *ordinal);
     let tasks: Vec<Task> = tasks.into_iter().map(|(_, task)| task).collect();
+    // A part counts its length; a file fetched in one piece, its listed size (if known).
     let total = tasks
         .iter()
-        .filter_map(|t| t.range.as_ref().map(|r| r.end - r.start))
+        .filter_map(|t| match &t.range {
+            Some(r) => Some(r.end - r.start),
+            None => jobs[t.job].planned.size,
+        })
         .sum();
     let started = std::time::Instant::now();
     watch.start(total, jobs.len());
