@@ -10,7 +10,8 @@
 //! 4. Each file is written under a hidden temporary name and renamed once its size matches;
 //!    a failure leaves no file under a final name. Parts done are noted in a journal next to
 //!    the temporary file, so a rerun fetches only the missing parts of a large object.
-//! 5. After success, temporary files a killed run left anywhere in `DEST_DIR` are removed.
+//! 5. After success, temporary files a killed run left for this plan's files are removed; no
+//!    object may have a temporary name, so those names are this program's alone.
 //!
 //! Memory is bounded by workers × `http::BUFFER_SIZE` (plus ureq's buffers per connection),
 //! whatever the object sizes.
@@ -133,6 +134,21 @@ pub fn download(
         key: e.key,
         reason: e.reason,
     })?;
+    // No object may land under a temporary name: its file would be taken for a leftover.
+    for p in &planned {
+        if let Some(name) = p.path.iter().find(|n| dest::is_temp_name(n)) {
+            return Err(Error::UnsafeKey {
+                uri: uri.to_string(),
+                key: p.key.clone(),
+                reason: format!(
+                    "'{}' is named like this program's temporary files (.NAME{}, .NAME{})",
+                    name.to_string_lossy(),
+                    dest::TEMP_SUFFIX,
+                    dest::JOURNAL_SUFFIX
+                ),
+            });
+        }
+    }
     if planned.is_empty() {
         return Err(Error::Empty {
             uri: uri.to_string(),
@@ -201,7 +217,10 @@ pub fn download(
     }
     transfer(source, &jobs, &tasks, options.jobs, &tally)?;
 
-    let stale = dest::remove_stale(dest)?;
+    let mut stale = 0;
+    for path in &paths {
+        stale += dest::remove_temporaries(&dest.join(path))?;
+    }
     if stale > 0 {
         log::info!("removed {stale} temporary file(s) an earlier run left");
     }
@@ -259,46 +278,46 @@ impl FileJob {
     ) -> Result<(FileJob, Pending), Error> {
         let temp = dest::temp_path(&path);
         let journal_path = dest::journal_path(&path);
-        // A link under the temporary name would send writes elsewhere.
-        for p in [&temp, &journal_path] {
-            if std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()) {
-                std::fs::remove_file(p).map_err(|e| Error::io("remove", p, e))?;
-            }
-        }
         let mut ranges: Pending = Vec::new();
         let mut made = None;
         let mut journal = None;
         match (planned.size, planned.ranges) {
             (Some(size), true) if size > part_size => {
                 let header = journal_header(size, part_size, planned.etag.as_deref());
-                // A journal counts only beside its temporary file, at full length.
-                let temp_ok = std::fs::symlink_metadata(&temp).is_ok_and(|m| m.len() == size);
-                let done = if temp_ok {
-                    read_journal(&journal_path, &header)
-                } else {
-                    HashSet::new()
+                // A journal counts only beside its temporary file, at full length, and only
+                // when both are plain files with no other name: a link (symbolic or hard)
+                // would send the writes elsewhere.
+                let own = |p: &Path| {
+                    std::fs::symlink_metadata(p)
+                        .ok()
+                        .filter(|m| m.is_file() && m.nlink() == 1)
                 };
-                if done.is_empty() {
-                    let file = create(&temp)?;
-                    file.set_len(size)
-                        .map_err(|e| Error::io("allocate", &temp, e))?;
-                    made = Some(identity(&file, &temp)?);
-                    let mut j = create(&journal_path)?;
-                    writeln!(j, "{header}").map_err(|e| Error::io("write", &journal_path, e))?;
-                    journal = Some(identity(&j, &journal_path)?);
-                } else {
-                    log::info!(
-                        "resuming {}: {} part(s) already fetched",
-                        path.display(),
-                        done.len()
-                    );
-                    let inspect = |p: &Path| {
-                        std::fs::symlink_metadata(p)
-                            .map(|m| (m.dev(), m.ino()))
-                            .map_err(|e| Error::io("inspect", p, e))
-                    };
-                    made = Some(inspect(&temp)?);
-                    journal = Some(inspect(&journal_path)?);
+                let found = own(&temp)
+                    .filter(|m| m.len() == size)
+                    .zip(own(&journal_path))
+                    .map(|(t, j)| ((t.dev(), t.ino()), (j.dev(), j.ino())));
+                let done =
+                    found.map_or_else(HashSet::new, |_| read_journal(&journal_path, &header));
+                match found.filter(|_| !done.is_empty()) {
+                    Some((temp_id, journal_id)) => {
+                        log::info!(
+                            "resuming {}: {} part(s) already fetched",
+                            path.display(),
+                            done.len()
+                        );
+                        made = Some(temp_id);
+                        journal = Some(journal_id);
+                    }
+                    None => {
+                        let file = dest::create_fresh(&temp)?;
+                        file.set_len(size)
+                            .map_err(|e| Error::io("allocate", &temp, e))?;
+                        made = Some(identity(&file, &temp)?);
+                        let mut j = dest::create_fresh(&journal_path)?;
+                        writeln!(j, "{header}")
+                            .map_err(|e| Error::io("write", &journal_path, e))?;
+                        journal = Some(identity(&j, &journal_path)?);
+                    }
                 }
                 let parts = size.div_ceil(part_size);
                 for i in 0..parts {
@@ -339,7 +358,7 @@ impl FileJob {
     fn open(&self) -> Result<File, Error> {
         match self.made {
             Some(made) => reopen(&self.temp, made, OpenOptions::new().write(true)),
-            None => create(&self.temp),
+            None => dest::create_fresh(&self.temp),
         }
     }
 
@@ -377,10 +396,6 @@ impl FileJob {
         log::debug!("wrote {}", self.path.display());
         Ok(())
     }
-}
-
-fn create(path: &Path) -> Result<File, Error> {
-    File::create(path).map_err(|e| Error::io("create", path, e))
 }
 
 fn identity(file: &File, path: &Path) -> Result<Identity, Error> {
