@@ -255,6 +255,7 @@ struct FileJob {
     written: AtomicU64,
 }
 
+// A file's (device, inode): the same name may later hold another file.
 type Identity = (u64, u64);
 
 // What is left to fetch of a file: ranged parts, or one whole stream (`None`).
