@@ -343,9 +343,12 @@ fn a_rerun_skips_complete_files_and_removes_stale_temporaries() {
     download(&source, "m/", "mem://", &dest, &options(1000, 2), &()).unwrap();
     assert_eq!(source.reads().len(), 2);
 
-    // Leftovers of some killed run, and a file that is not ours.
-    std::fs::write(dest.join("sub/.old.bin.mrsi-part"), b"partial").unwrap();
-    std::fs::write(dest.join(".old.bin.mrsi-parts"), b"journal").unwrap();
+    // Leftovers of some killed run beside this plan's files (a complete one, and one fetched
+    // again), and files that are not ours, one of them named like a leftover.
+    std::fs::write(dest.join("sub/.b.bin.mrsi-part"), b"partial").unwrap();
+    std::fs::write(dest.join("sub/.b.bin.mrsi-parts"), b"journal").unwrap();
+    std::fs::write(dest.join(".a.bin.mrsi-parts"), b"journal").unwrap();
+    std::fs::write(dest.join(".old.bin.mrsi-part"), b"not in this plan").unwrap();
     std::fs::write(dest.join("unrelated.txt"), b"keep me").unwrap();
     // A truncated file under a final name (written by something else) is fetched again.
     std::fs::write(dest.join("a.bin"), b"short").unwrap();
@@ -357,7 +360,7 @@ fn a_rerun_skips_complete_files_and_removes_stale_temporaries() {
     let files = tree(&dest);
     assert_eq!(
         files.keys().map(String::as_str).collect::<Vec<_>>(),
-        vec!["a.bin", "sub/b.bin", "unrelated.txt"]
+        vec![".old.bin.mrsi-part", "a.bin", "sub/b.bin", "unrelated.txt"]
     );
     assert_eq!(files["a.bin"], bytes(100, 9));
     assert_eq!(files["unrelated.txt"], b"keep me");
@@ -425,4 +428,81 @@ fn nothing_under_the_prefix_is_an_error() {
         err.to_string(),
         "nothing to download: no objects under 'mem://b/m'"
     );
+}
+
+#[test]
+fn keys_named_like_temporary_files_fail_the_plan() {
+    for (bad, named) in [
+        ("m/.w.bin.mrsi-part", ".w.bin.mrsi-part"),
+        ("m/sub/.w.bin.mrsi-parts", ".w.bin.mrsi-parts"),
+        ("m/.x.mrsi-part/y", ".x.mrsi-part"),
+    ] {
+        let source = Mem::new(&[("m/w.bin", bytes(10, 16)), (bad, bytes(10, 17))]);
+        let tmp = TempDir::new("engine-tempname");
+        let dest = dest_in(&tmp);
+        let err = download(&source, "m/", "mem://b/", &dest, &options(1000, 2), &()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "refusing object '{bad}' of 'mem://b/': '{named}' is named like this program's temporary files (.NAME.mrsi-part, .NAME.mrsi-parts)"
+            )
+        );
+        assert!(
+            source.reads().is_empty(),
+            "{bad}: read before the plan failed"
+        );
+        assert!(tree(tmp.path()).is_empty(), "{bad}: something was written");
+    }
+}
+
+#[test]
+fn temporary_looking_files_this_run_did_not_plan_survive() {
+    let tmp = TempDir::new("engine-theirs");
+    let dest = dest_in(&tmp);
+    std::fs::create_dir_all(dest.join("sub")).unwrap();
+    std::fs::write(dest.join(".x.mrsi-part"), b"a user's file").unwrap();
+    std::fs::write(dest.join("sub/.y.bin.mrsi-parts"), b"another").unwrap();
+    let source = Mem::new(&[("m/a.bin", bytes(100, 18)), ("m/big.bin", bytes(3000, 19))]);
+    download(&source, "m/", "mem://", &dest, &options(1000, 2), &()).unwrap();
+    assert_eq!(
+        tree(&dest).keys().map(String::as_str).collect::<Vec<_>>(),
+        vec![".x.mrsi-part", "a.bin", "big.bin", "sub/.y.bin.mrsi-parts"]
+    );
+    assert_eq!(tree(&dest)[".x.mrsi-part"], b"a user's file");
+}
+
+#[test]
+fn a_hard_link_at_a_temporary_name_is_never_written_through() {
+    let tmp = TempDir::new("engine-hardlink");
+    let dest = dest_in(&tmp);
+    std::fs::create_dir_all(&dest).unwrap();
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let big = bytes(3000, 20);
+    // The big one has the object's size and a journal that matches it: a resume would write
+    // the missing parts into it.
+    let planted = [
+        ("small", b"precious".to_vec(), ".small.bin.mrsi-part"),
+        ("big", vec![7; 3000], ".big.bin.mrsi-part"),
+        (
+            "journal",
+            b"mrsi-parts v1 size=3000 part=1000 etag=\"e1\"\n0\n".to_vec(),
+            ".big.bin.mrsi-parts",
+        ),
+    ];
+    for (name, data, temp) in &planted {
+        std::fs::write(outside.join(name), data).unwrap();
+        std::fs::hard_link(outside.join(name), dest.join(temp)).unwrap();
+    }
+    let source = Mem::new(&[("m/small.bin", bytes(10, 21)), ("m/big.bin", big.clone())]);
+    download(&source, "m/", "mem://", &dest, &options(1000, 2), &()).unwrap();
+    for (name, data, _) in &planted {
+        assert_eq!(&std::fs::read(outside.join(name)).unwrap(), data, "{name}");
+    }
+    assert_eq!(
+        tree(&dest).keys().map(String::as_str).collect::<Vec<_>>(),
+        vec!["big.bin", "small.bin"]
+    );
+    assert_eq!(tree(&dest)["big.bin"], big);
+    assert_eq!(tree(&dest)["small.bin"], bytes(10, 21));
 }

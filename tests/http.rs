@@ -524,3 +524,26 @@ fn memory_stays_bounded_on_a_256_mib_object() {
         "{out:#?}"
     );
 }
+
+/// A file fetched in one piece (no ranged parts) counts toward the progress total: the
+/// progress lines say "of 976.6 KiB", not "of 0 B". Writes are at most 64 KiB, so at least
+/// one lands between a tenth and nine tenths and a line is logged whatever the timing.
+#[test]
+fn progress_counts_a_file_fetched_in_one_piece() {
+    let data = bytes(1_000_000, 9);
+    let site = Site::new(&[("model.bin", &data)]);
+    let web = Web::start(&site.www(), Behaviour::default());
+    let uri = format!("{}/model.bin", web.url());
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    out.expect_code(0);
+    assert_eq!(ranges_asked(&web), vec![Some("bytes=0-0".into()), None]);
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("info: progress: "))
+        .collect();
+    assert!(!lines.is_empty(), "no progress line: {out:#?}");
+    for line in lines {
+        assert!(line.contains(" of 976.6 KiB ("), "{line}");
+    }
+}

@@ -221,3 +221,40 @@ fn the_quickstart_downloads_into_models() {
         "{stdout}"
     );
 }
+
+/// More files than the open-file limit allows at once: each temporary file is open only
+/// while a worker writes it (5,000 files under `ulimit -n 256`, 16 workers).
+#[test]
+fn more_files_than_the_open_file_limit() {
+    let tmp = TempDir::new("e2e-nofile");
+    let src = tmp.path().join("src");
+    for i in 0..5000 {
+        let dir = src.join(format!("d{}", i % 10));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("f{i}.bin")), format!("object {i}")).unwrap();
+    }
+    let dest = tmp.path().join("dest");
+    // The soft limit is lowered by the shell that then becomes the binary.
+    let out = Command::new("/bin/sh")
+        .env_clear()
+        .env("RUST_BACKTRACE", "0")
+        .args(["-c", "ulimit -n 256 && exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_mr-storage-initializer"))
+        .args([&src, &dest])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "last line: {}",
+        stderr.lines().last().unwrap_or("")
+    );
+    assert!(
+        stderr.contains("info: downloaded 5000 file(s), "),
+        "{stderr}"
+    );
+    let copied = crate::support::tree(&dest);
+    assert_eq!(copied.len(), 5000);
+    assert_eq!(copied["d7/f4997.bin"], b"object 4997");
+}

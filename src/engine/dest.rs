@@ -1,10 +1,11 @@
 //! Writing under `DEST_DIR` without ever leaving it: folders created one level at a time and
 //! never through a symbolic link, files written under a temporary name and renamed into place,
-//! and the temporary files of a killed run cleaned up.
+//! and the temporary files a killed run left for this run's files cleaned up.
 //!
 //! Used by the download engine and by archive extraction alike.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
@@ -23,6 +24,13 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
 /// `dir/.name.mrsi-parts` for `dir/name`.
 pub(crate) fn journal_path(path: &Path) -> PathBuf {
     sibling(path, JOURNAL_SUFFIX)
+}
+
+/// Whether `name` has the shape of a temporary name (`.NAME.mrsi-part` or `.NAME.mrsi-parts`):
+/// no object may land under one, so every such name beside a planned file is this program's.
+pub(crate) fn is_temp_name(name: &OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with('.') && (name.ends_with(TEMP_SUFFIX) || name.ends_with(JOURNAL_SUFFIX))
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -104,33 +112,32 @@ pub(crate) fn is_complete(path: &Path, size: Option<u64>) -> bool {
     }
 }
 
-/// Removes every temporary file and journal under `dest` (a killed run's leftovers); returns
-/// how many. Links are not followed.
-pub(crate) fn remove_stale(dest: &Path) -> Result<usize, Error> {
+/// Removes the temporary file and journal of `path`, if a killed run left them; returns how
+/// many. Nothing else is touched: a file this program did not name is never removed.
+pub(crate) fn remove_temporaries(path: &Path) -> Result<usize, Error> {
     let mut removed = 0;
-    let mut dirs = vec![dest.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
-            let kind = entry
-                .file_type()
-                .map_err(|e| Error::io("list", entry.path(), e))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if kind.is_dir() {
-                dirs.push(entry.path());
-            } else if kind.is_file()
-                && name.starts_with('.')
-                && (name.ends_with(TEMP_SUFFIX) || name.ends_with(JOURNAL_SUFFIX))
-            {
-                std::fs::remove_file(entry.path())
-                    .map_err(|e| Error::io("remove temporary file", entry.path(), e))?;
-                removed += 1;
-            }
+    for temp in [temp_path(path), journal_path(path)] {
+        match std::fs::remove_file(&temp) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove temporary file", &temp, e)),
         }
     }
     Ok(removed)
+}
+
+/// Creates `path` afresh (never opening an existing file, or a link to one, under the name):
+/// whatever is there is a leftover under this program's temporary name, and is removed first.
+pub(crate) fn create_fresh(path: &Path) -> Result<File, Error> {
+    let create = || OpenOptions::new().write(true).create_new(true).open(path);
+    match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(path).map_err(|e| Error::io("remove temporary file", path, e))?;
+            create()
+        }
+        other => other,
+    }
+    .map_err(|e| Error::io("create", path, e))
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! 4. Each file is written under a hidden temporary name and renamed once its size matches;
 //!    a failure leaves no file under a final name. Parts done are noted in a journal next to
 //!    the temporary file, so a rerun fetches only the missing parts of a large object.
-//! 5. After success, temporary files a killed run left anywhere in `DEST_DIR` are removed.
+//! 5. After success, temporary files a killed run left for this plan's files are removed; no
+//!    object may have a temporary name, so those names are this program's alone.
 //!
 //! Memory is bounded by workers × `http::BUFFER_SIZE` (plus ureq's buffers per connection),
 //! whatever the object sizes.
@@ -26,10 +27,10 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::thread;
 
 use crate::error::Error;
@@ -133,6 +134,21 @@ pub fn download(
         key: e.key,
         reason: e.reason,
     })?;
+    // No object may land under a temporary name: its file would be taken for a leftover.
+    for p in &planned {
+        if let Some(name) = p.path.iter().find(|n| dest::is_temp_name(n)) {
+            return Err(Error::UnsafeKey {
+                uri: uri.to_string(),
+                key: p.key.clone(),
+                reason: format!(
+                    "'{}' is named like this program's temporary files (.NAME{}, .NAME{})",
+                    name.to_string_lossy(),
+                    dest::TEMP_SUFFIX,
+                    dest::JOURNAL_SUFFIX
+                ),
+            });
+        }
+    }
     if planned.is_empty() {
         return Err(Error::Empty {
             uri: uri.to_string(),
@@ -177,9 +193,13 @@ pub fn download(
     // small files, all first parts, go first.
     tasks.sort_by_key(|(ordinal, _)| *ordinal);
     let tasks: Vec<Task> = tasks.into_iter().map(|(_, task)| task).collect();
+    // A part counts its length; a file fetched in one piece, its listed size (if known).
     let total = tasks
         .iter()
-        .filter_map(|t| t.range.as_ref().map(|r| r.end - r.start))
+        .filter_map(|t| match &t.range {
+            Some(r) => Some(r.end - r.start),
+            None => jobs[t.job].planned.size,
+        })
         .sum();
     let started = std::time::Instant::now();
     watch.start(total, jobs.len());
@@ -193,11 +213,14 @@ pub fn download(
         .iter()
         .filter(|j| j.remaining.load(Ordering::Relaxed) == 0)
     {
-        job.finish(&tally)?;
+        job.finish(None, &tally)?;
     }
     transfer(source, &jobs, &tasks, options.jobs, &tally)?;
 
-    let stale = dest::remove_stale(dest)?;
+    let mut stale = 0;
+    for path in &paths {
+        stale += dest::remove_temporaries(&dest.join(path))?;
+    }
     if stale > 0 {
         log::info!("removed {stale} temporary file(s) an earlier run left");
     }
@@ -212,23 +235,28 @@ pub fn download(
     Ok(summary)
 }
 
-// One file being written.
+// One file being written. Its temporary file is open only while a task writes it, so open
+// files stay within the number of workers however many files a model has.
 struct FileJob {
     planned: Planned,
     // The source URI, for messages.
     uri: String,
     path: PathBuf,
     temp: PathBuf,
-    // Opened when the job is prepared for a parted file, else by `file()` when needed.
-    file: OnceLock<File>,
-    // Which parts are done, for objects fetched in more than one part.
-    journal: Option<Mutex<File>>,
+    // A parted file's temporary file, made when the job is prepared: its (device, inode),
+    // checked whenever a part opens it. None: the task that fetches the file creates it.
+    made: Option<Identity>,
+    // Which parts are done (the journal's identity), for objects fetched in parts.
+    journal: Option<Identity>,
     part_size: u64,
     // Tasks not yet finished.
     remaining: AtomicUsize,
     // Bytes written, for a stream of unknown size.
     written: AtomicU64,
 }
+
+// A file's (device, inode): the same name may later hold another file.
+type Identity = (u64, u64);
 
 // What is left to fetch of a file: ranged parts, or one whole stream (`None`).
 type Pending = Vec<Option<Range<u64>>>;
@@ -251,48 +279,47 @@ impl FileJob {
     ) -> Result<(FileJob, Pending), Error> {
         let temp = dest::temp_path(&path);
         let journal_path = dest::journal_path(&path);
-        // A link under the temporary name would send writes elsewhere.
-        for p in [&temp, &journal_path] {
-            if std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()) {
-                std::fs::remove_file(p).map_err(|e| Error::io("remove", p, e))?;
-            }
-        }
         let mut ranges: Pending = Vec::new();
+        let mut made = None;
         let mut journal = None;
-        let file = match (planned.size, planned.ranges) {
+        match (planned.size, planned.ranges) {
             (Some(size), true) if size > part_size => {
                 let header = journal_header(size, part_size, planned.etag.as_deref());
-                // A journal counts only beside its temporary file, at full length.
-                let temp_ok = std::fs::symlink_metadata(&temp).is_ok_and(|m| m.len() == size);
-                let done = if temp_ok {
-                    read_journal(&journal_path, &header)
-                } else {
-                    HashSet::new()
+                // A journal counts only beside its temporary file, at full length, and only
+                // when both are plain files with no other name: a link (symbolic or hard)
+                // would send the writes elsewhere.
+                let own = |p: &Path| {
+                    std::fs::symlink_metadata(p)
+                        .ok()
+                        .filter(|m| m.is_file() && m.nlink() == 1)
                 };
-                let file = if done.is_empty() {
-                    let file = create(&temp)?;
-                    file.set_len(size)
-                        .map_err(|e| Error::io("allocate", &temp, e))?;
-                    let mut j = create(&journal_path)?;
-                    writeln!(j, "{header}").map_err(|e| Error::io("write", &journal_path, e))?;
-                    journal = Some(j);
-                    file
-                } else {
-                    log::info!(
-                        "resuming {}: {} part(s) already fetched",
-                        path.display(),
-                        done.len()
-                    );
-                    let j = OpenOptions::new()
-                        .append(true)
-                        .open(&journal_path)
-                        .map_err(|e| Error::io("open", &journal_path, e))?;
-                    journal = Some(j);
-                    OpenOptions::new()
-                        .write(true)
-                        .open(&temp)
-                        .map_err(|e| Error::io("open", &temp, e))?
-                };
+                let found = own(&temp)
+                    .filter(|m| m.len() == size)
+                    .zip(own(&journal_path))
+                    .map(|(t, j)| ((t.dev(), t.ino()), (j.dev(), j.ino())));
+                let done =
+                    found.map_or_else(HashSet::new, |_| read_journal(&journal_path, &header));
+                match found.filter(|_| !done.is_empty()) {
+                    Some((temp_id, journal_id)) => {
+                        log::info!(
+                            "resuming {}: {} part(s) already fetched",
+                            path.display(),
+                            done.len()
+                        );
+                        made = Some(temp_id);
+                        journal = Some(journal_id);
+                    }
+                    None => {
+                        let file = dest::create_fresh(&temp)?;
+                        file.set_len(size)
+                            .map_err(|e| Error::io("allocate", &temp, e))?;
+                        made = Some(identity(&file, &temp)?);
+                        let mut j = dest::create_fresh(&journal_path)?;
+                        writeln!(j, "{header}")
+                            .map_err(|e| Error::io("write", &journal_path, e))?;
+                        journal = Some(identity(&j, &journal_path)?);
+                    }
+                }
                 let parts = size.div_ceil(part_size);
                 for i in 0..parts {
                     if !done.contains(&i) {
@@ -300,23 +327,19 @@ impl FileJob {
                         ranges.push(Some(start..(start + part_size).min(size)));
                     }
                 }
-                OnceLock::from(file)
             }
-            (Some(0), _) => OnceLock::new(),
+            (Some(0), _) => {}
             // One plain GET for anything not split: a Range header on a whole object only
             // makes servers and proxies take their slower path. The size is checked at the end.
-            _ => {
-                ranges.push(None);
-                OnceLock::new()
-            }
-        };
+            _ => ranges.push(None),
+        }
         let job = FileJob {
             planned,
             uri: uri.to_string(),
             path,
             temp,
-            file,
-            journal: journal.map(Mutex::new),
+            made,
+            journal,
             part_size,
             remaining: AtomicUsize::new(ranges.len()),
             written: AtomicU64::new(0),
@@ -330,20 +353,22 @@ impl FileJob {
         failed("download", &what, (reason, None))
     }
 
-    // The temporary file. A file fetched in one piece is created by the worker that fetches
-    // it: creating thousands up front would put that cost (slow on a busy ext4) before the
-    // first byte, on one thread.
-    fn file(&self) -> Result<&File, Error> {
-        if let Some(file) = self.file.get() {
-            return Ok(file);
+    // Opens the temporary file for one task. A file fetched in one piece is created by the
+    // worker that fetches it: creating thousands up front would put that cost (slow on a busy
+    // ext4) before the first byte, on one thread.
+    fn open(&self) -> Result<File, Error> {
+        match self.made {
+            Some(made) => reopen(&self.temp, made, OpenOptions::new().write(true)),
+            None => dest::create_fresh(&self.temp),
         }
-        let file = create(&self.temp)?;
-        Ok(self.file.get_or_init(|| file))
     }
 
-    // All tasks done: check the size and rename into place.
-    fn finish(&self, tally: &Tally<'_>) -> Result<(), Error> {
-        let file = self.file()?;
+    // All tasks done: check the size and rename into place. `file` is the last task's, if any.
+    fn finish(&self, file: Option<File>, tally: &Tally<'_>) -> Result<(), Error> {
+        let file = match file {
+            Some(file) => file,
+            None => self.open()?,
+        };
         let expected = match self.planned.size {
             Some(size) => size,
             None => {
@@ -374,8 +399,21 @@ impl FileJob {
     }
 }
 
-fn create(path: &Path) -> Result<File, Error> {
-    File::create(path).map_err(|e| Error::io("create", path, e))
+fn identity(file: &File, path: &Path) -> Result<Identity, Error> {
+    let meta = file.metadata().map_err(|e| Error::io("inspect", path, e))?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+// Opens a file this run made (or checked) earlier; refuses one replaced since, or given a
+// second name, which would send the writes elsewhere.
+fn reopen(path: &Path, made: Identity, options: &OpenOptions) -> Result<File, Error> {
+    let file = options.open(path).map_err(|e| Error::io("open", path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io("inspect", path, e))?;
+    if (meta.dev(), meta.ino()) != made || meta.nlink() != 1 {
+        let why = io::Error::other("the temporary file was replaced during the run");
+        return Err(Error::io("write", path, why));
+    }
+    Ok(file)
 }
 
 // The journal's first line: a journal from another object (size, part size or ETag differ)
@@ -439,9 +477,10 @@ fn transfer(
                         return;
                     };
                     let job = &jobs[task.job];
-                    let result = run_task(source, job, task, &stop, tally).and_then(|()| {
+                    // The file closes when its task ends, or with the last task's `finish`.
+                    let result = run_task(source, job, task, &stop, tally).and_then(|file| {
                         if job.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
-                            job.finish(tally)
+                            job.finish(Some(file), tally)
                         } else {
                             Ok(())
                         }
@@ -463,7 +502,7 @@ fn run_task(
     task: &Task,
     stop: &AtomicBool,
     tally: &Tally<'_>,
-) -> Result<(), Error> {
+) -> Result<File, Error> {
     let start = task.range.as_ref().map_or(0, |r| r.start);
     match &task.range {
         Some(r) => log::debug!(
@@ -483,8 +522,9 @@ fn run_task(
             .range
             .as_ref()
             .is_none_or(|r| Some(r.end) == job.planned.size);
+    let file = job.open()?;
     let mut writer = PartWriter {
-        file: job.file()?,
+        file: &file,
         pos: start,
         end: task.range.as_ref().map(|r| r.end),
         stop,
@@ -521,15 +561,18 @@ fn run_task(
             )));
         }
         Some(range) => {
-            if let Some(journal) = &job.journal {
-                let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
-                writeln!(journal, "{}", range.start / job.part_size)
-                    .map_err(|e| Error::io("write", dest::journal_path(&job.path), e))?;
+            if let Some(made) = job.journal {
+                // One write in append mode: workers finishing parts at once never interleave.
+                let path = dest::journal_path(&job.path);
+                let line = format!("{}\n", range.start / job.part_size);
+                reopen(&path, made, OpenOptions::new().append(true))?
+                    .write_all(line.as_bytes())
+                    .map_err(|e| Error::io("write", &path, e))?;
             }
         }
         None => job.written.store(writer.pos, Ordering::Relaxed),
     }
-    Ok(())
+    Ok(file)
 }
 
 fn hex(bytes: &[u8]) -> String {
