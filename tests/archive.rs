@@ -147,6 +147,21 @@ fn a_plain_tar_is_extracted() {
     assert_eq!(tree(&dest), files(&[("weights.bin", &[7u8; 10_000])]));
 }
 
+/// A hard link planted at an entry's temporary name, to a file outside DEST_DIR, is replaced,
+/// never written through.
+#[test]
+fn a_hard_link_at_an_entry_temporary_name_is_never_written_through() {
+    let archive = Tar::new().file("weights.bin", b"new weights").bytes();
+    let (tmp, src, dest) = setup("model.tar", &archive);
+    let outside = tmp.path().join("outside.txt");
+    std::fs::write(&outside, b"keep me").unwrap();
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::hard_link(&outside, dest.join(".weights.bin.mrsi-part")).unwrap();
+    extract(&src, &dest).expect_code(0);
+    assert_eq!(std::fs::read(&outside).unwrap(), b"keep me");
+    assert_eq!(tree(&dest), files(&[("weights.bin", b"new weights")]));
+}
+
 #[test]
 fn a_zip_is_extracted() {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));

@@ -259,7 +259,8 @@ impl Extractor<'_> {
             return Err(self.bad(name, "it would overwrite the archive itself"));
         }
         let temp = dest::temp_path(&path);
-        let mut file = File::create(&temp).map_err(|e| Error::io("create", &temp, e))?;
+        // Created afresh: a file or link planted at the temporary name is never written through.
+        let mut file = dest::create_fresh(&temp)?;
         io::copy(reader, &mut file).map_err(|e| {
             let _ = std::fs::remove_file(&temp);
             self.bad(name, &crate::error::one_line(&e.to_string()))
