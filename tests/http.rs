@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::support::proxy::Proxy;
 use crate::support::server::PlainHttp;
 use crate::support::web::{Behaviour, Web};
-use crate::support::{TempDir, bytes, run, tls};
+use crate::support::{TempDir, bytes, closed_port, run, tls};
 
 /// A folder with the files to serve, and one to download into.
 struct Site {
@@ -522,5 +522,21 @@ fn memory_stays_bounded_on_a_256_mib_object() {
     assert!(
         out.stderr.contains("info: progress: ") && out.stderr.contains("(50%)"),
         "{out:#?}"
+    );
+}
+
+#[test]
+fn a_password_in_a_url_never_reaches_the_log() {
+    let tmp = TempDir::new("http-password");
+    let url = format!("http://u:pw5ecret@127.0.0.1:{}/m/model.bin", closed_port());
+    let out = run(&[&url, tmp.path().join("d").to_str().unwrap()], &[]);
+    out.expect_code(1);
+    assert!(!out.stderr.contains("pw5ecret"), "{}", out.stderr);
+    let shown = url.replace("pw5ecret", "<redacted>");
+    assert!(
+        out.last_line()
+            .starts_with(&format!("error: cannot download {shown}: ")),
+        "{}",
+        out.stderr
     );
 }
