@@ -327,9 +327,20 @@ fn redact_password(url: &str) -> String {
 }
 
 /// Folds a foreign message onto one line: server messages and library errors may hold
-/// newlines, and the last stderr line must say everything by itself.
+/// newlines, and the last stderr line must say everything by itself. Other control
+/// characters (C0, DEL, C1: an ESC from a key or a URI would drive the terminal) are written
+/// as `\u{..}`.
 pub(crate) fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let folded = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = String::with_capacity(folded.len());
+    for c in folded.chars() {
+        if c.is_control() {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -421,6 +432,10 @@ mod tests {
     #[test]
     fn one_line_folds_newlines() {
         assert_eq!(one_line("a\n  b\r\nc "), "a b c");
+        assert_eq!(
+            one_line("k\u{1b}[31m\u{7}\u{7f}\u{9b}"),
+            "k\\u{1b}[31m\\u{7}\\u{7f}\\u{9b}"
+        );
     }
 
     #[test]
