@@ -303,16 +303,44 @@ pub(crate) fn redact_url(url: &str) -> String {
         Some((rest, _)) => (rest, "#<redacted>"),
         None => (url, ""),
     };
-    match rest.split_once('?') {
-        Some((base, _)) => format!("{base}?<redacted>{fragment}"),
-        None => format!("{rest}{fragment}"),
+    let (base, query) = match rest.split_once('?') {
+        Some((base, _)) => (base, "?<redacted>"),
+        None => (rest, ""),
+    };
+    format!("{}{query}{fragment}", redact_password(base))
+}
+
+// `scheme://user:password@host/...` keeps the user and hides the password.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}{path}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
     }
 }
 
 /// Folds a foreign message onto one line: server messages and library errors may hold
-/// newlines, and the last stderr line must say everything by itself.
+/// newlines, and the last stderr line must say everything by itself. Other control
+/// characters (C0, DEL, C1: an ESC from a key or a URI would drive the terminal) are written
+/// as `\u{..}`.
 pub(crate) fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let folded = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = String::with_capacity(folded.len());
+    for c in folded.chars() {
+        if c.is_control() {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -365,6 +393,13 @@ mod tests {
             // A '?' after the '#' is in the fragment, not a query.
             ("https://h/f#a?b", "https://h/f#<redacted>"),
             ("s3://b/k", "s3://b/k"),
+            (
+                "https://u:pw@h/f?x=1",
+                "https://u:<redacted>@h/f?<redacted>",
+            ),
+            ("https://u:p@w@h:8/f", "https://u:<redacted>@h:8/f"),
+            ("https://u@h/f", "https://u@h/f"),
+            ("https://h/a@b:c", "https://h/a@b:c"),
         ];
         for (url, shown) in cases {
             assert_eq!(redact_url(url), shown, "{url}");
@@ -397,6 +432,10 @@ mod tests {
     #[test]
     fn one_line_folds_newlines() {
         assert_eq!(one_line("a\n  b\r\nc "), "a b c");
+        assert_eq!(
+            one_line("k\u{1b}[31m\u{7}\u{7f}\u{9b}"),
+            "k\\u{1b}[31m\\u{7}\\u{7f}\\u{9b}"
+        );
     }
 
     #[test]

@@ -5,12 +5,13 @@
 //! Blocked always: IPv4 link-local `169.254.0.0/16` (in dotted, integer or hex form, and
 //! IPv4-mapped IPv6), IPv6 link-local `fe80::/10`, `fd00:ec2::254`, and
 //! `metadata.google.internal`. With the allow list set, the URI must also start with one of its
-//! prefixes (a plain string prefix, as upstream reads it).
+//! prefixes (a plain string prefix, as upstream reads it). A local artifact (`file://` or a
+//! path) is refused unless the allow list is set and allows it, and never holds `..`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::error::Error;
-use crate::uri::host_of;
+use crate::error::{Error, redact_url};
+use crate::uri::{host_of, percent_decode};
 
 /// Checks an artifact URI; the error names its scheme and host, never its query.
 pub(crate) fn check(uri: &str, allowed_prefixes: Option<&[String]>) -> Result<(), Error> {
@@ -28,6 +29,26 @@ pub(crate) fn check(uri: &str, allowed_prefixes: Option<&[String]>) -> Result<()
             uri: shown,
             reason: "it points at a link-local or cloud metadata address".into(),
         });
+    }
+    // The pod's own files (`/var/run/secrets/...`) are not the registry's to name: a local
+    // artifact needs the allow list to say so, and may not climb out of what it allows.
+    if scheme.is_empty() || scheme.eq_ignore_ascii_case("file") {
+        let shown = redact_url(uri);
+        let allowed = allowed_prefixes
+            .is_some_and(|prefixes| prefixes.iter().any(|p| uri.starts_with(p.as_str())));
+        if !allowed {
+            return Err(Error::Refused {
+                uri: shown,
+                reason: "the registry may not name a local file unless ALLOWED_ARTIFACT_URI_PREFIXES allows it".into(),
+            });
+        }
+        let decoded = percent_decode(uri).unwrap_or_else(|_| uri.to_string());
+        if decoded.split(['/', '\\']).any(|segment| segment == "..") {
+            return Err(Error::Refused {
+                uri: shown,
+                reason: "a local path from the registry may not contain '..'".into(),
+            });
+        }
     }
     if let Some(prefixes) = allowed_prefixes
         && !prefixes.iter().any(|p| uri.starts_with(p.as_str()))
@@ -110,9 +131,26 @@ mod tests {
             "s3://models/iris",
             "http://169.253.0.1/x",
             "https://example.com/m.joblib",
-            "file:///models/iris",
         ] {
             assert!(check(uri, None).is_ok(), "{uri}");
+        }
+    }
+
+    #[test]
+    fn local_artifacts_need_the_allow_list_and_no_dot_dot() {
+        let list = vec!["file:///models/".to_string()];
+        assert!(check("file:///models/iris", Some(&list)).is_ok());
+        for uri in [
+            "file:///var/run/secrets/kubernetes.io/serviceaccount/",
+            "FILE:///models/iris",
+            "/models/iris",
+        ] {
+            assert!(check(uri, None).is_err(), "{uri}");
+            assert!(check(uri, Some(&list)).is_err(), "{uri}");
+        }
+        for uri in ["file:///models/../etc", "file:///models/%2e%2E/etc"] {
+            let err = check(uri, Some(&list)).unwrap_err().to_string();
+            assert!(err.ends_with("may not contain '..'"), "{err}");
         }
     }
 

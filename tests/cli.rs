@@ -139,3 +139,13 @@ fn a_bad_environment_value_names_the_variable() {
         "error: invalid value in MODEL_REGISTRY_SCHEME: 'grpc' is not http or https"
     );
 }
+
+#[test]
+fn control_characters_in_a_uri_are_escaped_in_the_error_line() {
+    let out = run(&["--resolve", "model-registry://ir\u{1b}]0;x\u{7}is/"], &[]);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        "error: invalid URI 'model-registry://ir\\u{1b}]0;x\\u{7}is/': trailing '/' (an empty model or version name)"
+    );
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::support::proxy::Proxy;
 use crate::support::server::PlainHttp;
 use crate::support::web::{Behaviour, Web};
-use crate::support::{TempDir, bytes, run, tls};
+use crate::support::{TempDir, bytes, closed_port, run, tls};
 
 /// A folder with the files to serve, and one to download into.
 struct Site {
@@ -546,4 +546,20 @@ fn progress_counts_a_file_fetched_in_one_piece() {
     for line in lines {
         assert!(line.contains(" of 976.6 KiB ("), "{line}");
     }
+}
+
+#[test]
+fn a_password_in_a_url_never_reaches_the_log() {
+    let tmp = TempDir::new("http-password");
+    let url = format!("http://u:pw5ecret@127.0.0.1:{}/m/model.bin", closed_port());
+    let out = run(&[&url, tmp.path().join("d").to_str().unwrap()], &[]);
+    out.expect_code(1);
+    assert!(!out.stderr.contains("pw5ecret"), "{}", out.stderr);
+    let shown = url.replace("pw5ecret", "<redacted>");
+    assert!(
+        out.last_line()
+            .starts_with(&format!("error: cannot download {shown}: ")),
+        "{}",
+        out.stderr
+    );
 }

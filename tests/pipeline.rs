@@ -146,9 +146,14 @@ fn a_file_artifact_is_copied_not_linked() {
     let (_files, registry) = with_artifacts("local-artifact");
     let tmp = TempDir::new("e2e-file");
     let dest = tmp.path().join("models");
+    // A file:// artifact from the registry is refused unless the allow list names its folder.
+    let allowed = format!("file://{}/", artifacts_dir().display());
     let out = run(
         &["model-registry://iris", dest.to_str().unwrap()],
-        &[("MODEL_REGISTRY_BASE_URL", &registry.authority())],
+        &[
+            ("MODEL_REGISTRY_BASE_URL", &registry.authority()),
+            ("ALLOWED_ARTIFACT_URI_PREFIXES", &allowed),
+        ],
     );
     out.expect_code(0);
     // `listing` refuses links: these are copies.
@@ -257,4 +262,65 @@ fn more_files_than_the_open_file_limit() {
     let copied = crate::support::tree(&dest);
     assert_eq!(copied.len(), 5000);
     assert_eq!(copied["d7/f4997.bin"], b"object 4997");
+}
+
+#[test]
+fn a_registry_cannot_point_the_pod_at_its_own_files() {
+    // A folder standing in for /var/run/secrets: the registry's file:// URI names
+    // `<tmp>/iris/v1/`, which holds a sentinel file.
+    let secrets = TempDir::new("e2e-pod-files");
+    let folder = secrets.path().join("iris/v1");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("token"), b"sentinel").unwrap();
+    let registry = Replay::start("local-artifact");
+    registry.set("artifacts", &secrets.path().display().to_string());
+    let tmp = TempDir::new("e2e-pod-files-dest");
+    let dest = tmp.path().join("models");
+    let base = registry.authority();
+    let out = run(
+        &["model-registry://iris", dest.to_str().unwrap()],
+        &[("MODEL_REGISTRY_BASE_URL", &base)],
+    );
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: refusing artifact URI 'file://{}/iris/v1/': the registry may not name a local file unless ALLOWED_ARTIFACT_URI_PREFIXES allows it",
+            secrets.path().display()
+        )
+    );
+    assert!(
+        !dest.exists(),
+        "something was written to {}",
+        dest.display()
+    );
+
+    // A `..` cannot climb out of an allowed folder.
+    let allowed = format!("file://{}/iris/", secrets.path().display());
+    let climbing = Replay::start("local-artifact");
+    climbing.set(
+        "artifacts",
+        &format!("{}/iris/%2E%2E", secrets.path().display()),
+    );
+    let base = climbing.authority();
+    let out = run(
+        &["model-registry://iris", dest.to_str().unwrap()],
+        &[
+            ("MODEL_REGISTRY_BASE_URL", base.as_str()),
+            ("ALLOWED_ARTIFACT_URI_PREFIXES", allowed.as_str()),
+        ],
+    );
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: refusing artifact URI 'file://{}/iris/%2E%2E/iris/v1/': a local path from the registry may not contain '..'",
+            secrets.path().display()
+        )
+    );
+    assert!(
+        !dest.exists(),
+        "something was written to {}",
+        dest.display()
+    );
 }

@@ -543,9 +543,11 @@ fn allow_list_refuses_other_prefixes() {
 #[test]
 fn probe_reads_a_bare_host_as_a_registry() {
     let dead = format!("127.0.0.1:{}", closed_port());
+    // The host named in the URI is listed, so it gets the token.
     let env = [
         ("MODEL_REGISTRY_BASE_URL", dead.as_str()),
         ("MODEL_REGISTRY_TOKEN", TOKEN),
+        ("MODEL_REGISTRY_TOKEN_HOSTS", "127.0.0.1"),
     ];
     {
         // 200 with a list body.
@@ -768,5 +770,50 @@ fn rust_log_debug_leaves_dependencies_at_info() {
         }
         assert_eq!(out.stderr.contains(&ours), rust_log.starts_with("debug"));
         assert!(out.stderr.contains("info: resolving model-registry://iris"));
+    }
+}
+
+#[test]
+fn the_token_goes_only_to_the_configured_registry_or_a_listed_host() {
+    let mr = Replay::start("iris");
+    let dead = format!("127.0.0.1:{}", closed_port());
+    let named = format!("model-registry://{}/iris", mr.authority());
+    let bearer = format!("Bearer {TOKEN}");
+
+    // A host named in the URI is input, not configuration: no token for it.
+    let env = [
+        ("MODEL_REGISTRY_BASE_URL", dead.as_str()),
+        ("MODEL_REGISTRY_TOKEN", TOKEN),
+    ];
+    run(&["--resolve", &named], &env).expect_code(0);
+    let requests = mr.requests();
+    assert_eq!(requests.len(), 3);
+    for req in &requests {
+        assert_eq!(req.header("authorization"), None, "{req:?}");
+    }
+
+    // Listed by the operator: it gets the token.
+    let listed = mr.authority();
+    let env = [
+        ("MODEL_REGISTRY_BASE_URL", dead.as_str()),
+        ("MODEL_REGISTRY_TOKEN", TOKEN),
+        ("MODEL_REGISTRY_TOKEN_HOSTS", listed.as_str()),
+    ];
+    run(&["--resolve", &named], &env).expect_code(0);
+    // The configured registry gets it too.
+    resolve(
+        &mr,
+        "model-registry://iris",
+        &[("MODEL_REGISTRY_TOKEN", TOKEN)],
+    )
+    .expect_code(0);
+    let requests = mr.requests();
+    assert_eq!(requests.len(), 9);
+    for req in &requests[3..] {
+        assert_eq!(
+            req.header("authorization"),
+            Some(bearer.as_str()),
+            "{req:?}"
+        );
     }
 }

@@ -621,3 +621,36 @@ fn a_hostile_key_fails_the_run_before_anything_is_written() {
     );
     assert!(tree(tmp.path()).is_empty(), "nothing written anywhere");
 }
+
+#[test]
+fn s3_verify_ssl_0_does_not_reach_the_sts_exchange() {
+    // STS behind TLS with a CA nobody trusts: the web identity token must not go there, even
+    // when S3_VERIFY_SSL=0 switches verification off for the S3 endpoint.
+    let s3 = S3sFs::start();
+    s3.put("models", "iris/model.json", b"{}");
+    let sts = Sts::start(false);
+    let tmp = TempDir::new("s3-irsa-untrusted");
+    let certs = tls::make_certs(tmp.path());
+    let proxy = tls::TlsProxy::start(&certs, sts.server.addr().port());
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, "eyJhbGciOi.mrsi-web-identity.sig").unwrap();
+    let mut env = web_identity_env(&sts, &token_file, &s3);
+    let sts_url = format!("https://127.0.0.1:{}", proxy.port);
+    env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL_STS");
+    env.push(("AWS_ENDPOINT_URL_STS", sts_url.clone()));
+    env.push(("S3_VERIFY_SSL", "0".into()));
+    let dest = tmp.path().join("dest");
+    let out = run_env(&["s3://models/iris", dest.to_str().unwrap()], &env);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot get S3 credentials for s3://models/iris: TLS with STS at {sts_url}/ failed: invalid peer certificate: UnknownIssuer"
+        )
+    );
+    assert!(
+        sts.forms.lock().unwrap().is_empty(),
+        "the token reached STS"
+    );
+    assert!(!dest.exists());
+}

@@ -53,6 +53,8 @@ ENVIRONMENT (empty counts as unset):
     MODEL_REGISTRY_CLUSTER_DOMAIN  cluster domain for ?namespace= (default svc.cluster.local)
     MODEL_REGISTRY_TOKEN           bearer token for the registry
     MODEL_REGISTRY_TOKEN_FILE      file holding the bearer token (re-read on each run)
+    MODEL_REGISTRY_TOKEN_HOSTS     comma-separated host[:port] named in URIs that may get the
+                                   token too (the base URL's host and ?namespace= always do)
     MODEL_REGISTRY_CA_FILE         extra PEM CA bundle to trust for the registry
     ALLOWED_ARTIFACT_URI_PREFIXES  comma-separated prefixes an artifact URI must start with
     <hostname>-headers             JSON object of extra HTTP headers for that host

@@ -70,7 +70,7 @@ enum Signer {
     Keys(Box<Bucket>),
     /// Keys from STS for a web identity, renewed as they near their expiry.
     WebIdentity {
-        identity: sts::WebIdentity,
+        identity: Box<sts::WebIdentity>,
         /// A bucket signing with the current keys.
         keys: Cache<Box<Bucket>>,
     },
@@ -263,11 +263,18 @@ impl S3Source {
                     token_file: token_file.clone(),
                     session_name: session_name.clone(),
                     endpoint: sts_endpoint.unwrap_or_else(|| aws_endpoint("sts", &endpoint.region)),
+                    agent: sts::agent(&settings.tls, s3.ca_bundle.as_deref())?,
                 };
                 let name = format!("temporary S3 keys for {role_arn} from STS");
                 let keys = Cache::new(name, RENEW_BEFORE, None);
                 let signed_with = "signed with web identity keys (AWS_ROLE_ARN)";
-                (Signer::WebIdentity { identity, keys }, signed_with)
+                (
+                    Signer::WebIdentity {
+                        identity: Box::new(identity),
+                        keys,
+                    },
+                    signed_with,
+                )
             }
         };
         log::info!(
@@ -317,7 +324,7 @@ impl S3Source {
             Signer::Keys(bucket) => sign(bucket),
             Signer::WebIdentity { identity, keys } => {
                 let current = keys.get(SystemTime::now(), || {
-                    let keys = identity.keys(&self.agent)?;
+                    let keys = identity.keys()?;
                     let temporary = (
                         keys.access_key_id.expose(),
                         keys.secret_access_key.expose(),

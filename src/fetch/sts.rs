@@ -6,15 +6,16 @@
 //! (`credentials::token_file`); the S3 source caches the keys and renews them before they
 //! expire (`credentials::Cache`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use ureq::Agent;
 
+use crate::error::Error;
 use crate::fetch::{credentials, unreachable};
-use crate::http::{self, StatusError};
-use crate::settings::Secret;
+use crate::http::{self, StatusError, Trust};
+use crate::settings::{Secret, TlsSettings};
 
 /// Temporary keys from STS.
 pub(crate) struct TemporaryKeys {
@@ -33,12 +34,26 @@ pub(crate) struct WebIdentity {
     /// `AWS_ROLE_SESSION_NAME`, else one made of the time.
     pub(crate) session_name: Option<String>,
     pub(crate) endpoint: String,
+    /// STS's own agent (`agent`), never the S3 endpoint's.
+    pub(crate) agent: Agent,
+}
+
+/// The agent for STS: it always verifies certificates. `S3_VERIFY_SSL=0` is about the S3
+/// endpoint; the web identity token must never go to a server whose certificate nobody
+/// checked. `AWS_CA_BUNDLE` applies, as it does to every AWS service.
+pub(crate) fn agent(tls: &TlsSettings, ca_bundle: Option<&Path>) -> Result<Agent, Error> {
+    let trust = match ca_bundle {
+        Some(bundle) => Trust::Only(bundle),
+        None => Trust::Usual(&[]),
+    };
+    http::agent(tls, trust)
 }
 
 impl WebIdentity {
     /// Exchanges the token for temporary keys of the role. Errors are phrases ("STS at URL
     /// refused role ..."), for the caller to put in its own error.
-    pub(crate) fn keys(&self, agent: &Agent) -> Result<TemporaryKeys, String> {
+    pub(crate) fn keys(&self) -> Result<TemporaryKeys, String> {
+        let agent = &self.agent;
         let token = credentials::token_file(&self.token_file, "AWS_WEB_IDENTITY_TOKEN_FILE")?;
         let now = SystemTime::now();
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

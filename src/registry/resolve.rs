@@ -12,7 +12,7 @@ use crate::error::{Error, Lookup, redact_url};
 use crate::registry::client::{self, Client, List};
 use crate::registry::select::{self, ArtifactChoice};
 use crate::settings::RegistrySettings;
-use crate::uri::{BaseUrl, RegistryUri, Target};
+use crate::uri::{BaseUrl, RegistryUri, Target, split_port};
 
 /// What a `model-registry://` URI resolved to; printed as JSON by `--resolve`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,7 +44,20 @@ pub(crate) fn resolve(
         registry_in_uri,
         why: Box::new(why),
     };
-    let token = settings.token.as_ref().map(|t| t.read()).transpose()?;
+    // The token is the operator's: it goes to the registry the operator configured, never
+    // to a host a URI (user input) names, unless the operator listed that host.
+    let trusted = uri.namespace.is_some() || may_get_token(&base, settings);
+    let token = match &settings.token {
+        Some(source) if trusted => Some(source.read()?),
+        Some(_) => {
+            log::warn!(
+                "not sending the registry token to '{}': it is not MODEL_REGISTRY_BASE_URL's host; list it in MODEL_REGISTRY_TOKEN_HOSTS to send it",
+                base.authority
+            );
+            None
+        }
+        None => None,
+    };
     let client = Client::new(agent, base.clone(), token);
 
     let found = client.find_model(&model).map_err(fail)?;
@@ -196,6 +209,23 @@ fn choose_registry(
     (base, model, version, named)
 }
 
+/// Whether `base` is the configured registry's host and port, or a host listed in
+/// `MODEL_REGISTRY_TOKEN_HOSTS` (an entry without a port matches any port).
+fn may_get_token(base: &BaseUrl, settings: &RegistrySettings) -> bool {
+    let default_port = |b: &BaseUrl| if b.scheme == "https" { 443 } else { 80 };
+    let (host, port) = split_port(&base.authority);
+    let port = port.unwrap_or(default_port(base));
+    let configured = &settings.base;
+    let (c_host, c_port) = split_port(&configured.authority);
+    if c_host.eq_ignore_ascii_case(host) && c_port.unwrap_or(default_port(configured)) == port {
+        return true;
+    }
+    settings.token_hosts.iter().any(|entry| {
+        let (e_host, e_port) = split_port(entry);
+        e_host.eq_ignore_ascii_case(host) && e_port.is_none_or(|p| p == port)
+    })
+}
+
 /// `<service>.<ns>.<domain>:<port of the base URL, else 8080>`.
 fn namespaced(settings: &RegistrySettings, ns: &str) -> BaseUrl {
     let port = settings.base.port().unwrap_or(8080);
@@ -253,6 +283,41 @@ fn malformed(url: &str, reason: impl Into<String>) -> Lookup {
 mod tests {
     use super::*;
     use crate::settings::Settings;
+
+    #[test]
+    fn the_token_goes_to_the_base_host_and_listed_hosts_only() {
+        let s = Settings::from_lookup(|k| match k {
+            "MODEL_REGISTRY_BASE_URL" => Some("MR.kubeflow:8080".into()),
+            "MODEL_REGISTRY_TOKEN_HOSTS" => Some(" other:9000, any-port ,".into()),
+            _ => None,
+        })
+        .unwrap();
+        let at = |authority: &str| BaseUrl {
+            scheme: "http".into(),
+            authority: authority.into(),
+            path_prefix: String::new(),
+        };
+        for (authority, sent) in [
+            ("mr.kubeflow:8080", true),
+            ("mr.kubeflow:8081", false),
+            ("mr.kubeflow", false),
+            ("attacker:80", false),
+            ("other:9000", true),
+            ("other:9001", false),
+            ("any-port:1234", true),
+            ("any-port", true),
+        ] {
+            assert_eq!(
+                may_get_token(&at(authority), &s.registry),
+                sent,
+                "{authority}"
+            );
+        }
+        let bad = Settings::from_lookup(|k| {
+            (k == "MODEL_REGISTRY_TOKEN_HOSTS").then(|| "https://x/".to_string())
+        });
+        assert!(bad.is_err());
+    }
 
     #[test]
     fn namespace_uses_the_base_port_or_8080() {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::Secret;
 use crate::error::Error;
-use crate::uri::BaseUrl;
+use crate::uri::{BaseUrl, check_port};
 
 /// The `MODEL_REGISTRY_*` variables.
 #[derive(Debug, Clone)]
@@ -19,6 +19,9 @@ pub(crate) struct RegistrySettings {
     pub(crate) token: Option<TokenSource>,
     /// `MODEL_REGISTRY_CA_FILE`: an extra PEM bundle to trust for the registry only.
     pub(crate) ca_file: Option<PathBuf>,
+    /// `MODEL_REGISTRY_TOKEN_HOSTS`: `host[:port]` entries, besides the base URL's host and its
+    /// namespaced form, that may receive the token when a URI names them.
+    pub(crate) token_hosts: Vec<String>,
 }
 
 pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<RegistrySettings, Error> {
@@ -38,6 +41,23 @@ pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<RegistrySetti
         .map(|t| TokenSource::Value(Secret::new(t.trim())))
         .or_else(|| get("MODEL_REGISTRY_TOKEN_FILE").map(|f| TokenSource::File(f.into())));
 
+    let mut token_hosts = Vec::new();
+    for entry in get("MODEL_REGISTRY_TOKEN_HOSTS")
+        .unwrap_or_default()
+        .split(',')
+    {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        if entry.contains(['/', '?', '#', '@', ' ']) {
+            let reason = format!("'{entry}' is not host[:port]");
+            return Err(Error::env("MODEL_REGISTRY_TOKEN_HOSTS", reason));
+        }
+        check_port(entry).map_err(|reason| Error::env("MODEL_REGISTRY_TOKEN_HOSTS", reason))?;
+        token_hosts.push(entry.to_string());
+    }
+
     Ok(RegistrySettings {
         base,
         service_name: get("MODEL_REGISTRY_SERVICE_NAME")
@@ -46,6 +66,7 @@ pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<RegistrySetti
             .unwrap_or_else(|| "svc.cluster.local".into()),
         token,
         ca_file: get("MODEL_REGISTRY_CA_FILE").map(PathBuf::from),
+        token_hosts,
     })
 }
 
