@@ -331,11 +331,20 @@ fn redact_password(url: &str) -> String {
 /// characters (C0, DEL, C1: an ESC from a key or a URI would drive the terminal) are written
 /// as `\u{..}`.
 pub(crate) fn one_line(s: &str) -> String {
-    let folded = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut out = String::with_capacity(folded.len());
-    for c in folded.chars() {
+    escape_controls(&s.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Writes each control character (C0 with tab and newline, DEL, C1) as `\u{..}`, the rest as
+/// is: for the error line, every log line and the dry run's plan, since keys, names and URIs
+/// come from listings and servers, and an ESC or BEL would drive the terminal.
+pub(crate) fn escape_controls(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
         if c.is_control() {
-            out.push_str(&c.escape_unicode().to_string());
+            out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
@@ -436,6 +445,12 @@ mod tests {
             one_line("k\u{1b}[31m\u{7}\u{7f}\u{9b}"),
             "k\\u{1b}[31m\\u{7}\\u{7f}\\u{9b}"
         );
+    }
+
+    #[test]
+    fn escape_controls_keeps_spaces_and_escapes_line_ends() {
+        assert_eq!(escape_controls("a  b"), "a  b");
+        assert_eq!(escape_controls("a\nb\tc\u{85}"), "a\\u{a}b\\u{9}c\\u{85}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The command line as KServe and a person see it: arguments, help, exit codes, and the
 //! usage line plus one-line error on stderr.
 
-use crate::support::run;
+use crate::support::{TempDir, run};
 
 const USAGE_FIRST_LINE: &str =
     "usage: mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]";
@@ -148,4 +148,48 @@ fn control_characters_in_a_uri_are_escaped_in_the_error_line() {
         out.last_line(),
         "error: invalid URI 'model-registry://ir\\u{1b}]0;x\\u{7}is/': trailing '/' (an empty model or version name)"
     );
+}
+
+// No control byte but the line ends (and the plan's tab) in the output.
+fn assert_no_control_bytes(text: &str) {
+    let raw: Vec<char> = text
+        .chars()
+        .filter(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+        .collect();
+    assert!(raw.is_empty(), "raw control characters {raw:?} in {text:?}");
+}
+
+/// A folder or file name holding ESC, BEL, DEL or a C1 control reaches the log and the dry
+/// run's plan escaped, as in the error line: it would otherwise drive the terminal.
+#[test]
+fn control_characters_in_names_are_escaped_in_the_log_and_the_plan() {
+    let tmp = TempDir::new("control-names");
+    let src = tmp.path().join("src\u{1b}[31m");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a\u{1b}]0;x\u{7}b\u{7f}\u{9b}"), b"123").unwrap();
+    let dest = tmp.path().join("dest");
+    let (src, dest) = (src.to_str().unwrap(), dest.to_str().unwrap());
+    let shown_src = src.replace('\u{1b}', "\\u{1b}");
+
+    let out = run(&["--dry-run", src, dest], &[("RUST_LOG", "debug")]);
+    out.expect_code(0);
+    assert_eq!(
+        out.stderr.lines().next(),
+        Some(format!("info: {shown_src} -> {dest}").as_str())
+    );
+    assert_eq!(
+        out.stdout,
+        format!("3\t{dest}/a\\u{{1b}}]0;x\\u{{7}}b\\u{{7f}}\\u{{9b}}\n")
+    );
+    assert_no_control_bytes(&out.stdout);
+    assert_no_control_bytes(&out.stderr);
+
+    let out = run(&[src, dest], &[("RUST_LOG", "debug")]);
+    out.expect_code(0);
+    assert!(
+        out.stderr.contains("/a\\u{1b}]0;x\\u{7}b\\u{7f}\\u{9b}\n"),
+        "{out:#?}"
+    );
+    assert_no_control_bytes(&out.stdout);
+    assert_no_control_bytes(&out.stderr);
 }

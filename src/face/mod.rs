@@ -7,7 +7,7 @@ pub(crate) mod progress;
 
 use std::process::ExitCode;
 
-use crate::error::{Error, one_line};
+use crate::error::{Error, escape_controls, one_line};
 use crate::settings::Settings;
 use cli::Command;
 use progress::Progress;
@@ -69,12 +69,14 @@ pub fn init_logging() {
     env_logger::Builder::new()
         .parse_filters(&log_filter(rust_log.as_deref()))
         // Trace records do not exist: the `log` crate is built with `max_level_debug`.
+        // Keys, names and URIs in messages come from listings and servers: their control
+        // characters are escaped, as in the error line.
         .format(|buf, record| {
             writeln!(
                 buf,
                 "{}: {}",
                 record.level().as_str().to_ascii_lowercase(),
-                record.args()
+                escape_controls(&record.args().to_string())
             )
         })
         .init();

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::plan::Planned;
 use crate::engine::{Summary, Watch};
+use crate::error::escape_controls;
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
 const DRAW_EVERY: Duration = Duration::from_millis(200);
@@ -55,7 +56,9 @@ impl Watch for Progress {
         let mut out = std::io::stdout().lock();
         for p in planned {
             let size = p.size.map_or("?".to_string(), |s| s.to_string());
-            let _ = writeln!(out, "{size}\t{}", dest.join(&p.path).display());
+            // The path holds a key from a listing: its control characters are escaped.
+            let path = dest.join(&p.path);
+            let _ = writeln!(out, "{size}\t{}", escape_controls(&path.to_string_lossy()));
         }
         let known: u64 = planned.iter().filter_map(|p| p.size).sum();
         log::info!(
