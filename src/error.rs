@@ -174,7 +174,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(msg) => write!(f, "{msg}"),
-            Error::Uri { uri, reason } => write!(f, "invalid URI '{uri}': {reason}"),
+            Error::Uri { uri, reason } => write!(f, "invalid URI {}: {reason}", quote(uri)),
             Error::Env { var, reason } => write!(f, "invalid value in {var}: {reason}"),
             Error::Resolve {
                 model,
@@ -183,43 +183,50 @@ impl fmt::Display for Error {
                 why,
                 ..
             } => {
-                write!(f, "cannot resolve model '{model}'")?;
+                write!(f, "cannot resolve model {}", quote(model))?;
                 match version {
-                    Some(v) => write!(f, " version '{v}'")?,
+                    Some(v) => write!(f, " version {}", quote(v))?,
                     None => write!(f, " (newest version)")?,
                 }
-                write!(f, " in model registry {registry}: {why}")
+                write!(f, " in model registry {}: {why}", clip(registry))
             }
             Error::Refused { uri, reason } => {
-                write!(f, "refusing artifact URI '{uri}': {reason}")
+                write!(f, "refusing artifact URI {}: {reason}", quote(uri))
             }
             Error::Fetch {
                 action,
                 url,
                 reason,
                 ..
-            } => write!(f, "cannot {action} {url}: {reason}"),
-            Error::Empty { uri } => write!(f, "nothing to download: no objects under '{uri}'"),
+            } => write!(f, "cannot {action} {}: {reason}", clip(url)),
+            Error::Empty { uri } => {
+                write!(f, "nothing to download: no objects under {}", quote(uri))
+            }
             Error::UnsafeKey { uri, key, reason } => {
-                write!(f, "refusing object '{key}' of '{uri}': {reason}")
+                write!(
+                    f,
+                    "refusing object {} of {}: {reason}",
+                    quote(key),
+                    quote(uri)
+                )
             }
             Error::Archive { path, reason } => {
-                write!(f, "cannot extract '{}': {reason}", path.display())
+                write!(f, "cannot extract {}: {reason}", quote_path(path))
             }
             Error::NotAFolder { dest, file } if dest == file => {
-                write!(f, "DEST_DIR '{}' is a file, not a folder", dest.display())
+                write!(f, "DEST_DIR {} is a file, not a folder", quote_path(dest))
             }
             Error::NotAFolder { dest, file } => write!(
                 f,
-                "DEST_DIR '{}' cannot be created: '{}' is a file, not a folder",
-                dest.display(),
-                file.display()
+                "DEST_DIR {} cannot be created: {} is a file, not a folder",
+                quote_path(dest),
+                quote_path(file)
             ),
             Error::Io {
                 action,
                 path,
                 source,
-            } => write!(f, "cannot {action} '{}': {source}", path.display()),
+            } => write!(f, "cannot {action} {}: {source}", quote_path(path)),
         }
     }
 }
@@ -228,11 +235,11 @@ impl fmt::Display for Lookup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Lookup::Unreachable { url, cause } => {
-                write!(f, "registry unreachable: GET {url}: {cause}")
+                write!(f, "registry unreachable: GET {}: {cause}", clip(url))
             }
-            Lookup::Tls { url, cause } => write!(f, "TLS failure: GET {url}: {cause}"),
+            Lookup::Tls { url, cause } => write!(f, "TLS failure: GET {}: {cause}", clip(url)),
             Lookup::PlainHttp { url, evidence } => {
-                write!(f, "{PLAIN_HTTP} GET {url}: {evidence}")
+                write!(f, "{PLAIN_HTTP} GET {}: {evidence}", clip(url))
             }
             Lookup::Unauthorized {
                 url,
@@ -240,7 +247,8 @@ impl fmt::Display for Lookup {
                 message,
             } => write!(
                 f,
-                "unauthorized (HTTP {status}) on GET {url}{}",
+                "unauthorized (HTTP {status}) on GET {}{}",
+                clip(url),
                 said(message)
             ),
             Lookup::ModelNotFound { message } => {
@@ -259,12 +267,12 @@ impl fmt::Display for Lookup {
                 "the version has no model artifact ({seen} artifact(s) listed, {skipped} of them model artifacts in state DELETED, MARKED_FOR_DELETION or ABANDONED)"
             ),
             Lookup::EmptyArtifactUri { artifact_id } => {
-                write!(f, "model artifact {artifact_id} has an empty URI")
+                write!(f, "model artifact {} has an empty URI", clip(artifact_id))
             }
             Lookup::UnsupportedScheme { uri } => write!(
                 f,
-                "artifact URI '{}' has a storage scheme this program cannot fetch",
-                redact_url(uri)
+                "artifact URI {} has a storage scheme this program cannot fetch",
+                quote(&redact_url(uri))
             ),
             Lookup::Status {
                 url,
@@ -272,11 +280,16 @@ impl fmt::Display for Lookup {
                 message,
             } => write!(
                 f,
-                "registry answered HTTP {status} on GET {url}{}",
+                "registry answered HTTP {status} on GET {}{}",
+                clip(url),
                 said(message)
             ),
             Lookup::Malformed { url, reason } => {
-                write!(f, "malformed registry response to GET {url}: {reason}")
+                write!(
+                    f,
+                    "malformed registry response to GET {}: {reason}",
+                    clip(url)
+                )
             }
         }
     }
@@ -287,8 +300,12 @@ fn said(message: &str) -> String {
     if message.is_empty() {
         String::new()
     } else {
-        format!(" (registry said: {message})")
+        format!(" (registry said: {})", clip(message))
     }
+}
+
+fn quote_path(path: &std::path::Path) -> String {
+    quote(&path.to_string_lossy())
 }
 
 // `Display` already carries each cause, so `source()` stays empty: a chain printer would
@@ -332,6 +349,36 @@ fn redact_password(url: &str) -> String {
 /// as `\u{..}`.
 pub(crate) fn one_line(s: &str) -> String {
     escape_controls(&s.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// How many characters of a value an error quotes before cutting it (`quote`, `clip`).
+pub(crate) const SHOWN: usize = 120;
+
+/// A user- or server-provided value quoted in an error: `'value'`, control characters
+/// escaped, and cut at `SHOWN` characters with its whole length when longer
+/// (`'model-registry://aaaa…' (102400 bytes)`): a 100 KB URI must not make a 100 KB line.
+pub(crate) fn quote(value: &str) -> String {
+    match cut(value) {
+        (shown, false) => format!("'{shown}'"),
+        (shown, true) => format!("'{shown}…' ({} bytes)", value.len()),
+    }
+}
+
+/// `quote` without the quotes, for URLs and messages written bare:
+/// `https://host/aaaa… (102400 bytes)`.
+pub(crate) fn clip(value: &str) -> String {
+    match cut(value) {
+        (shown, false) => shown,
+        (shown, true) => format!("{shown}… ({} bytes)", value.len()),
+    }
+}
+
+// The first `SHOWN` characters, escaped, and whether anything was left out.
+fn cut(value: &str) -> (String, bool) {
+    match value.char_indices().nth(SHOWN) {
+        Some((end, _)) => (escape_controls(&value[..end]), true),
+        None => (escape_controls(value), false),
+    }
 }
 
 /// Writes each control character (C0 with tab and newline, DEL, C1) as `\u{..}`, the rest as
@@ -451,6 +498,17 @@ mod tests {
     fn escape_controls_keeps_spaces_and_escapes_line_ends() {
         assert_eq!(escape_controls("a  b"), "a  b");
         assert_eq!(escape_controls("a\nb\tc\u{85}"), "a\\u{a}b\\u{9}c\\u{85}");
+    }
+
+    #[test]
+    fn quoted_values_are_cut_with_their_length() {
+        assert_eq!(quote("iris"), "'iris'");
+        assert_eq!(quote("a\u{1b}b"), "'a\\u{1b}b'");
+        let long = format!("model-registry://{}", "é".repeat(50_000));
+        let shown = format!("'model-registry://{}…' (100017 bytes)", "é".repeat(103));
+        assert_eq!(quote(&long), shown);
+        assert_eq!(clip(&long), shown[1..].replace("…'", "…"));
+        assert_eq!(clip(&"x".repeat(SHOWN)), "x".repeat(SHOWN));
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! Every other URI is the storage side's (`fetch`) to classify. The `host[:port]`
 //! grammar (`split_port`, `port_text`, `check_port`) and a registry's `BaseUrl` live here too.
 
-use crate::error::Error;
+use crate::error::{Error, quote};
 
 /// The scheme of registry URIs.
 pub(crate) const REGISTRY_SCHEME: &str = "model-registry://";
@@ -151,7 +151,10 @@ fn parse_query(query: &str) -> Result<Option<String>, String> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !valid {
-            return Err(format!("namespace '{value}' must match ^[a-zA-Z0-9_-]+$"));
+            return Err(format!(
+                "namespace {} must match ^[a-zA-Z0-9_-]+$",
+                quote(&value)
+            ));
         }
         if namespace.replace(value).is_some() {
             return Err("namespace given more than once".into());
@@ -202,7 +205,7 @@ pub fn percent_decode(s: &str) -> Result<String, String> {
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent-escape in '{s}'"))?;
+                .ok_or_else(|| format!("bad percent-escape in {}", quote(s)))?;
             out.push(hex);
             i += 3;
         } else {
@@ -210,7 +213,7 @@ pub fn percent_decode(s: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| format!("'{s}' does not decode to UTF-8"))
+    String::from_utf8(out).map_err(|_| format!("{} does not decode to UTF-8", quote(s)))
 }
 
 /// Encodes a string for a URL query value or path segment: everything but RFC 3986
@@ -264,17 +267,17 @@ impl BaseUrl {
             None => (default_scheme.to_string(), value),
         };
         if scheme != "http" && scheme != "https" {
-            return Err(format!("scheme '{scheme}' is not http or https"));
+            return Err(format!("scheme {} is not http or https", quote(&scheme)));
         }
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
         if authority.is_empty() {
-            return Err(format!("'{value}' names no host"));
+            return Err(format!("{} names no host", quote(value)));
         }
         if authority.contains(['?', '#', '@', ' ']) {
-            return Err(format!("'{value}' is not host[:port] or a URL"));
+            return Err(format!("{} is not host[:port] or a URL", quote(value)));
         }
         check_port(authority)?;
         Ok(BaseUrl {
@@ -337,17 +340,20 @@ pub(crate) fn check_port(authority: &str) -> Result<(), String> {
         return Ok(());
     };
     if port.is_empty() {
-        return Err(format!("the port in '{authority}' is empty"));
+        return Err(format!("the port in {} is empty", quote(authority)));
     }
     if !port.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
-            "the port '{port}' in '{authority}' is not a number"
+            "the port {} in {} is not a number",
+            quote(port),
+            quote(authority)
         ));
     }
     match port.parse::<u32>() {
         Ok(1..=65535) => Ok(()),
         _ => Err(format!(
-            "the port {port} in '{authority}' is not between 1 and 65535"
+            "the port {port} in {} is not between 1 and 65535",
+            quote(authority)
         )),
     }
 }

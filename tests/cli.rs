@@ -1,7 +1,8 @@
 //! The command line as KServe and a person see it: arguments, help, exit codes, and the
 //! usage line plus one-line error on stderr.
 
-use crate::support::{TempDir, run};
+use crate::support::s3::S3sFs;
+use crate::support::{TempDir, closed_port, run, run_env};
 
 const USAGE_FIRST_LINE: &str =
     "usage: mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]";
@@ -192,4 +193,52 @@ fn control_characters_in_names_are_escaped_in_the_log_and_the_plan() {
     );
     assert_no_control_bytes(&out.stdout);
     assert_no_control_bytes(&out.stderr);
+}
+
+/// A 100 KB URI gives a last line of a few hundred characters that still says what is wrong:
+/// each quoted value is cut at 120 characters, with its whole length.
+#[test]
+fn a_huge_uri_gives_a_short_error_line() {
+    let long = "a".repeat(100 * 1024);
+    let cut = "a".repeat(120);
+    let s3 = S3sFs::start();
+    s3.put("models", "iris/model.bin", b"x");
+    let port = closed_port();
+    let mut env = s3.env();
+    env.push(("MODEL_REGISTRY_BASE_URL", format!("127.0.0.1:{port}")));
+    let cases = [
+        (
+            format!("model-registry://{long}/"),
+            format!(
+                "error: invalid URI 'model-registry://{}…' (102418 bytes): trailing '/' (an empty model or version name)",
+                &cut[17..]
+            ),
+        ),
+        (
+            format!("model-registry://iris/{long}"),
+            format!(
+                "error: cannot resolve model 'iris' version '{cut}…' (102400 bytes) in model registry http://127.0.0.1:{port}: registry unreachable: GET http://127.0.0.1:{port}/api/model_registry/v1alpha3/registered_model?name=iris: Connection refused (os error 111) (after 4 attempts)"
+            ),
+        ),
+        (
+            format!("s3://{long}!/k"),
+            format!(
+                "error: invalid URI 's3://{}…' (102408 bytes): the bucket name '{cut}…' (102401 bytes) holds '!'",
+                &cut[5..]
+            ),
+        ),
+        (
+            format!("s3://models/{long}"),
+            format!(
+                "error: cannot list s3://models/{}… (102412 bytes): ",
+                &cut[12..]
+            ),
+        ),
+    ];
+    for (uri, last) in &cases {
+        let out = run_env(&[uri, "/tmp/unused-dest"], &env);
+        out.expect_code(1);
+        assert!(out.last_line().starts_with(last.as_str()), "{out:#?}");
+        assert!(out.last_line().len() < 400, "{}", out.last_line());
+    }
 }

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::error::quote;
 use crate::fetch::Object;
 
 /// One file to write: where it comes from and where it goes.
@@ -60,7 +61,7 @@ pub(crate) fn plan(prefix: &str, objects: Vec<Object>) -> Result<Vec<Planned>, P
         if let Some(other) = by_path.get(&relative) {
             return Err(PlanError {
                 key: object.key,
-                reason: format!("it would land on the same path as '{}'", other.key),
+                reason: format!("it would land on the same path as {}", quote(&other.key)),
             });
         }
         by_path.insert(
@@ -82,8 +83,8 @@ pub(crate) fn plan(prefix: &str, objects: Vec<Object>) -> Result<Vec<Planned>, P
                 return Err(PlanError {
                     key: planned.key.clone(),
                     reason: format!(
-                        "it needs a folder where the object '{}' is a file",
-                        file.key
+                        "it needs a folder where the object {} is a file",
+                        quote(&file.key)
                     ),
                 });
             }

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::engine::Options;
-use crate::error::Error;
+use crate::error::{Error, quote};
 use crate::uri::is_registry_uri;
 
 /// One line saying how to call the program; printed with every usage error.
@@ -170,7 +170,8 @@ where
         let uri = utf8(values.swap_remove(0))?;
         if !is_registry_uri(&uri) {
             return Err(Error::Usage(format!(
-                "--resolve needs a model-registry:// URI, got '{uri}'"
+                "--resolve needs a model-registry:// URI, got {}",
+                quote(&uri)
             )));
         }
         return Ok(Command::Resolve(uri));

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use ureq::http::Response;
 use ureq::{Agent, Body};
 
+use crate::error::quote;
 use crate::fetch::unreachable;
 use crate::http::{self, StatusError};
 use crate::settings::Secret;
@@ -94,9 +95,9 @@ fn reuse<T>(last: Option<&Outcome<T>>, waited: bool, until: SystemTime) -> Optio
 /// projected service-account tokens on disk.
 pub(crate) fn token_file(path: &Path, var: &str) -> Result<Secret, String> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {var} '{}': {e}", path.display()))?;
+        .map_err(|e| format!("cannot read {var} {}: {e}", quote(&path.to_string_lossy())))?;
     match text.trim() {
-        "" => Err(format!("{var} '{}' is empty", path.display())),
+        "" => Err(format!("{var} {} is empty", quote(&path.to_string_lossy()))),
         token => Ok(Secret::new(token)),
     }
 }

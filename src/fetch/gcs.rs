@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use ureq::Agent;
 
-use crate::error::Error;
+use crate::error::{Error, quote};
 use crate::fetch::credentials::{Cache, bearer};
 use crate::fetch::gauth::{self, Credentials, DEFAULT_METADATA_HOST};
 use crate::fetch::{
@@ -89,7 +89,7 @@ impl GcsSource {
             }
             (Some(path), true) => {
                 let credentials = gauth::load(path).map_err(|reason| {
-                    let reason = format!("'{}': {reason}", path.display());
+                    let reason = format!("{}: {reason}", quote(&path.to_string_lossy()));
                     Error::env("GOOGLE_APPLICATION_CREDENTIALS", reason)
                 })?;
                 log::info!(
@@ -206,7 +206,7 @@ fn status_words(status: &StatusError, bucket: &str, listing: bool, anonymous: bo
     let said = status.to_string();
     match status.status {
         404 if listing => (
-            format!("the bucket '{bucket}' does not exist: {said}"),
+            format!("the bucket {} does not exist: {said}", quote(bucket)),
             Some("check the bucket name (and STORAGE_EMULATOR_HOST when it is an emulator)"),
         ),
         404 => (
@@ -249,7 +249,7 @@ fn parse_page(json: &str) -> Result<Page, String> {
         let size = item
             .size
             .parse()
-            .map_err(|_| format!("the size of '{}' is '{}'", item.name, item.size))?;
+            .map_err(|_| format!("the size of {} is {}", quote(&item.name), quote(&item.size)))?;
         let md5 = item.md5_hash.as_deref().and_then(md5_of_base64);
         objects.push(Object {
             key: item.name,

@@ -22,7 +22,7 @@ use std::ops::Range;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::error::{Error, one_line, redact_url};
+use crate::error::{Error, one_line, quote, redact_url};
 use crate::http::{Failure, StatusError};
 use crate::settings::Settings;
 use crate::uri::host_of;
@@ -72,7 +72,11 @@ pub(crate) fn bucket_uri(uri: &str, scheme: &str) -> Result<(String, String), Er
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
     {
-        return invalid(format!("the bucket name '{bucket}' holds '{c}'"));
+        return invalid(format!(
+            "the bucket name {} holds {}",
+            quote(bucket),
+            quote(&c.to_string())
+        ));
     }
     Ok((bucket.to_string(), key.to_string()))
 }

@@ -33,7 +33,7 @@ use s3::{Bucket, Region};
 use serde::Deserialize;
 use ureq::Agent;
 
-use crate::error::{Error, one_line};
+use crate::error::{Error, one_line, quote};
 use crate::fetch::credentials::{Cache, Expiring};
 use crate::fetch::{
     Object, Page, Source, Vocabulary, Words, bucket_uri, failed, get_listing, list_by_pages, sts,
@@ -175,7 +175,7 @@ fn status_words(status: &StatusError, bucket: &str, signing: Signing) -> Words {
     let said = status.to_string();
     match (status.code.as_deref(), status.status) {
         (Some("NoSuchBucket"), _) => (
-            format!("the bucket '{bucket}' does not exist: {said}"),
+            format!("the bucket {} does not exist: {said}", quote(bucket)),
             Some("check the bucket name, and AWS_ENDPOINT_URL (or S3_ENDPOINT) when the bucket is not on AWS"),
         ),
         (Some("NoSuchKey"), _) => (

@@ -12,7 +12,7 @@ use std::ops::Range;
 use ureq::Agent;
 
 use crate::engine::plan::safe_relative;
-use crate::error::{Error, redact_url};
+use crate::error::{Error, quote, redact_url};
 use crate::fetch::{HINT_TLS, Object, Source, failed};
 use crate::http::{self, Failure, StatusError};
 use crate::settings::{Secret, Settings};
@@ -124,9 +124,9 @@ pub(crate) fn file_name(uri: &str) -> Result<String, String> {
     }
     let name = percent_decode(last)?;
     if name.contains('/') {
-        return Err(format!("the file name '{name}' contains a '/'"));
+        return Err(format!("the file name {} contains a '/'", quote(&name)));
     }
-    safe_relative(&name).map_err(|r| format!("the file name '{name}' is refused: {r}"))?;
+    safe_relative(&name).map_err(|r| format!("the file name {} is refused: {r}", quote(&name)))?;
     Ok(name)
 }
 
@@ -139,7 +139,7 @@ fn parse_headers(json: &Secret) -> Result<Vec<(String, Secret)>, String> {
     map.into_iter()
         .map(|(k, v)| match v {
             serde_json::Value::String(s) => Ok((k, Secret::new(s))),
-            _ => Err(format!("the value of header '{k}' is not a string")),
+            _ => Err(format!("the value of header {} is not a string", quote(&k))),
         })
         .collect()
 }

@@ -5,6 +5,7 @@
 //! (upstream takes the highest id and includes archived versions; we do not). Both fields are
 //! JSON strings holding integers; one that does not parse is a malformed response, named.
 
+use crate::error::{clip, quote};
 use crate::registry::client::{Artifact, ModelVersion};
 
 /// Artifact states that never make an artifact the one to download.
@@ -116,9 +117,9 @@ pub(crate) fn newest_model_artifact(artifacts: &[Artifact]) -> Result<ArtifactCh
 fn sort_key(what: &str, id: &str, create_time: Option<&str>) -> Result<(u64, u64), String> {
     let id_num = id
         .parse::<u64>()
-        .map_err(|_| format!("{what} id '{id}' is not a decimal integer string"))?;
+        .map_err(|_| format!("{what} id {} is not a decimal integer string", quote(id)))?;
     let time = create_time
-        .ok_or_else(|| format!("{what} {id} has no createTimeSinceEpoch"))?
+        .ok_or_else(|| format!("{what} {} has no createTimeSinceEpoch", clip(id)))?
         .parse::<u64>()
         .map_err(|_| {
             format!("{what} {id} has a createTimeSinceEpoch that is not a decimal integer string")

@@ -14,7 +14,7 @@ mod tls;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use crate::error::Error;
+use crate::error::{Error, quote};
 use crate::uri::BaseUrl;
 
 pub(crate) use azure::AzureSettings;
@@ -125,7 +125,10 @@ fn flag(var: &str, value: Option<String>) -> Result<Option<bool>, Error> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(Some(true)),
         "0" | "false" | "no" | "off" => Ok(Some(false)),
-        _ => Err(Error::env(var, format!("'{value}' is not true or false"))),
+        _ => Err(Error::env(
+            var,
+            format!("{} is not true or false", quote(&value)),
+        )),
     }
 }
 
@@ -134,7 +137,11 @@ fn endpoint_url(var: &str, value: &str, default_scheme: &str) -> Result<String, 
     let base = BaseUrl::parse(value.trim(), default_scheme).map_err(|r| Error::env(var, r))?;
     if !base.path_prefix.is_empty() {
         let prefix = &base.path_prefix;
-        let reason = format!("'{value}' has a path ('{prefix}'); give scheme://host[:port] only");
+        let reason = format!(
+            "{} has a path ({}); give scheme://host[:port] only",
+            quote(value),
+            quote(prefix)
+        );
         return Err(Error::env(var, reason));
     }
     Ok(base.url())

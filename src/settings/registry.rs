@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::Secret;
-use crate::error::Error;
+use crate::error::{Error, quote};
 use crate::uri::{BaseUrl, check_port};
 
 /// The `MODEL_REGISTRY_*` variables.
@@ -29,7 +29,7 @@ pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<RegistrySetti
         .unwrap_or_else(|| "http".into())
         .to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
-        let reason = format!("'{scheme}' is not http or https");
+        let reason = format!("{} is not http or https", quote(&scheme));
         return Err(Error::env("MODEL_REGISTRY_SCHEME", reason));
     }
     let base_value = get("MODEL_REGISTRY_BASE_URL").unwrap_or_else(|| "localhost:8080".into());
@@ -51,7 +51,7 @@ pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<RegistrySetti
             continue;
         }
         if entry.contains(['/', '?', '#', '@', ' ']) {
-            let reason = format!("'{entry}' is not host[:port]");
+            let reason = format!("{} is not host[:port]", quote(entry));
             return Err(Error::env("MODEL_REGISTRY_TOKEN_HOSTS", reason));
         }
         check_port(entry).map_err(|reason| Error::env("MODEL_REGISTRY_TOKEN_HOSTS", reason))?;
@@ -90,7 +90,7 @@ impl TokenSource {
                     .map_err(|e| Error::io("read registry token file", path, e))?;
                 let token = text.trim();
                 if token.is_empty() {
-                    let reason = format!("'{}' is empty", path.display());
+                    let reason = format!("{} is empty", quote(&path.to_string_lossy()));
                     return Err(Error::env("MODEL_REGISTRY_TOKEN_FILE", reason));
                 }
                 Ok(Secret::new(token))
