@@ -242,3 +242,22 @@ fn a_huge_uri_gives_a_short_error_line() {
         assert!(out.last_line().len() < 400, "{}", out.last_line());
     }
 }
+
+/// A URL ureq refuses to build a request from (a raw space, a DEL) is final: trying again
+/// cannot help, and the line says what to change.
+#[test]
+fn an_unsendable_url_is_not_retried() {
+    let port = closed_port();
+    for (raw, shown) in [(" ", " "), ("\u{7f}", "\\u{7f}")] {
+        let uri = format!("http://127.0.0.1:{port}/a{raw}b/model.bin");
+        let out = run(&[&uri, "/tmp/unused-dest"], &[]);
+        out.expect_code(1);
+        assert!(!out.stderr.contains("attempt 1 of"), "{out:#?}");
+        assert_eq!(
+            out.last_line(),
+            format!(
+                "error: cannot download http://127.0.0.1:{port}/a{shown}b/model.bin: not a valid request URL (http: invalid uri character); write special characters as %XX"
+            )
+        );
+    }
+}

@@ -149,6 +149,9 @@ const PLAIN_HTTP_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 // The cause, worth another try, or `Err` when trying again cannot help (TLS, plain HTTP).
 pub(super) fn unanswered(agent: &Agent, url: &str, e: &ureq::Error) -> Result<String, Failure> {
     let cause = describe(e);
+    if let Some(failure) = unsendable(e, &cause) {
+        return Err(failure);
+    }
     if answered_in_plain_text(e) {
         return Err(Failure::PlainHttp(format!(
             "{cause}: the server's first bytes were not TLS"
@@ -163,6 +166,25 @@ pub(super) fn unanswered(agent: &Agent, url: &str, e: &ureq::Error) -> Result<St
         return Err(Failure::Tls(cause));
     }
     Ok(cause)
+}
+
+// A request that was never sent because ureq cannot build it (a raw space or DEL in the URL,
+// a header value with a newline): the same request fails the same way every time.
+fn unsendable(e: &ureq::Error, cause: &str) -> Option<Failure> {
+    let url = match e {
+        ureq::Error::BadUri(_) => true,
+        ureq::Error::Http(http) => {
+            let inner = http.get_ref();
+            inner.is::<ureq::http::uri::InvalidUri>()
+                || inner.is::<ureq::http::uri::InvalidUriParts>()
+        }
+        _ => return None,
+    };
+    Some(Failure::Other(if url {
+        format!("not a valid request URL ({cause}); write special characters as %XX")
+    } else {
+        format!("the request cannot be built: {cause}")
+    }))
 }
 
 // The TLS handshake got bytes that are no TLS record at all (`HTTP/1.1 400 ...` from a
