@@ -2,6 +2,7 @@
 //! usage line plus one-line error on stderr.
 
 use crate::support::s3::S3sFs;
+use crate::support::server::{Server, read_head};
 use crate::support::{TempDir, closed_port, run, run_env};
 
 const USAGE_FIRST_LINE: &str =
@@ -260,4 +261,35 @@ fn an_unsendable_url_is_not_retried() {
             )
         );
     }
+}
+
+/// A registry answer over ureq's 10 MB cap is said to be too large, not "unreachable": the
+/// registry answered, and trying again gets the same answer.
+#[test]
+fn a_registry_answer_over_10_mb_is_too_large() {
+    use std::io::Write;
+    let body = format!(r#"{{"name":"{}"}}"#, "x".repeat(11 << 20));
+    let mut server = Server::start("127.0.0.1:0", move |mut stream| {
+        if read_head(&stream).is_some() {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body.as_bytes());
+        }
+    });
+    let base = format!("http://{}", server.addr());
+    let out = run(
+        &["--resolve", "model-registry://iris"],
+        &[("MODEL_REGISTRY_BASE_URL", &base)],
+    );
+    server.stop();
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot resolve model 'iris' (newest version) in model registry {base}: malformed registry response to GET {base}/api/model_registry/v1alpha3/registered_model?name=iris: the response is larger than 10 MB"
+        )
+    );
 }

@@ -164,13 +164,17 @@ impl<'a> Client<'a> {
             }
         })?;
         let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| Lookup::Unreachable {
+        let body = response.body_mut().read_to_string().map_err(|e| match e {
+            // The registry answered: too much, and it would again.
+            ureq::Error::BodyExceedsLimit(limit) => Lookup::Malformed {
+                url: url.clone(),
+                reason: format!("the response is larger than {} MB", limit >> 20),
+            },
+            e => Lookup::Unreachable {
                 url: url.clone(),
                 cause: format!("reading the response: {}", http::describe(&e)),
-            })?;
+            },
+        })?;
         match status {
             200..=299 => serde_json::from_str(&body).map_err(|e| Lookup::Malformed {
                 url,
