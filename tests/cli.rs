@@ -293,3 +293,22 @@ fn a_registry_answer_over_10_mb_is_too_large() {
         )
     );
 }
+
+/// `scheme:/x` (one slash) is a typo, not a local path: the line says what was meant.
+#[test]
+fn a_scheme_with_one_slash_suggests_two() {
+    let cases = [
+        ("model-registry:/iris", "model-registry://iris"),
+        ("s3:/bucket/model", "s3://bucket/model"),
+        ("GS:/bucket", "GS://bucket"),
+        ("file:/mnt/models", "file:///mnt/models"),
+    ];
+    for (uri, meant) in cases {
+        let out = run(&[uri, "/tmp/unused-dest"], &[]);
+        out.expect_code(1);
+        assert_eq!(
+            out.last_line(),
+            format!("error: invalid URI '{uri}': did you mean '{meant}'?")
+        );
+    }
+}

@@ -294,6 +294,10 @@ pub(crate) fn open(uri: &str, settings: &Settings) -> Result<(Box<dyn Source>, S
     fn opened<S: Source + 'static>((source, prefix): (S, String)) -> (Box<dyn Source>, String) {
         (Box::new(source), prefix)
     }
+    if let Some(meant) = one_slash_typo(uri) {
+        let reason = format!("did you mean {}?", quote(&meant));
+        return Err(Error::uri(redact_url(uri), reason));
+    }
     Ok(match StorageKind::of(uri) {
         Some(StorageKind::Http) => opened((web::WebSource::open(uri, settings)?, String::new())),
         Some(StorageKind::Local) => opened((local::LocalSource::open(uri)?, String::new())),
@@ -307,9 +311,34 @@ pub(crate) fn open(uri: &str, settings: &Settings) -> Result<(Box<dyn Source>, S
     })
 }
 
+// `s3:/bucket` or `model-registry:iris`, a known scheme with fewer than two slashes, reads as
+// a local path that does not exist: the URI that was meant (`file:/p` is `file:///p`).
+fn one_slash_typo(uri: &str) -> Option<String> {
+    const SCHEMES: [&str; 6] = ["model-registry", "s3", "gs", "file", "http", "https"];
+    let (scheme, rest) = uri.split_once(':')?;
+    if rest.starts_with("//") || !SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
+        return None;
+    }
+    let rest = match scheme.eq_ignore_ascii_case("file") {
+        true => rest,
+        false => rest.trim_start_matches('/'),
+    };
+    Some(format!("{scheme}://{rest}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_slash_typos() {
+        assert_eq!(one_slash_typo("s3:/b/k").as_deref(), Some("s3://b/k"));
+        assert_eq!(one_slash_typo("s3:b").as_deref(), Some("s3://b"));
+        assert_eq!(one_slash_typo("file:/m").as_deref(), Some("file:///m"));
+        for fine in ["s3://b/k", "/mnt/s3:/x", "models", "c:/x", "./s3:/x"] {
+            assert_eq!(one_slash_typo(fine), None, "{fine}");
+        }
+    }
 
     #[test]
     fn s3_bucket_uris() {
