@@ -180,8 +180,10 @@ fn unsendable(e: &ureq::Error, cause: &str) -> Option<Failure> {
         }
         _ => return None,
     };
-    Some(Failure::Other(if url {
+    Some(Failure::Other(if url && cause.contains("character") {
         format!("not a valid request URL ({cause}); write special characters as %XX")
+    } else if url {
+        format!("not a valid request URL ({cause})")
     } else {
         format!("the request cannot be built: {cause}")
     }))
