@@ -169,7 +169,10 @@ impl<'a> Client<'a> {
             .read_to_string()
             .map_err(|e| Lookup::Unreachable {
                 url: url.clone(),
-                cause: format!("reading the response: {}", http::describe(&e)),
+                cause: format!(
+                    "reading the response: {}",
+                    http::describe_in(self.agent, &e)
+                ),
             })?;
         match status {
             200..=299 => serde_json::from_str(&body).map_err(|e| Lookup::Malformed {
