@@ -52,10 +52,7 @@ pub(crate) fn resolve_uri(uri: &str, settings: &Settings) -> Result<Resolution, 
         log::warn!("ignoring unknown query parameter '{key}' in model-registry:// URI");
     }
     log::info!("resolving {uri}");
-    let agent = agent(
-        &settings.tls,
-        Trust::Usual(settings.registry.ca_file.as_slice()),
-    )?;
+    let agent = http::registry_agent(&settings.tls, settings.registry.ca_file.as_slice())?;
     // The registry side does not know the storage schemes: the storage side says which it can
     // fetch.
     let resolution = resolve::resolve(&parsed, &settings.registry, &agent, &fetch::can_fetch)?;

@@ -11,6 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::{Error, redact_url};
+use crate::settings::canonical;
 use crate::uri::{host_of, percent_decode};
 
 /// Checks an artifact URI; the error names its scheme and host, never its query.
@@ -70,31 +71,67 @@ pub(crate) fn is_blocked_host(host: &str) -> bool {
     if host == "metadata.google.internal" || host == "metadata" {
         return true;
     }
-    match parse_ip(&host) {
-        Some(IpAddr::V4(v4)) => v4.is_link_local(),
-        Some(IpAddr::V6(v6)) => {
-            let seg = v6.segments();
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return v4.is_link_local();
-            }
-            // fe80::/10, and AWS's IPv6 metadata endpoint.
-            (seg[0] & 0xffc0) == 0xfe80 || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+    parse_ip(&host).is_some_and(is_blocked_ip)
+}
+
+/// Whether an address is link-local or a cloud metadata endpoint: `169.254.0.0/16`,
+/// `fe80::/10`, `fd00:ec2::254`, and IPv4 ones written as IPv6 (`::ffff:a.b.c.d`,
+/// `::a.b.c.d`).
+pub(crate) fn is_blocked_ip(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
         }
-        None => false,
     }
 }
 
-// IP literals as URL parsers (and so HTTP clients) read them: dotted quads, a single integer
-// (`2852039166`), hex (`0xa9fea9fe`), and IPv6.
-fn parse_ip(host: &str) -> Option<IpAddr> {
+/// A host as the system resolver reads it when it is an address: IPv6 (bracketed or not),
+/// and IPv4 as `inet_aton` does: one to four parts, each decimal, octal (`0251`) or hex
+/// (`0xa9`), the last part filling the bytes left (`169.254.43518`, `127.1`, `2852039166`).
+pub(crate) fn parse_ip(host: &str) -> Option<IpAddr> {
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    if let Some(v6) = bare {
+        return v6.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+    }
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Some(ip);
     }
-    let n = match host.strip_prefix("0x") {
-        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-        None => host.parse::<u32>().ok()?,
+    let parts: Vec<u64> = host.split('.').map(inet_aton_part).collect::<Option<_>>()?;
+    let (last, leading) = parts.split_last()?;
+    if leading.len() > 3 || leading.iter().any(|&p| p > 0xff) {
+        return None;
+    }
+    let room = 8 * (4 - leading.len() as u32);
+    if room < 64 && *last >= 1u64 << room {
+        return None;
+    }
+    let high = leading
+        .iter()
+        .enumerate()
+        .fold(0u64, |acc, (i, &p)| acc | p << (24 - 8 * i as u32));
+    Some(IpAddr::V4(Ipv4Addr::from((high | last) as u32)))
+}
+
+// One part of an `inet_aton` address: `0x..` hex, `0..` octal, else decimal.
+fn inet_aton_part(part: &str) -> Option<u64> {
+    let (digits, radix) = if let Some(hex) = part.strip_prefix("0x").or(part.strip_prefix("0X")) {
+        (hex, 16)
+    } else if part.len() > 1 && part.starts_with('0') {
+        (&part[1..], 8)
+    } else {
+        (part, 10)
     };
-    Some(IpAddr::V4(Ipv4Addr::from(n)))
+    if digits.is_empty() && radix == 16 {
+        return Some(0);
+    }
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix)
+        .ok()
+        .filter(|&n| n <= u32::MAX as u64)
 }
 
 #[cfg(test)]
@@ -115,6 +152,12 @@ mod tests {
             "http://[::ffff:169.254.169.254]/x",
             "http://[fe80::1]/x",
             "https://user:pw@169.254.169.254/x",
+            "http://0251.0376.0251.0376/latest",
+            "http://169.254.43518/latest",
+            "http://0xa9.0xfe.0xa9.0xfe/latest",
+            "http://0xA9.254.0xa9fe/latest",
+            "http://[::169.254.169.254]/latest",
+            "http://[::ffff:a9fe:a9fe]/latest",
         ] {
             let err = check(uri, Some(&allow_all)).unwrap_err();
             assert!(
@@ -122,6 +165,31 @@ mod tests {
                 "{uri}: {err}"
             );
             assert!(check(uri, None).is_err(), "{uri}");
+        }
+    }
+
+    #[test]
+    fn numeric_hosts_are_read_as_the_system_resolver_reads_them() {
+        for (host, ip) in [
+            ("0177.0.0.1", "127.0.0.1"),
+            ("127.1", "127.0.0.1"),
+            ("0x7f.1", "127.0.0.1"),
+            ("0x7f000001", "127.0.0.1"),
+            ("2130706433", "127.0.0.1"),
+            ("169.254.43518", "169.254.169.254"),
+            ("0251.0376.0251.0376", "169.254.169.254"),
+            ("[::1]", "::1"),
+        ] {
+            assert_eq!(parse_ip(host), Some(ip.parse().unwrap()), "{host}");
+        }
+        for host in [
+            "example.com",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "08.1.1.1",
+            "1.2.3.256",
+        ] {
+            assert_eq!(parse_ip(host), None, "{host}");
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::support::proxy::Proxy;
 use crate::support::server::PlainHttp;
 use crate::support::web::{Behaviour, Web};
-use crate::support::{TempDir, bytes, closed_port, run, tls};
+use crate::support::{TempDir, bytes, closed_port, run, run_bounded, tls};
 
 /// A folder with the files to serve, and one to download into.
 struct Site {
@@ -562,4 +562,111 @@ fn a_password_in_a_url_never_reaches_the_log() {
         "{}",
         out.stderr
     );
+}
+
+// Limits small enough for a test: a transfer slower than 1 KiB/s for 2 s is abandoned.
+const SLOW: [(&str, &str); 2] = [
+    ("MRSI_LOW_SPEED_TIME", "2"),
+    ("MRSI_LOW_SPEED_LIMIT", "1024"),
+];
+// A run that used to go on forever is stopped after this.
+const BOUND: std::time::Duration = std::time::Duration::from_secs(90);
+
+#[test]
+fn a_trickling_server_is_abandoned_after_a_few_attempts() {
+    // One byte every 300 ms never trips the read timeout: only the low-speed limit ends it.
+    let site = Site::new(&[("model.bin", &bytes(64 << 10, 21))]);
+    let behaviour = Behaviour {
+        trickle: Some(std::time::Duration::from_millis(300)),
+        ..Behaviour::default()
+    };
+    let web = Web::start(&site.www(), behaviour);
+    let uri = format!("{}/model.bin", web.url());
+    let out = run_bounded(&[&uri, &site.dest_str()], &SLOW, BOUND);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot download {uri}: the server sent less than 1024 bytes/s for 2 s (MRSI_LOW_SPEED_LIMIT, MRSI_LOW_SPEED_TIME) (after 4 attempts)"
+        ),
+        "{out:#?}"
+    );
+    out.expect_code(1);
+    let gets = web.seen().len();
+    assert!(gets <= 5, "{gets} requests: {:?}", ranges_asked(&web));
+}
+
+#[test]
+fn a_byte_per_connection_does_not_start_the_retries_over() {
+    let site = Site::new(&[("model.bin", &bytes(64 << 10, 22))]);
+    let behaviour = Behaviour {
+        bytes_per_connection: Some(1),
+        ..Behaviour::default()
+    };
+    let web = Web::start(&site.www(), behaviour);
+    let uri = format!("{}/model.bin", web.url());
+    let out = run_bounded(&[&uri, &site.dest_str()], &SLOW, BOUND);
+    assert_eq!(
+        out.last_line(),
+        format!("error: cannot download {uri}: Peer disconnected (after 4 attempts)"),
+        "{out:#?}"
+    );
+    out.expect_code(1);
+    let gets = web.seen().len();
+    assert!(gets <= 5, "{gets} requests: {:?}", ranges_asked(&web));
+}
+
+#[test]
+fn a_registry_that_trickles_its_answer_ends_at_the_deadline() {
+    let json = format!(r#"{{"id":"1","name":"iris"{}}}"#, " ".repeat(4096));
+    let site = Site::new(&[(
+        "api/model_registry/v1alpha3/registered_model",
+        json.as_bytes(),
+    )]);
+    let behaviour = Behaviour {
+        trickle: Some(std::time::Duration::from_millis(300)),
+        ..Behaviour::default()
+    };
+    let web = Web::start(&site.www(), behaviour);
+    let uri = format!("model-registry://127.0.0.1:{}/iris/v1", web.port());
+    let out = run_bounded(
+        &["--resolve", &uri],
+        &[("MRSI_REGISTRY_TIMEOUT", "2")],
+        BOUND,
+    );
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot resolve model 'iris' version 'v1' in model registry {}: registry unreachable: GET {}/api/model_registry/v1alpha3/registered_model?name=iris: reading the response: no complete answer within 2 s (MRSI_REGISTRY_TIMEOUT)",
+            web.url(),
+            web.url()
+        ),
+        "{out:#?}"
+    );
+    out.expect_code(1);
+}
+
+#[test]
+fn numeric_spellings_are_checked_where_they_resolve() {
+    // 127.0.0.0/8 stands in for the metadata range: refused by the variable, every spelling
+    // of it must be refused before any connection is made.
+    let site = Site::new(&[("model.bin", b"secret")]);
+    let web = Web::start(&site.www(), Behaviour::default());
+    for host in ["0x7f.1", "0177.0.0.1", "127.1", "2130706433"] {
+        let uri = format!("http://{host}:{}/model.bin", web.port());
+        let out = run_bounded(
+            &[&uri, &site.dest_str()],
+            &[("MRSI_REFUSE_ADDRESSES", "127.0.0.0/8")],
+            BOUND,
+        );
+        assert_eq!(
+            out.last_line(),
+            format!(
+                "error: cannot download {uri}: refusing to connect to 127.0.0.1: MRSI_REFUSE_ADDRESSES refuses it"
+            ),
+            "{out:#?}"
+        );
+        out.expect_code(1);
+    }
+    assert_eq!(web.seen().len(), 0, "{:?}", web.seen());
+    assert!(!site.dest().join("model.bin").exists());
 }

@@ -65,6 +65,15 @@ ENVIRONMENT (empty counts as unset):
                                    proxy URL for every request, http:// and https:// alike:
                                    the first of these that is set (lower case too)
     NO_PROXY                       hosts reached without the proxy
+    MRSI_LOW_SPEED_LIMIT, MRSI_LOW_SPEED_TIME
+                                   a response slower than LIMIT bytes/s for TIME seconds is
+                                   abandoned and retried (default 1024 and 30; 0 turns it off)
+    MRSI_REGISTRY_TIMEOUT          seconds each registry call may take, retries included
+                                   (default 60)
+    MRSI_ALLOW_ADDRESSES           comma-separated ADDRESS/PREFIX ranges the link-local and
+                                   metadata block lets through (default none)
+    MRSI_REFUSE_ADDRESSES          comma-separated ADDRESS/PREFIX ranges no connection may
+                                   reach, besides 169.254.0.0/16, fe80::/10, fd00:ec2::254
     RUST_LOG                       log level (default info); a bare level is this program's,
                                    a dependency's is asked for by name (ureq=debug)
 

@@ -5,18 +5,36 @@
 //! works), the system bundle when there is one, `SSL_CERT_FILE`, KServe's CA bundle and any
 //! extra CA file (the registry's).
 //!
+//! Addresses: every connection is checked where the name resolves, so no spelling of a host
+//! reaches a link-local or metadata address (`policy::is_blocked_ip`) unless
+//! `MRSI_ALLOW_ADDRESSES` allows its range, nor a range in `MRSI_REFUSE_ADDRESSES`. Through a
+//! proxy, the proxy resolves the target, and only the URL's own spelling is checked.
+//!
+//! Speed: a response that brings fewer than `MRSI_LOW_SPEED_LIMIT` bytes per second over
+//! `MRSI_LOW_SPEED_TIME` seconds is abandoned with a transport error (retried as any other),
+//! so a server that trickles bytes cannot hold the run forever.
+//!
 //! Proxies: ureq takes the first of `ALL_PROXY`, `HTTPS_PROXY` and `HTTP_PROXY` (each also in
 //! lower case) that is set, for every request whatever its scheme, and honours `NO_PROXY`.
 
+use std::fmt;
 use std::io::{self, ErrorKind::InvalidData};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ureq::Agent;
+use ureq::config::Config;
+use ureq::http::Uri;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+};
 
 use crate::error::Error;
-use crate::settings::TlsSettings;
+use crate::policy::is_blocked_ip;
+use crate::settings::{NetSettings, TlsSettings};
 
 /// `User-Agent` of every request.
 pub(crate) const USER_AGENT: &str = concat!("mr-storage-initializer/", env!("CARGO_PKG_VERSION"));
@@ -51,6 +69,16 @@ pub enum Trust<'a> {
 /// Builds the agent used for every request. Error statuses come back as responses (so the
 /// registry's `{"code","message"}` body can be read); callers decide what they mean.
 pub fn agent(tls: &TlsSettings, trust: Trust<'_>) -> Result<Agent, Error> {
+    build(tls, trust, None)
+}
+
+/// The registry's agent: as `agent`, and every call, retries and body included, ends by
+/// `MRSI_REGISTRY_TIMEOUT` (`retry` reads the deadline back from the agent's config).
+pub(crate) fn registry_agent(tls: &TlsSettings, extra_ca: &[PathBuf]) -> Result<Agent, Error> {
+    build(tls, Trust::Usual(extra_ca), Some(tls.net.registry_timeout))
+}
+
+fn build(tls: &TlsSettings, trust: Trust<'_>, deadline: Option<Duration>) -> Result<Agent, Error> {
     let tls_config = match trust {
         Trust::Usual(extra) => TlsConfig::builder().root_certs(usual_roots(tls, extra)?),
         Trust::Only(path) => {
@@ -72,9 +100,179 @@ pub fn agent(tls: &TlsSettings, trust: Trust<'_>) -> Result<Agent, Error> {
         .timeout_recv_response(Some(Duration::from_secs(30)))
         // An idle timeout: a long body is fine as long as bytes keep coming.
         .timeout_per_read(Some(Duration::from_secs(30)))
+        .timeout_global(deadline)
         .tls_config(tls_config.build())
         .build();
-    Ok(config.into())
+    let connector = Metering {
+        inner: DefaultConnector::new(),
+        limit: tls.net.low_speed_limit,
+        time: tls.net.low_speed_time,
+    };
+    let resolver = Guard {
+        inner: DefaultResolver::default(),
+        net: tls.net.clone(),
+    };
+    Ok(Agent::with_parts(config, connector, resolver))
+}
+
+/// Why a connection was not made or was abandoned: the address policy refused where a name
+/// resolves, or the server sent too slowly. Travels inside an `io::Error`, so that `status`
+/// can tell a refusal (final) from a slow server (worth another try).
+#[derive(Debug)]
+pub(crate) enum Cut {
+    Refused(String),
+    Slow(String),
+}
+
+impl fmt::Display for Cut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cut::Refused(why) | Cut::Slow(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for Cut {}
+
+// The system resolver, then the address policy on what it found.
+#[derive(Debug)]
+struct Guard {
+    inner: DefaultResolver,
+    net: NetSettings,
+}
+
+/// Why no connection may be made to `ip`, if none may.
+pub(crate) fn refusal(ip: IpAddr, net: &NetSettings) -> Option<String> {
+    if net.refused.iter().any(|r| r.contains(ip)) {
+        return Some(format!(
+            "refusing to connect to {ip}: MRSI_REFUSE_ADDRESSES refuses it"
+        ));
+    }
+    if is_blocked_ip(ip) && !net.allowed.iter().any(|r| r.contains(ip)) {
+        return Some(format!(
+            "refusing to connect to {ip}: it is a link-local or cloud metadata address"
+        ));
+    }
+    None
+}
+
+impl Resolver for Guard {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let found = self.inner.resolve(uri, config, timeout)?;
+        let mut kept = self.inner.empty();
+        let mut first_refusal = None;
+        for &addr in found.iter() {
+            match refusal(addr.ip(), &self.net) {
+                None => kept.push(addr),
+                Some(why) => {
+                    log::debug!("{}: {why}", uri.host().unwrap_or_default());
+                    first_refusal.get_or_insert(why);
+                }
+            }
+        }
+        match first_refusal {
+            Some(why) if kept.is_empty() => Err(ureq::Error::Io(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                Cut::Refused(why),
+            ))),
+            _ => Ok(kept),
+        }
+    }
+}
+
+// The usual connectors, each transport metered for the low-speed limit.
+#[derive(Debug)]
+struct Metering {
+    inner: DefaultConnector,
+    limit: u64,
+    time: Duration,
+}
+
+impl Connector<()> for Metering {
+    type Out = Box<dyn Transport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails<'_>,
+        chained: Option<()>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(inner) = self.inner.connect(details, chained)? else {
+            return Ok(None);
+        };
+        if self.limit == 0 {
+            return Ok(Some(inner));
+        }
+        Ok(Some(Box::new(Metered {
+            inner,
+            limit: self.limit,
+            time: self.time,
+            window: None,
+        })))
+    }
+}
+
+// A transport that fails a read once a whole `time` since the request (or since the last
+// check) brought fewer than `limit` bytes per second. Time spent while nobody reads (the
+// writer busy, the connection idle in the pool) is not the server's: a window starts when a
+// request is sent and is checked only when input arrives.
+#[derive(Debug)]
+struct Metered {
+    inner: Box<dyn Transport>,
+    limit: u64,
+    time: Duration,
+    // When the window started and the bytes received since.
+    window: Option<(Instant, u64)>,
+}
+
+impl Transport for Metered {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.window = None;
+        self.inner.transmit_output(amount, timeout)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let started = Instant::now();
+        let before = self.inner.buffers().input().len();
+        let progress = self.inner.await_input(timeout)?;
+        let got = self.inner.buffers().input().len().saturating_sub(before) as u64;
+        let (start, bytes) = self.window.get_or_insert((started, 0));
+        *bytes += got;
+        let elapsed = start.elapsed();
+        if elapsed >= self.time {
+            let wanted = self.limit.saturating_mul(elapsed.as_secs().max(1));
+            if *bytes < wanted {
+                log::debug!("{bytes} bytes in {elapsed:?}: too slow");
+                let why = format!(
+                    "the server sent less than {} bytes/s for {} s (MRSI_LOW_SPEED_LIMIT, MRSI_LOW_SPEED_TIME)",
+                    self.limit,
+                    self.time.as_secs()
+                );
+                return Err(ureq::Error::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    Cut::Slow(why),
+                )));
+            }
+            self.window = Some((Instant::now(), 0));
+        }
+        Ok(progress)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.inner.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.inner.is_tls()
+    }
 }
 
 fn usual_roots(tls: &TlsSettings, extra_ca: &[PathBuf]) -> Result<RootCerts, Error> {

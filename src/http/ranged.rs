@@ -17,6 +17,9 @@ use crate::error::{Error, one_line, redact_url};
 /// plus ureq's own buffers (`INPUT_BUFFER` and `OUTPUT_BUFFER`) per connection.
 pub(crate) const BUFFER_SIZE: usize = 64 * 1024;
 
+// Bytes written since the attempt count last started over that start it over again.
+const PROGRESS: u64 = 1 << 20;
+
 /// Request headers as owned name and value pairs.
 pub type Headers = Vec<(String, String)>;
 
@@ -25,7 +28,8 @@ pub type Headers = Vec<(String, String)>;
 /// Dropped connections, timeouts, 429 and 5xx are retried with backoff; each retry asks for
 /// the bytes not yet written. A server that answers a ranged request with the whole body (200)
 /// is read from the start, skipping what was already written. The attempt count starts over
-/// whenever an attempt made progress, so a long download on a flaky link keeps going.
+/// whenever the attempts since it last did wrote 1 MiB, so a long download on a flaky link
+/// keeps going, and one that trickles (a byte per connection) does not.
 ///
 /// `headers` is asked again for each attempt, with the `Range` value that attempt sends: a
 /// signature made for the first attempt may be too old for a retry after a long, slow
@@ -48,15 +52,19 @@ pub fn get_resumable(
         out,
     };
     let mut attempt = 1;
+    // Where the attempt count last started over.
+    let mut mark = transfer.pos;
     loop {
-        let from = transfer.pos;
         let (wait, cause) = match transfer.attempt() {
             Outcome::Done => return Ok(()),
             Outcome::Fatal(failure) => return Err(failure),
             Outcome::RetryAfter(wait, cause) => (wait.unwrap_or_else(|| backoff(attempt)), cause),
         };
-        if transfer.pos > from {
+        // Only real progress starts the count over: a server that sends a byte per
+        // connection must not keep the run going forever.
+        if transfer.pos - mark >= PROGRESS {
             attempt = 1;
+            mark = transfer.pos;
         }
         if attempt == ATTEMPTS {
             return Err(gave_up(&cause));

@@ -6,12 +6,12 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ureq::http::Response;
 use ureq::{Agent, Body};
 
-use super::status::{Failure, unanswered};
+use super::status::{Failure, deadline_passed, unanswered};
 use crate::error::redact_url;
 use crate::policy::is_blocked_host;
 use crate::uri::{percent_encode, url_host};
@@ -34,7 +34,9 @@ pub(crate) fn get_with_retry(
     url: &str,
     headers: &[(&str, &str)],
 ) -> Result<Response<Body>, Failure> {
-    with_retry(agent, "GET", url, || send(agent, url, headers))
+    with_retry(agent, "GET", url, |left| {
+        send_within(agent, url, headers, left)
+    })
 }
 
 /// A POST of a form (`application/x-www-form-urlencoded`), retried as `get_with_retry`:
@@ -50,27 +52,35 @@ pub(crate) fn post_form_with_retry(
         .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
         .collect::<Vec<_>>()
         .join("&");
-    with_retry(agent, "POST", url, || {
+    with_retry(agent, "POST", url, |left| {
         agent
             .post(url)
             .content_type("application/x-www-form-urlencoded")
             .header("Accept", "application/json, application/xml")
+            .config()
+            .timeout_global(left)
+            .build()
             .send(body.as_str())
             .map_err(Sent::Transport)
     })
 }
 
 // Calls until a response that is an answer, or the last attempt's response whatever its
-// status; a transport error on the last attempt is final.
+// status; a transport error on the last attempt is final. When the agent has a deadline (the
+// registry's), it bounds all the attempts together, the response's body included: each call
+// is given the time left (`call`'s argument), and no retry starts past it.
 fn with_retry(
     agent: &Agent,
     method: &str,
     url: &str,
-    mut call: impl FnMut() -> Result<Response<Body>, Sent>,
+    mut call: impl FnMut(Option<Duration>) -> Result<Response<Body>, Sent>,
 ) -> Result<Response<Body>, Failure> {
+    let limit = agent.config().timeouts().global;
+    let deadline = limit.map(|limit| Instant::now() + limit);
+    let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
     let mut attempt = 1;
     loop {
-        let (cause, wait) = match call() {
+        let (cause, wait) = match call(left()) {
             Ok(response) => {
                 let status = response.status().as_u16();
                 if !is_retryable(status) || attempt == ATTEMPTS {
@@ -86,11 +96,20 @@ fn with_retry(
                 (cause, None)
             }
         };
+        let wait = wait.unwrap_or_else(|| backoff(attempt));
+        if let Some(limit) = limit
+            && left().is_some_and(|left| left <= wait)
+        {
+            return Err(Failure::Transport(format!(
+                "{cause}; {}",
+                deadline_passed(limit)
+            )));
+        }
         log::warn!(
             "{method} {}: {cause}, attempt {attempt} of {ATTEMPTS}",
             redact_url(url)
         );
-        thread::sleep(wait.unwrap_or_else(|| backoff(attempt)));
+        thread::sleep(wait);
         attempt += 1;
     }
 }
@@ -148,6 +167,16 @@ pub(super) fn send(
     url: &str,
     headers: &[(&str, &str)],
 ) -> Result<Response<Body>, Sent> {
+    send_within(agent, url, headers, None)
+}
+
+// `send`, all of it (redirects and the body) within `left` when given.
+fn send_within(
+    agent: &Agent,
+    url: &str,
+    headers: &[(&str, &str)],
+    left: Option<Duration>,
+) -> Result<Response<Body>, Sent> {
     let origin = authority_of(url);
     let mut current = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
@@ -159,6 +188,9 @@ pub(super) fn send(
             if same_origin || portable {
                 request = request.header(*name, *value);
             }
+        }
+        if left.is_some() {
+            request = request.config().timeout_global(left).build();
         }
         let response = request.call().map_err(Sent::Transport)?;
         let status = response.status().as_u16();

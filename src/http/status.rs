@@ -10,6 +10,7 @@ use std::time::Duration;
 use ureq::http::Response;
 use ureq::{Agent, Body};
 
+use super::agent::Cut;
 use super::retry::authority_of;
 use crate::error::{Error, one_line};
 use crate::uri::port_text;
@@ -148,9 +149,12 @@ const PLAIN_HTTP_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 // The cause, worth another try, or `Err` when trying again cannot help (TLS, plain HTTP).
 pub(super) fn unanswered(agent: &Agent, url: &str, e: &ureq::Error) -> Result<String, Failure> {
-    let cause = describe(e);
+    let cause = describe_in(agent, e);
     if let Some(failure) = unsendable(e, &cause) {
         return Err(failure);
+    }
+    if is_refused(e) {
+        return Err(Failure::Transport(cause));
     }
     if answered_in_plain_text(e) {
         return Err(Failure::PlainHttp(format!(
@@ -237,6 +241,34 @@ fn answers_plain_http(agent: &Agent, url: &str, e: &ureq::Error) -> Option<Strin
     };
     log::debug!("GET {probe} (after a failed TLS handshake): {said}");
     response.is_ok_and(|r| r.status() != 400).then_some(probe)
+}
+
+// The address policy refused where the host resolves: no other try can go elsewhere.
+fn is_refused(e: &ureq::Error) -> bool {
+    let ureq::Error::Io(io) = e else {
+        return false;
+    };
+    matches!(
+        io.get_ref().and_then(|inner| inner.downcast_ref::<Cut>()),
+        Some(Cut::Refused(_))
+    )
+}
+
+/// `describe`, and a call that ran past the agent's deadline (the registry's) says how long
+/// that was.
+pub(crate) fn describe_in(agent: &Agent, e: &ureq::Error) -> String {
+    match (e, agent.config().timeouts().global) {
+        (ureq::Error::Timeout(ureq::Timeout::Global), Some(limit)) => deadline_passed(limit),
+        _ => describe(e),
+    }
+}
+
+/// The cause once a call's deadline passed.
+pub(crate) fn deadline_passed(limit: Duration) -> String {
+    format!(
+        "no complete answer within {} s (MRSI_REGISTRY_TIMEOUT)",
+        limit.as_secs()
+    )
 }
 
 // rustls reports handshake failures as I/O errors of kind InvalidData.

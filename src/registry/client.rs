@@ -172,7 +172,10 @@ impl<'a> Client<'a> {
             },
             e => Lookup::Unreachable {
                 url: url.clone(),
-                cause: format!("reading the response: {}", http::describe(&e)),
+                cause: format!(
+                    "reading the response: {}",
+                    http::describe_in(self.agent, &e)
+                ),
             },
         })?;
         match status {

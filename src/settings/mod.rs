@@ -7,6 +7,7 @@
 
 mod azure;
 mod gcs;
+mod net;
 mod registry;
 mod s3;
 mod tls;
@@ -19,6 +20,8 @@ use crate::uri::BaseUrl;
 
 pub(crate) use azure::AzureSettings;
 pub(crate) use gcs::GcsSettings;
+pub use net::NetSettings;
+pub(crate) use net::canonical;
 pub(crate) use registry::RegistrySettings;
 pub(crate) use s3::{S3Credentials, S3Settings};
 pub use tls::TlsSettings;
@@ -109,7 +112,7 @@ impl Settings {
         // Read in this order, which decides the error reported when several values are bad.
         Ok(Settings {
             registry: registry::read(&get)?,
-            tls: tls::read(&get),
+            tls: tls::read(&get, net::read(&get)?),
             allowed_artifact_prefixes,
             http_headers: BTreeMap::new(),
             s3: s3::read(&get)?,

@@ -60,6 +60,56 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// `run`, killed if it has not ended within `limit`: then the code is -1 and the last line of
+/// stderr says so. For runs that used to go on forever.
+pub fn run_bounded(args: &[&str], env: &[(&str, &str)], limit: std::time::Duration) -> Run {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mr-storage-initializer"));
+    cmd.env_clear()
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("RUST_BACKTRACE", "0")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run mr-storage-initializer");
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let stdout = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = std::time::Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break -1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = stderr.join().unwrap();
+    if code == -1 {
+        stderr.push_str(&format!("(the run did not end within {limit:?})\n"));
+    }
+    Run {
+        code,
+        stdout: stdout.join().unwrap(),
+        stderr,
+    }
+}
+
 /// A fresh, empty folder under the target directory, removed when dropped.
 pub struct TempDir(PathBuf);
 

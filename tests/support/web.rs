@@ -3,13 +3,14 @@
 //! Serves the files under a folder, one request per connection, one thread per connection
 //! (ranged parts arrive in parallel). Each behaviour a download must cope with is a switch:
 //! ranges honoured or ignored, Content-Length sent or not, a connection cut partway through
-//! the first response for a path, redirects. Every request is recorded.
+//! the first response for a path or every response, a body trickled byte by byte, redirects. Every request is recorded.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::server::{Server, read_head};
 
@@ -25,6 +26,10 @@ pub struct Behaviour {
     pub cut_after: Option<u64>,
     /// `path -> Location`: answer 302.
     pub redirects: HashMap<String, String>,
+    /// Send the body one byte at a time, this long apart.
+    pub trickle: Option<Duration>,
+    /// Close every connection after this many body bytes.
+    pub bytes_per_connection: Option<u64>,
 }
 
 impl Default for Behaviour {
@@ -34,6 +39,8 @@ impl Default for Behaviour {
             content_length: true,
             cut_after: None,
             redirects: HashMap::new(),
+            trickle: None,
+            bytes_per_connection: None,
         }
     }
 }
@@ -179,6 +186,16 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         if !s.cut_done.contains(&path) {
             s.cut_done.push(path.clone());
             left = cut;
+        }
+    }
+    if let Some(n) = behaviour.bytes_per_connection {
+        left = left.min(n);
+    }
+    if let Some(pause) = behaviour.trickle {
+        let mut byte = [0u8; 1];
+        while left > 0 && file.read_exact(&mut byte).is_ok() && out.write_all(&byte).is_ok() {
+            left -= 1;
+            std::thread::sleep(pause);
         }
     }
     let mut buf = vec![0u8; 64 * 1024];
