@@ -38,8 +38,10 @@ pub struct Object {
     pub etag: Option<String>,
     /// `read` honours ranges for this object (so it can be split into parts and resumed).
     pub ranges: bool,
-    /// The MD5 of the object's bytes, when the store says it: the engine checks it when the
-    /// object arrives in one piece (computing it costs nothing extra then).
+    /// The MD5 of the object's bytes, when the store's listing says it: the engine checks it
+    /// when the object arrives in one piece (computing it costs nothing extra then). S3 gives
+    /// none here: only the answer to a GET tells whether an ETag is an MD5, so S3 checks its
+    /// own (`s3::Verifier`).
     pub md5: Option<[u8; 16]>,
 }
 
