@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::support::replay::Replay;
-use crate::support::s3::{ACCESS_KEY, S3rver, S3sFs, SECRET_KEY};
+use crate::support::s3::{ACCESS_KEY, S3rver, S3sFs, SECRET_KEY, StubObject, StubS3};
 use crate::support::server::{Server, read_form};
 use crate::support::{Run, TempDir, bytes, closed_port, files, run_env, tls, tree};
 
@@ -309,9 +309,7 @@ fn bytes_that_do_not_match_the_etag_fail_and_leave_no_file() {
     out.expect_code(1);
     let last = out.last_line();
     assert!(
-        last.starts_with(
-            "error: cannot download 'iris/model.bin' of 's3://models/iris/': the bytes' MD5 is "
-        ),
+        last.starts_with("error: cannot download s3://models/iris/model.bin: the bytes' MD5 is "),
         "{last}"
     );
     assert!(
@@ -653,4 +651,137 @@ fn s3_verify_ssl_0_does_not_reach_the_sts_exchange() {
         "the token reached STS"
     );
     assert!(!dest.exists());
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn stub_download(object: StubObject) -> (StubS3, Run, TempDir) {
+    let stub = StubS3::start(object);
+    let tmp = TempDir::new("s3-stub");
+    let dest = tmp.path().join("dest");
+    let out = run_env(&["s3://b/m/", dest.to_str().unwrap()], &stub.env());
+    (stub, out, tmp)
+}
+
+#[test]
+fn an_sse_kms_object_whose_etag_is_not_its_md5_downloads() {
+    // SSE-KMS and SSE-C objects have 32-hex ETags that are not the MD5 of their bytes.
+    let body = bytes(10_000, 4);
+    for headers in [
+        vec![("x-amz-server-side-encryption", "aws:kms".to_string())],
+        vec![("x-amz-server-side-encryption", "aws:kms:dsse".to_string())],
+        vec![(
+            "x-amz-server-side-encryption-customer-algorithm",
+            "AES256".to_string(),
+        )],
+    ] {
+        let object = StubObject {
+            body: body.clone(),
+            etag: "0123456789abcdef0123456789abcdef".into(),
+            headers,
+        };
+        let (stub, out, tmp) = stub_download(object);
+        out.expect_code(0);
+        assert_eq!(
+            std::fs::read(tmp.path().join("dest/object.bin")).unwrap(),
+            body
+        );
+        let gets = stub.gets();
+        assert_eq!(
+            gets[0].get("x-amz-checksum-mode").map(String::as_str),
+            Some("ENABLED"),
+            "S3's own checksums are asked for"
+        );
+    }
+}
+
+#[test]
+fn a_plain_object_whose_etag_is_not_its_md5_fails() {
+    let body = bytes(10_000, 4);
+    let object = StubObject {
+        body: body.clone(),
+        etag: "0123456789abcdef0123456789abcdef".into(),
+        // SSE-S3 (AES256) objects have MD5 ETags.
+        headers: vec![("x-amz-server-side-encryption", "AES256".into())],
+    };
+    let (_stub, out, tmp) = stub_download(object);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot download s3://b/m/object.bin: the bytes' MD5 is {}, the ETag says 0123456789abcdef0123456789abcdef",
+            hex(&md5::compute(&body).0)
+        )
+    );
+    assert!(
+        !tmp.path().join("dest/object.bin").exists(),
+        "no file under its final name"
+    );
+    // The right MD5 passes.
+    let object = StubObject {
+        body: body.clone(),
+        etag: hex(&md5::compute(&body).0),
+        headers: vec![],
+    };
+    let (_stub, out, _tmp) = stub_download(object);
+    out.expect_code(0);
+}
+
+#[test]
+fn s3_checksums_are_checked_before_the_etag() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let body = bytes(10_000, 5);
+    let sha256 = ring::digest::digest(&ring::digest::SHA256, &body);
+    let crc32 = crc32fast::hash(&body).to_be_bytes();
+    // An SSE-KMS object with a whole-object checksum: the checksum is checked.
+    for (name, good) in [
+        ("x-amz-checksum-sha256", b64(sha256.as_ref())),
+        ("x-amz-checksum-crc32", b64(&crc32)),
+    ] {
+        let mut wrong = b64(&[0; 4]);
+        if name.ends_with("sha256") {
+            wrong = b64(&[0; 32]);
+        }
+        for (value, ok) in [(good.clone(), true), (wrong.clone(), false)] {
+            let object = StubObject {
+                body: body.clone(),
+                etag: "0123456789abcdef0123456789abcdef".into(),
+                headers: vec![
+                    ("x-amz-server-side-encryption", "aws:kms".into()),
+                    (name, value),
+                    ("x-amz-checksum-type", "FULL_OBJECT".into()),
+                ],
+            };
+            let (_stub, out, _tmp) = stub_download(object);
+            if ok {
+                out.expect_code(0);
+            } else {
+                out.expect_code(1);
+                let algorithm = if name.ends_with("sha256") {
+                    "SHA-256"
+                } else {
+                    "CRC32"
+                };
+                assert_eq!(
+                    out.last_line(),
+                    format!(
+                        "error: cannot download s3://b/m/object.bin: the bytes' {algorithm} is {good}, {name} says {wrong}"
+                    )
+                );
+            }
+        }
+    }
+    // A composite checksum (of the parts' checksums) is not the bytes': not checked.
+    let object = StubObject {
+        body: body.clone(),
+        etag: hex(&md5::compute(&body).0),
+        headers: vec![
+            ("x-amz-checksum-crc32", format!("{}-2", b64(&[0; 4]))),
+            ("x-amz-checksum-type", "COMPOSITE".into()),
+        ],
+    };
+    stub_download(object).1.expect_code(0);
 }

@@ -19,6 +19,8 @@ mod s3;
 mod gcs;
 // Azure Blob downloads against Azurite and local token stand-ins.
 mod azure;
+// Hostile paged listings on every object store.
+mod listing;
 // Extraction of a lone archive, hostile ones included.
 mod archive;
 // The whole job end to end, and the quickstart.

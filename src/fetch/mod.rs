@@ -16,6 +16,8 @@ pub(crate) mod s3;
 pub(crate) mod sts;
 pub(crate) mod web;
 
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::ops::Range;
 
@@ -38,8 +40,10 @@ pub struct Object {
     pub etag: Option<String>,
     /// `read` honours ranges for this object (so it can be split into parts and resumed).
     pub ranges: bool,
-    /// The MD5 of the object's bytes, when the store says it: the engine checks it when the
-    /// object arrives in one piece (computing it costs nothing extra then).
+    /// The MD5 of the object's bytes, when the store's listing says it: the engine checks it
+    /// when the object arrives in one piece (computing it costs nothing extra then). S3 gives
+    /// none here: only the answer to a GET tells whether an ETag is an MD5, so S3 checks its
+    /// own (`s3::Verifier`).
     pub md5: Option<[u8; 16]>,
 }
 
@@ -93,12 +97,22 @@ pub(crate) struct Page {
     pub(crate) next: Option<String>,
 }
 
+/// The most objects a listing may hold: more than any model has (the largest have thousands
+/// of files), and few enough that the listing stays far below a small pod's memory limit
+/// (200,000 objects list in 44 MiB peak RSS).
+pub(crate) const MAX_OBJECTS: usize = 250_000;
+
+/// The most pages a listing may take: a store that keeps sending fresh tokens with few or no
+/// objects stops here (250,000 objects are 250 pages of 1,000).
+pub(crate) const MAX_PAGES: usize = 10_000;
+
 /// Lists `prefix` through `page(prefix, token, max_keys)`, the way every object store is
 /// listed here. A prefix that does not end in `/` is the object of that exact name (the first
 /// key of a one-key page, since it sorts before every longer key) plus everything under
 /// `prefix/`, so siblings such as `model2/` are never listed. Pages are followed until the
-/// store gives no token; a token given twice is an error rather than a loop. `what` names the
-/// store in messages (`s3://bucket`).
+/// store gives no token. A listing always ends: a token given on any earlier page is an error
+/// rather than a loop, and so is a listing past `MAX_OBJECTS` objects or `MAX_PAGES` pages.
+/// `what` names the store in messages (`s3://bucket`).
 pub(crate) fn list_by_pages(
     prefix: &str,
     what: &str,
@@ -112,26 +126,48 @@ pub(crate) fn list_by_pages(
         objects.extend(first.objects.into_iter().filter(|o| o.key == prefix));
         format!("{prefix}/")
     };
+    let listed = format!("{what}/{below}");
+    let stop = |reason: String, hint| failed("list", &listed, (reason, hint));
+    // The tokens seen, hashed: a hostile store's tokens may be long.
+    let mut seen = HashSet::new();
     let mut token: Option<String> = None;
     let mut pages = 0;
     loop {
         let next = page(&below, token.as_deref(), None)?;
         pages += 1;
         objects.extend(next.objects);
-        match next.next {
-            Some(next) if token.as_deref() == Some(next.as_str()) => {
-                let twice = "the server sent the same page token twice".to_string();
-                return Err(failed("list", &format!("{what}/{below}"), (twice, None)));
-            }
-            Some(next) => token = Some(next),
-            None => break,
+        if objects.len() > MAX_OBJECTS {
+            let reason = format!("more than {MAX_OBJECTS} objects: more than any model holds");
+            return Err(stop(reason, Some(HINT_TOO_MANY)));
         }
+        let Some(next) = next.next else { break };
+        if !seen.insert(hash_of(&next)) {
+            let reason = format!(
+                "the server sent page {pages}'s token on an earlier page too: the listing would never end"
+            );
+            return Err(stop(reason, None));
+        }
+        if pages == MAX_PAGES {
+            let reason =
+                format!("more than {MAX_PAGES} pages: more than any model's listing takes");
+            return Err(stop(reason, Some(HINT_TOO_MANY)));
+        }
+        token = Some(next);
     }
     log::debug!(
-        "listed {what}/{below}: {} object(s) in {pages} page(s)",
+        "listed {listed}: {} object(s) in {pages} page(s)",
         objects.len()
     );
     Ok(objects)
+}
+
+const HINT_TOO_MANY: &str =
+    "point the URI at one model's folder, not at a bucket or a parent of many models";
+
+fn hash_of(token: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    token.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// GETs one page of a listing (retried like every GET) and returns its text; a failed request
@@ -355,6 +391,53 @@ mod tests {
         for uri in ["s3://", "s3:///key", "s3://user@host/key", "gs://b/k"] {
             assert!(parse(uri).is_err(), "{uri}");
         }
+    }
+
+    fn endless(
+        objects: usize,
+    ) -> impl Fn(&str, Option<&str>, Option<usize>) -> Result<Page, Error> {
+        move |_, token, _| {
+            let n: usize = token.map_or(0, |t| t.parse().unwrap());
+            let objects = (0..objects)
+                .map(|i| Object {
+                    key: format!("m/{n}/{i}"),
+                    size: Some(1),
+                    etag: None,
+                    ranges: true,
+                    md5: None,
+                })
+                .collect();
+            let next = Some((n + 1).to_string());
+            Ok(Page { objects, next })
+        }
+    }
+
+    #[test]
+    fn listings_end() {
+        let e = list_by_pages("m/", "s3://b", endless(0)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot list s3://b/m/: more than 10000 pages: more than any model's listing takes"
+        );
+        let e = list_by_pages("m/", "s3://b", endless(1000)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot list s3://b/m/: more than 250000 objects: more than any model holds"
+        );
+        // Tokens 1, 2, 3, 1: the fourth page's token was the first's.
+        let cycle = |_: &str, token: Option<&str>, _| {
+            let n: usize = token.map_or(0, |t| t.parse().unwrap());
+            let next = Some((n % 3 + 1).to_string());
+            Ok(Page {
+                objects: Vec::new(),
+                next,
+            })
+        };
+        let e = list_by_pages("m/", "s3://b", cycle).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot list s3://b/m/: the server sent page 4's token on an earlier page too: the listing would never end"
+        );
     }
 
     #[test]

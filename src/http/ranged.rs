@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::thread;
 use std::time::Duration;
 
-use ureq::http::Response;
+use ureq::http::{HeaderMap, Response};
 use ureq::{Agent, Body};
 
 use super::retry::{ATTEMPTS, backoff, gave_up, header, is_retryable, retry_after, send};
@@ -42,10 +42,24 @@ pub fn get_resumable(
     range: Option<Range<u64>>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
+    get_resumable_seeing(agent, url, headers, range, out, &mut |_| {})
+}
+
+/// `get_resumable`, showing `seen` the headers of each response whose body it is about to
+/// write (S3 learns from them what its ETag and checksums mean).
+pub(crate) fn get_resumable_seeing(
+    agent: &Agent,
+    url: &str,
+    headers: &dyn Fn(Option<&str>) -> Result<Headers, Error>,
+    range: Option<Range<u64>>,
+    out: &mut dyn Write,
+    seen: &mut dyn FnMut(&HeaderMap),
+) -> Result<(), Failure> {
     let mut transfer = Transfer {
         agent,
         url,
         headers,
+        seen,
         pos: range.as_ref().map_or(0, |r| r.start),
         end: range.map(|r| r.end),
         buf: vec![0u8; BUFFER_SIZE],
@@ -95,6 +109,7 @@ struct Transfer<'a> {
     agent: &'a Agent,
     url: &'a str,
     headers: &'a dyn Fn(Option<&str>) -> Result<Headers, Error>,
+    seen: &'a mut dyn FnMut(&HeaderMap),
     // The next byte to write, and the end of the range asked for (exclusive): with a range,
     // every request says `Range`, even from byte 0.
     pos: u64,
@@ -136,6 +151,7 @@ impl Transfer<'_> {
                     let shown = redact_url(self.url);
                     log::debug!("GET {shown}: the server ignored Range; skipping {pos} bytes");
                 }
+                (self.seen)(response.headers());
                 self.write_body(response, pos)
             }
             206 => {
@@ -145,6 +161,7 @@ impl Transfer<'_> {
                         "asked for bytes from {pos}, the server sent a different range"
                     )));
                 }
+                (self.seen)(response.headers());
                 self.write_body(response, 0)
             }
             416 if self.end.is_none() && pos > 0 => Outcome::Done,

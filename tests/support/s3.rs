@@ -230,3 +230,69 @@ fn encode_key(key: &str) -> String {
     }
     out
 }
+
+/// How the stub S3 answers a GET of its one object.
+#[derive(Clone, Default)]
+pub struct StubObject {
+    /// The object's bytes.
+    pub body: Vec<u8>,
+    /// Its ETag, listed and sent (without quotes).
+    pub etag: String,
+    /// More response headers for the GET (`x-amz-server-side-encryption: aws:kms`, checksums).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// A stub S3 where no real server can show it: one bucket `b` holding `m/object.bin`, answered
+/// with the ETag and headers of `object` (an SSE-KMS object whose ETag is not its MD5, a
+/// checksum). It records the headers of each object GET. Anonymous requests only.
+pub struct StubS3 {
+    server: super::server::Server,
+    gets: std::sync::Arc<std::sync::Mutex<Vec<std::collections::HashMap<String, String>>>>,
+}
+
+impl StubS3 {
+    pub fn start(object: StubObject) -> StubS3 {
+        use std::io::Write;
+        let gets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = gets.clone();
+        let server = super::server::Server::start("127.0.0.1:0", move |stream| {
+            let Some((_, target, headers)) = super::server::read_head(&stream) else {
+                return;
+            };
+            let mut head = String::from("HTTP/1.1 200 OK\r\nConnection: close\r\n");
+            let body = if target.contains("list-type=2") {
+                format!(
+                    "<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>m/object.bin</Key><Size>{}</Size><ETag>\"{}\"</ETag></Contents></ListBucketResult>",
+                    object.body.len(),
+                    object.etag
+                )
+                .into_bytes()
+            } else {
+                seen.lock().unwrap().push(headers);
+                head.push_str(&format!("ETag: \"{}\"\r\n", object.etag));
+                for (name, value) in &object.headers {
+                    head.push_str(&format!("{name}: {value}\r\n"));
+                }
+                object.body.clone()
+            };
+            head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+            let mut stream = &stream;
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        });
+        StubS3 { server, gets }
+    }
+
+    /// The environment that points the binary at the stub, unsigned.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", format!("http://{}", self.server.addr())),
+            ("awsAnonymousCredential", "true".into()),
+        ]
+    }
+
+    /// The request headers of each object GET, names lowercased.
+    pub fn gets(&self) -> Vec<std::collections::HashMap<String, String>> {
+        self.gets.lock().unwrap().clone()
+    }
+}

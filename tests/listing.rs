@@ -1,0 +1,82 @@
+//! Hostile listings against the real binary, on every object store: the paged listing loop is
+//! shared (`fetch::list_by_pages`), and so are its limits. A stub serves the pages
+//! (support::listing): no real store repeats or never ends its tokens.
+
+use crate::support::listing::{GIVE_UP, Listing, Store, Tokens};
+use crate::support::{TempDir, run_env};
+
+const STORES: [Store; 3] = [Store::S3, Store::Gcs, Store::Azure];
+
+// The listing's name in the error line, as each store words it.
+fn listed(store: Store) -> &'static str {
+    match store {
+        Store::S3 => "s3://b/m/",
+        Store::Gcs => "gs://b/m/",
+        Store::Azure => "https://acct.blob.core.windows.net/b/m/",
+    }
+}
+
+#[test]
+fn a_listing_that_repeats_an_earlier_token_fails_on_every_store() {
+    for store in STORES {
+        let stub = Listing::start(store, Tokens::Alternating, 3);
+        let tmp = TempDir::new("listing-loop");
+        let dest = tmp.path().join("dest");
+        let out = run_env(&[stub.uri(), dest.to_str().unwrap()], &stub.env());
+        out.expect_code(1);
+        assert_eq!(
+            out.last_line(),
+            format!(
+                "error: cannot list {}: the server sent page 3's token on an earlier page too: the listing would never end",
+                listed(store)
+            ),
+            "{store:?}: {out:#?}"
+        );
+        assert_eq!(stub.pages(), 3, "{store:?}");
+    }
+}
+
+#[test]
+fn a_listing_that_never_ends_stops_at_the_cap() {
+    for store in STORES {
+        let stub = Listing::start(store, Tokens::Endless, 1000);
+        let tmp = TempDir::new("listing-endless");
+        let dest = tmp.path().join("dest");
+        let out = run_env(&[stub.uri(), dest.to_str().unwrap()], &stub.env());
+        out.expect_code(1);
+        assert_eq!(
+            out.last_line(),
+            format!(
+                "error: cannot list {}: more than 250000 objects: more than any model holds",
+                listed(store)
+            ),
+            "{store:?}: {out:#?}"
+        );
+        assert!(stub.pages() < GIVE_UP, "{store:?}");
+    }
+}
+
+#[test]
+fn two_hundred_thousand_objects_list_in_bounded_memory() {
+    // 200 pages of 1,000 keys, the first refused by the plan: the run ends after the listing.
+    let stub = Listing::poisoned(Store::S3, Tokens::Pages(200), 1000);
+    let tmp = TempDir::new("listing-memory");
+    let dest = tmp.path().join("dest");
+    let mut env = stub.env();
+    env.push(("RUST_LOG", "debug".into()));
+    let out = run_env(&[stub.uri(), dest.to_str().unwrap()], &env);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("200000 object(s) in 200 page(s)"),
+        "{out:#?}"
+    );
+    let peak: u64 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("debug: peak memory (VmHWM): "))
+        .and_then(|l| l.strip_suffix(" KiB"))
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory logged: {out:#?}"));
+    eprintln!("peak RSS listing 200,000 objects: {peak} KiB");
+    assert!(peak <= 64 * 1024, "peak RSS {peak} KiB");
+}
