@@ -488,6 +488,51 @@ fn a_rerun_skips_a_complete_file() {
     assert_eq!(web.seen().len(), 3);
 }
 
+/// Retrained weights are usually the same size: a rerun after the server's file changed
+/// (new ETag) downloads the new bytes, whatever the sizes say; one with nothing changed skips.
+#[test]
+fn a_rerun_fetches_a_changed_file_of_the_same_size() {
+    let site = Site::new(&[("model.bin", b"old weights")]);
+    let web = Web::start(&site.www(), Behaviour::default());
+    let uri = format!("{}/model.bin", web.url());
+    run(&[&uri, &site.dest_str()], &[]).expect_code(0);
+    // A new file under the same name: another inode and mtime, so another ETag.
+    let new = site.www().join("model.bin.new");
+    std::fs::write(&new, b"new weights").unwrap();
+    std::fs::rename(&new, site.www().join("model.bin")).unwrap();
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    out.expect_code(0);
+    assert_eq!(
+        std::fs::read(site.dest().join("model.bin")).unwrap(),
+        b"new weights"
+    );
+    assert!(!out.stderr.contains("already complete"), "{out:#?}");
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    assert!(
+        out.stderr.contains("1 file(s) already complete"),
+        "{out:#?}"
+    );
+}
+
+/// A server that gives no ETag and no Last-Modified cannot say a file is the same: a rerun
+/// downloads it again.
+#[test]
+fn a_rerun_without_a_version_downloads_again() {
+    let site = Site::new(&[("model.bin", b"12345")]);
+    let behaviour = Behaviour {
+        ranges: false,
+        ..Behaviour::default()
+    };
+    let web = Web::start(&site.www(), behaviour);
+    let uri = format!("{}/model.bin", web.url());
+    run(&[&uri, &site.dest_str()], &[]).expect_code(0);
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    out.expect_code(0);
+    assert!(!out.stderr.contains("already complete"), "{out:#?}");
+    // Two probes and two downloads.
+    assert_eq!(web.seen().len(), 4);
+}
+
 /// 256 MiB through the real binary: peak resident memory, as the child reports it, stays
 /// under 32 MiB.
 #[test]

@@ -324,3 +324,33 @@ fn a_registry_cannot_point_the_pod_at_its_own_files() {
         dest.display()
     );
 }
+
+/// A local model folder whose weights were rewritten in place at the same size: a rerun
+/// copies the new bytes (the file's mtime is its version); one with nothing changed skips.
+#[test]
+fn a_rerun_copies_a_local_file_rewritten_at_the_same_size() {
+    let tmp = TempDir::new("e2e-local-rerun");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("weights.bin"), b"old weights").unwrap();
+    std::fs::write(src.join("config.json"), b"{}").unwrap();
+    let dest = tmp.path().join("dest");
+    let args = [src.to_str().unwrap(), dest.to_str().unwrap()];
+    run(&args, &[]).expect_code(0);
+    std::fs::write(src.join("weights.bin"), b"new weights").unwrap();
+    let out = run(&args, &[]);
+    out.expect_code(0);
+    assert_eq!(
+        std::fs::read(dest.join("weights.bin")).unwrap(),
+        b"new weights"
+    );
+    assert!(
+        out.stderr.contains("1 file(s) already complete"),
+        "{out:#?}"
+    );
+    let out = run(&args, &[]);
+    assert!(
+        out.stderr.contains("2 file(s) already complete"),
+        "{out:#?}"
+    );
+}

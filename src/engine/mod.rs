@@ -4,11 +4,12 @@
 //! It knows nothing about protocols; every backend plugs in through `fetch::Source`.
 //!
 //! 1. List and plan (`plan`): the whole listing is checked before a byte is written.
-//! 2. Skip files already complete with the right size (an init container that restarts).
+//! 2. Skip files a run wrote from the same object (`manifest`: same source URI, key, size and
+//!    ETag, and the file untouched since); anything else is downloaded again.
 //! 3. Cut the rest into tasks: objects larger than a part are fetched as ranged parts written
 //!    at their offsets; the rest are one stream each. N worker threads take tasks in order.
 //! 4. Each file is written under a hidden temporary name and renamed once its size matches;
-//!    a failure leaves no file under a final name. Parts done are noted in a journal next to
+//!    a failure leaves no file under a final name. Each file renamed is noted in the manifest. Parts done are noted in a journal next to
 //!    the temporary file, so a rerun fetches only the missing parts of a large object.
 //! 5. After success, temporary files a killed run left for this plan's files are removed; no
 //!    object may have a temporary name, so those names are this program's alone.
@@ -21,6 +22,7 @@
 
 pub(crate) mod archive;
 pub(crate) mod dest;
+pub(crate) mod manifest;
 pub(crate) mod plan;
 
 use std::collections::HashSet;
@@ -148,6 +150,16 @@ pub fn download(
                 ),
             });
         }
+        if p.path.as_os_str() == manifest::NAME {
+            return Err(Error::UnsafeKey {
+                uri: uri.to_string(),
+                key: p.key.clone(),
+                reason: format!(
+                    "'{}' is this program's manifest in DEST_DIR",
+                    manifest::NAME
+                ),
+            });
+        }
     }
     if planned.is_empty() {
         return Err(Error::Empty {
@@ -164,13 +176,16 @@ pub fn download(
     }
 
     dest::create_root(dest)?;
+    let known = manifest::read(dest);
+    let mut kept = Vec::new();
     let mut jobs = Vec::new();
     let mut tasks = Vec::new();
     let mut skipped = 0;
     for p in planned {
         let path = dest::prepare(dest, &p.path)?;
-        if dest::is_complete(&path, p.size) {
+        if let Some(entry) = manifest::vouches(&known, &p, uri, &path) {
             log::debug!("{} is complete, skipping", path.display());
+            kept.push(entry);
             skipped += 1;
             continue;
         }
@@ -187,6 +202,7 @@ pub fn download(
     if skipped > 0 {
         log::info!("{skipped} file(s) already complete in {}", dest.display());
     }
+    let manifest = manifest::Manifest::start(dest, &kept)?;
 
     // First parts of every file, then second parts, and so on: workers spread over several
     // large files rather than crowding one (writers to one file queue on its inode lock), and
@@ -213,9 +229,9 @@ pub fn download(
         .iter()
         .filter(|j| j.remaining.load(Ordering::Relaxed) == 0)
     {
-        job.finish(None, &tally)?;
+        job.finish(None, &tally, &manifest)?;
     }
-    transfer(source, &jobs, &tasks, options.jobs, &tally)?;
+    transfer(source, &jobs, &tasks, options.jobs, &tally, &manifest)?;
 
     let mut stale = 0;
     for path in &paths {
@@ -363,8 +379,13 @@ impl FileJob {
         }
     }
 
-    // All tasks done: check the size and rename into place. `file` is the last task's, if any.
-    fn finish(&self, file: Option<File>, tally: &Tally<'_>) -> Result<(), Error> {
+    // All tasks done: check the size, rename into place, and note the file in the manifest. `file` is the last task's, if any.
+    fn finish(
+        &self,
+        file: Option<File>,
+        tally: &Tally<'_>,
+        manifest: &manifest::Manifest,
+    ) -> Result<(), Error> {
         let file = match file {
             Some(file) => file,
             None => self.open()?,
@@ -393,8 +414,11 @@ impl FileJob {
             let journal = dest::journal_path(&self.path);
             std::fs::remove_file(&journal).map_err(|e| Error::io("remove", &journal, e))?;
         }
-        tally.file_done();
         log::debug!("wrote {}", self.path.display());
+        if let Some(entry) = manifest::Entry::of(&self.planned, &self.uri, &file) {
+            manifest.add(&entry)?;
+        }
+        tally.file_done();
         Ok(())
     }
 }
@@ -453,6 +477,7 @@ fn transfer(
     tasks: &[Task],
     workers: usize,
     tally: &Tally<'_>,
+    manifest: &manifest::Manifest,
 ) -> Result<(), Error> {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -480,7 +505,7 @@ fn transfer(
                     // The file closes when its task ends, or with the last task's `finish`.
                     let result = run_task(source, job, task, &stop, tally).and_then(|file| {
                         if job.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
-                            job.finish(Some(file), tally)
+                            job.finish(Some(file), tally, manifest)
                         } else {
                             Ok(())
                         }

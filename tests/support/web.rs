@@ -154,7 +154,18 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         }
     );
     if behaviour.ranges {
-        head.push_str("Accept-Ranges: bytes\r\nETag: \"v1\"\r\n");
+        // Like nginx: the version of the file is its mtime and size.
+        let meta = file.metadata().unwrap();
+        let mtime = meta
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        head.push_str(&format!(
+            "Accept-Ranges: bytes\r\nETag: \"{:x}.{:x}-{size:x}\"\r\n",
+            mtime.as_secs(),
+            mtime.subsec_nanos()
+        ));
     }
     if status == 206 {
         head.push_str(&format!(
