@@ -354,3 +354,28 @@ fn a_rerun_copies_a_local_file_rewritten_at_the_same_size() {
         "{out:#?}"
     );
 }
+
+/// A finished file is flushed to disk before its rename, and its folder after, so a node crash
+/// cannot leave a file of zeros under a final name. What the disk does is not observable here:
+/// the debug log says the path ran, for every file.
+#[test]
+fn finished_files_are_flushed_to_disk() {
+    let tmp = TempDir::new("e2e-sync");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("weights.bin"), b"weights").unwrap();
+    std::fs::write(src.join("sub/config.json"), b"{}").unwrap();
+    let dest = tmp.path().join("dest");
+    let out = run(
+        &[src.to_str().unwrap(), dest.to_str().unwrap()],
+        &[("RUST_LOG", "debug")],
+    );
+    out.expect_code(0);
+    for name in ["weights.bin", "sub/config.json"] {
+        let line = format!(
+            "debug: wrote {} (flushed to disk)",
+            dest.join(name).display()
+        );
+        assert!(out.stderr.contains(&line), "{line}\n{out:#?}");
+    }
+}

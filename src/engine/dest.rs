@@ -111,6 +111,14 @@ pub(crate) fn sync_file(file: &File, path: &Path) -> Result<(), Error> {
         .map_err(|e| Error::io("flush to disk", path, e))
 }
 
+/// Flushes the folder holding `path`, so a rename into it survives a crash.
+pub(crate) fn sync_parent(path: &Path) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("flush to disk", dir, e))
+}
+
 /// Removes the temporary file and journal of `path`, if a killed run left them; returns how
 /// many. Nothing else is touched: a file this program did not name is never removed.
 pub(crate) fn remove_temporaries(path: &Path) -> Result<usize, Error> {

@@ -8,8 +8,10 @@
 //!    ETag, and the file untouched since); anything else is downloaded again.
 //! 3. Cut the rest into tasks: objects larger than a part are fetched as ranged parts written
 //!    at their offsets; the rest are one stream each. N worker threads take tasks in order.
-//! 4. Each file is written under a hidden temporary name and renamed once its size matches;
-//!    a failure leaves no file under a final name. Each file renamed is noted in the manifest. Parts done are noted in a journal next to
+//! 4. Each file is written under a hidden temporary name, flushed to disk and renamed once its
+//!    size matches, then its folder is flushed: neither a failure nor a node crash leaves a
+//!    partial (or zero-filled) file under a final name. Each file renamed is noted in the
+//!    manifest. Parts done are noted in a journal next to
 //!    the temporary file, so a rerun fetches only the missing parts of a large object.
 //! 5. After success, temporary files a killed run left for this plan's files are removed; no
 //!    object may have a temporary name, so those names are this program's alone.
@@ -379,7 +381,8 @@ impl FileJob {
         }
     }
 
-    // All tasks done: check the size, rename into place, and note the file in the manifest. `file` is the last task's, if any.
+    // All tasks done: check the size, flush to disk, rename into place, flush the folder (the
+    // rename), and note the file in the manifest. `file` is the last task's, if any.
     fn finish(
         &self,
         file: Option<File>,
@@ -408,13 +411,15 @@ impl FileJob {
                 "wrote {actual} bytes, the source listed {expected}"
             )));
         }
+        dest::sync_file(&file, &self.temp)?;
         std::fs::rename(&self.temp, &self.path)
             .map_err(|e| Error::io("rename into place", &self.path, e))?;
         if self.journal.is_some() {
             let journal = dest::journal_path(&self.path);
             std::fs::remove_file(&journal).map_err(|e| Error::io("remove", &journal, e))?;
         }
-        log::debug!("wrote {}", self.path.display());
+        dest::sync_parent(&self.path)?;
+        log::debug!("wrote {} (flushed to disk)", self.path.display());
         if let Some(entry) = manifest::Entry::of(&self.planned, &self.uri, &file) {
             manifest.add(&entry)?;
         }
