@@ -556,7 +556,10 @@ fn run_task(
     let mut writer = PartWriter {
         file: &file,
         pos: start,
-        end: task.range.as_ref().map(|r| r.end),
+        // A whole file of known size ends there too: a source that sends more must not fill
+        // the disk before the size is checked.
+        end: task.range.as_ref().map(|r| r.end).or(job.planned.size),
+        overrun: false,
         stop,
         tally,
         failed: None,
@@ -568,6 +571,18 @@ fn run_task(
     };
     let result = source.read(&job.planned.key, task.range.clone(), &mut writer);
     // The writer's own failure is the cause; the source only saw its symptom.
+    if writer.overrun {
+        return Err(job.broken(match &task.range {
+            Some(r) => format!(
+                "the source sent more than the part {}..{} holds",
+                r.start, r.end
+            ),
+            None => format!(
+                "the source sent more than the {} bytes it listed",
+                writer.end.unwrap_or_default()
+            ),
+        }));
+    }
     if let Some(e) = writer.failed.take() {
         return Err(Error::io("write", &job.temp, e));
     }
@@ -614,6 +629,8 @@ struct PartWriter<'a> {
     file: &'a File,
     pos: u64,
     end: Option<u64>,
+    // The source sent past `end`.
+    overrun: bool,
     stop: &'a AtomicBool,
     tally: &'a Tally<'a>,
     failed: Option<io::Error>,
@@ -630,9 +647,10 @@ impl Write for PartWriter<'_> {
             .end
             .is_some_and(|end| self.pos + buf.len() as u64 > end)
         {
-            let e = io::Error::other("the source sent more bytes than the part holds");
-            self.failed = Some(io::Error::other(e.to_string()));
-            return Err(e);
+            self.overrun = true;
+            return Err(io::Error::other(
+                "the source sent more bytes than it listed",
+            ));
         }
         if let Err(e) = self.file.write_all_at(buf, self.pos) {
             self.failed = Some(io::Error::new(e.kind(), e.to_string()));

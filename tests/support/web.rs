@@ -25,6 +25,11 @@ pub struct Behaviour {
     pub cut_after: Option<u64>,
     /// `path -> Location`: answer 302.
     pub redirects: HashMap<String, String>,
+    /// Bytes sent after the file in a whole-file (200) answer, counted in its Content-Length:
+    /// a server that sends more than the probe listed.
+    pub extra: u64,
+    /// Pause this long after each 64 KiB of body: a slow link.
+    pub trickle: Option<std::time::Duration>,
 }
 
 impl Default for Behaviour {
@@ -34,6 +39,8 @@ impl Default for Behaviour {
             content_length: true,
             cut_after: None,
             redirects: HashMap::new(),
+            extra: 0,
+            trickle: None,
         }
     }
 }
@@ -173,8 +180,14 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             end - 1
         ));
     }
+    let probe = headers.get("range").is_some_and(|r| r == "bytes=0-0");
+    let extra = if status == 200 && !probe {
+        behaviour.extra
+    } else {
+        0
+    };
     if behaviour.content_length {
-        head.push_str(&format!("Content-Length: {}\r\n", end - start));
+        head.push_str(&format!("Content-Length: {}\r\n", end - start + extra));
     }
     head.push_str("\r\n");
     if out.write_all(head.as_bytes()).is_err() {
@@ -184,7 +197,6 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
     let mut left = end - start;
     // Only a body longer than the cut is cut, once per path, and never the answer to the
     // one-byte probe (which a server without ranges answers with the whole body).
-    let probe = headers.get("range").is_some_and(|r| r == "bytes=0-0");
     if let Some(cut) = behaviour.cut_after.filter(|&n| left > n && !probe) {
         let mut s = state.lock().unwrap();
         if !s.cut_done.contains(&path) {
@@ -200,6 +212,18 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             break;
         }
         left -= n as u64;
+        if let Some(pause) = behaviour.trickle {
+            std::thread::sleep(pause);
+        }
+    }
+    let mut extra = extra;
+    while extra > 0 {
+        let n = extra.min(buf.len() as u64) as usize;
+        buf[..n].fill(b'x');
+        if out.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        extra -= n as u64;
     }
     let _ = out.flush();
     let _ = stream.shutdown(std::net::Shutdown::Both);
