@@ -14,10 +14,15 @@ fn iris_files() -> Vec<(String, Vec<u8>)> {
     listing(&artifacts_dir().join("iris/v1"))
 }
 
-/// Regular files directly in `dir`, sorted; panics on anything else (a link, a folder).
+/// Regular files directly in `dir` but the program's manifest, sorted; panics on anything else
+/// (a link, a folder).
 fn listing(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter(|e| {
+            e.as_ref()
+                .map_or(true, |e| e.file_name() != ".mrsi-manifest")
+        })
         .map(|e| {
             let e = e.unwrap();
             let meta = std::fs::symlink_metadata(e.path()).unwrap();

@@ -100,7 +100,7 @@ pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
             let p = e.unwrap().path();
             let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
             // The program's manifest is not a model file.
-            if rel == ".mrsi-manifest" {
+            if p.file_name().is_some_and(|n| n == ".mrsi-manifest") {
                 continue;
             }
             let meta = std::fs::symlink_metadata(&p).unwrap();
