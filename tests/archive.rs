@@ -343,7 +343,7 @@ fn a_tar_gz_bomb_fails_before_writing_it() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["config.json", "m.tar.gz"]);
+    assert_eq!(names, [".mrsi-manifest", "config.json", "m.tar.gz"]);
 }
 
 /// A zip of one deflated entry, by hand, so that its sizes and CRC can say anything.

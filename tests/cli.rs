@@ -189,7 +189,8 @@ fn control_characters_in_names_are_escaped_in_the_log_and_the_plan() {
     let out = run(&[src, dest], &[("RUST_LOG", "debug")]);
     out.expect_code(0);
     assert!(
-        out.stderr.contains("/a\\u{1b}]0;x\\u{7}b\\u{7f}\\u{9b}\n"),
+        out.stderr
+            .contains("/a\\u{1b}]0;x\\u{7}b\\u{7f}\\u{9b} (flushed to disk)\n"),
         "{out:#?}"
     );
     assert_no_control_bytes(&out.stdout);

@@ -367,6 +367,35 @@ fn a_rerun_skips_complete_files_and_removes_stale_temporaries() {
 }
 
 #[test]
+fn a_rerun_fetches_a_new_version_of_the_same_size() {
+    let source = Mem::new(&[("m/w.bin", bytes(300, 1))]);
+    let tmp = TempDir::new("engine-version");
+    let dest = dest_in(&tmp);
+    download(&source, "m/", "mem://", &dest, &options(1000, 2), &()).unwrap();
+
+    // Retrained: same size, new bytes and ETag.
+    let mut retrained = Mem::new(&[("m/w.bin", bytes(300, 2))]);
+    retrained.etag = "\"e2\"";
+    let summary = download(&retrained, "m/", "mem://", &dest, &options(1000, 2), &()).unwrap();
+    assert_eq!((summary.written, summary.skipped), (1, 0));
+    assert_eq!(std::fs::read(dest.join("w.bin")).unwrap(), bytes(300, 2));
+
+    // The same object from another URI, or a corrupt manifest: downloaded again.
+    let summary = download(&retrained, "m/", "mem2://", &dest, &options(1000, 2), &()).unwrap();
+    assert_eq!((summary.written, summary.skipped), (1, 0));
+    std::fs::write(
+        dest.join(".mrsi-manifest"),
+        b"mrsi-manifest v1\n{not json}\n",
+    )
+    .unwrap();
+    let summary = download(&retrained, "m/", "mem2://", &dest, &options(1000, 2), &()).unwrap();
+    assert_eq!((summary.written, summary.skipped), (1, 0));
+    // Nothing changed: skipped.
+    let summary = download(&retrained, "m/", "mem2://", &dest, &options(1000, 2), &()).unwrap();
+    assert_eq!((summary.written, summary.skipped), (0, 1));
+}
+
+#[test]
 fn a_stream_of_unknown_size_is_one_read() {
     let data = bytes(4321, 11);
     let mut source = Mem::new(&[("page.bin", data.clone())]);

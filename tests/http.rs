@@ -65,7 +65,7 @@ fn a_file_lands_under_the_last_path_segment() {
     let uri = format!("{}/models/iris/model.onnx?download=1", web.url());
     let out = run(&[&uri, &site.dest_str()], &[]);
     out.expect_code(0);
-    assert_eq!(names(&site.dest()), vec!["model.onnx"]);
+    assert_eq!(names(&site.dest()), vec![".mrsi-manifest", "model.onnx"]);
     assert_eq!(std::fs::read(site.dest().join("model.onnx")).unwrap(), data);
     // One ranged probe, then the file in one plain GET (it is smaller than a part).
     assert_eq!(ranges_asked(&web), vec![Some("bytes=0-0".into()), None]);
@@ -155,7 +155,7 @@ fn no_content_length_and_no_ranges_is_one_stream() {
     assert_eq!(std::fs::read(site.dest().join("big.bin")).unwrap(), data);
     // The probe's Range was ignored (200), so the file came as one unranged stream.
     assert_eq!(ranges_asked(&web), vec![Some("bytes=0-0".into()), None]);
-    assert_eq!(names(&site.dest()), vec!["big.bin"]);
+    assert_eq!(names(&site.dest()), vec![".mrsi-manifest", "big.bin"]);
 }
 
 #[test]
@@ -486,6 +486,76 @@ fn a_rerun_skips_a_complete_file() {
     );
     // Two probes and one download in all.
     assert_eq!(web.seen().len(), 3);
+}
+
+/// Retrained weights are usually the same size: a rerun after the server's file changed
+/// (new ETag) downloads the new bytes, whatever the sizes say; one with nothing changed skips.
+#[test]
+fn a_rerun_fetches_a_changed_file_of_the_same_size() {
+    let site = Site::new(&[("model.bin", b"old weights")]);
+    let web = Web::start(&site.www(), Behaviour::default());
+    let uri = format!("{}/model.bin", web.url());
+    run(&[&uri, &site.dest_str()], &[]).expect_code(0);
+    // A new file under the same name: another inode and mtime, so another ETag.
+    let new = site.www().join("model.bin.new");
+    std::fs::write(&new, b"new weights").unwrap();
+    std::fs::rename(&new, site.www().join("model.bin")).unwrap();
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    out.expect_code(0);
+    assert_eq!(
+        std::fs::read(site.dest().join("model.bin")).unwrap(),
+        b"new weights"
+    );
+    assert!(!out.stderr.contains("already complete"), "{out:#?}");
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    assert!(
+        out.stderr.contains("1 file(s) already complete"),
+        "{out:#?}"
+    );
+}
+
+/// A server that gives no ETag and no Last-Modified cannot say a file is the same: a rerun
+/// downloads it again.
+#[test]
+fn a_rerun_without_a_version_downloads_again() {
+    let site = Site::new(&[("model.bin", b"12345")]);
+    let behaviour = Behaviour {
+        ranges: false,
+        ..Behaviour::default()
+    };
+    let web = Web::start(&site.www(), behaviour);
+    let uri = format!("{}/model.bin", web.url());
+    run(&[&uri, &site.dest_str()], &[]).expect_code(0);
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    out.expect_code(0);
+    assert!(!out.stderr.contains("already complete"), "{out:#?}");
+    // Two probes and two downloads.
+    assert_eq!(web.seen().len(), 4);
+}
+
+/// A server that sends more than the size it listed: the run fails at the listed size, and the
+/// temporary file never grows past it (a hostile server cannot fill the disk).
+#[test]
+fn a_body_longer_than_listed_fails_without_writing_past_the_size() {
+    let site = Site::new(&[("model.bin", &bytes(10_000, 3))]);
+    let behaviour = Behaviour {
+        extra: 8 << 20,
+        ..Behaviour::default()
+    };
+    let web = Web::start(&site.www(), behaviour);
+    let uri = format!("{}/model.bin", web.url());
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot download 'model.bin' of '{uri}': the source sent more than the 10000 bytes it listed"
+        )
+    );
+    let temp = site.dest().join(".model.bin.mrsi-part");
+    let len = std::fs::metadata(&temp).map_or(0, |m| m.len());
+    assert!(len <= 10_000, "{len} bytes in {}", temp.display());
+    assert!(!site.dest().join("model.bin").exists());
 }
 
 /// 256 MiB through the real binary: peak resident memory, as the child reports it, stays

@@ -104,12 +104,19 @@ fn refuse(path: &Path, why: &str) -> Error {
     Error::io("write under", path, io::Error::other(why.to_string()))
 }
 
-/// Whether `path` is a regular file (not a link) of exactly `size` bytes.
-pub(crate) fn is_complete(path: &Path, size: Option<u64>) -> bool {
-    match (std::fs::symlink_metadata(path), size) {
-        (Ok(meta), Some(size)) => meta.is_file() && meta.len() == size,
-        _ => false,
-    }
+/// Flushes a finished file's bytes to disk before it is renamed into place: after a node
+/// crash, a final name must never hold a file whose blocks were not written (zeros).
+pub(crate) fn sync_file(file: &File, path: &Path) -> Result<(), Error> {
+    file.sync_data()
+        .map_err(|e| Error::io("flush to disk", path, e))
+}
+
+/// Flushes the folder holding `path`, so a rename into it survives a crash.
+pub(crate) fn sync_parent(path: &Path) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("flush to disk", dir, e))
 }
 
 /// Removes the temporary file and journal of `path`, if a killed run left them; returns how

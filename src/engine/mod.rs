@@ -4,11 +4,14 @@
 //! It knows nothing about protocols; every backend plugs in through `fetch::Source`.
 //!
 //! 1. List and plan (`plan`): the whole listing is checked before a byte is written.
-//! 2. Skip files already complete with the right size (an init container that restarts).
+//! 2. Skip files a run wrote from the same object (`manifest`: same source URI, key, size and
+//!    ETag, and the file untouched since); anything else is downloaded again.
 //! 3. Cut the rest into tasks: objects larger than a part are fetched as ranged parts written
 //!    at their offsets; the rest are one stream each. N worker threads take tasks in order.
-//! 4. Each file is written under a hidden temporary name and renamed once its size matches;
-//!    a failure leaves no file under a final name. Parts done are noted in a journal next to
+//! 4. Each file is written under a hidden temporary name, flushed to disk and renamed once its
+//!    size matches, then its folder is flushed: neither a failure nor a node crash leaves a
+//!    partial (or zero-filled) file under a final name. Each file renamed is noted in the
+//!    manifest. Parts done are noted in a journal next to
 //!    the temporary file, so a rerun fetches only the missing parts of a large object.
 //! 5. After success, temporary files a killed run left for this plan's files are removed; no
 //!    object may have a temporary name, so those names are this program's alone.
@@ -21,6 +24,7 @@
 
 pub(crate) mod archive;
 pub(crate) mod dest;
+pub(crate) mod manifest;
 pub(crate) mod plan;
 
 use std::collections::HashSet;
@@ -148,6 +152,16 @@ pub fn download(
                 ),
             });
         }
+        if p.path.as_os_str() == manifest::NAME {
+            return Err(Error::UnsafeKey {
+                uri: uri.to_string(),
+                key: p.key.clone(),
+                reason: format!(
+                    "'{}' is this program's manifest in DEST_DIR",
+                    manifest::NAME
+                ),
+            });
+        }
     }
     if planned.is_empty() {
         return Err(Error::Empty {
@@ -164,13 +178,16 @@ pub fn download(
     }
 
     dest::create_root(dest)?;
+    let known = manifest::read(dest);
+    let mut kept = Vec::new();
     let mut jobs = Vec::new();
     let mut tasks = Vec::new();
     let mut skipped = 0;
     for p in planned {
         let path = dest::prepare(dest, &p.path)?;
-        if dest::is_complete(&path, p.size) {
+        if let Some(entry) = manifest::vouches(&known, &p, uri, &path) {
             log::debug!("{} is complete, skipping", path.display());
+            kept.push(entry);
             skipped += 1;
             continue;
         }
@@ -187,6 +204,7 @@ pub fn download(
     if skipped > 0 {
         log::info!("{skipped} file(s) already complete in {}", dest.display());
     }
+    let manifest = manifest::Manifest::start(dest, &kept)?;
 
     // First parts of every file, then second parts, and so on: workers spread over several
     // large files rather than crowding one (writers to one file queue on its inode lock), and
@@ -213,9 +231,9 @@ pub fn download(
         .iter()
         .filter(|j| j.remaining.load(Ordering::Relaxed) == 0)
     {
-        job.finish(None, &tally)?;
+        job.finish(None, &tally, &manifest)?;
     }
-    transfer(source, &jobs, &tasks, options.jobs, &tally)?;
+    transfer(source, &jobs, &tasks, options.jobs, &tally, &manifest)?;
 
     let mut stale = 0;
     for path in &paths {
@@ -363,8 +381,14 @@ impl FileJob {
         }
     }
 
-    // All tasks done: check the size and rename into place. `file` is the last task's, if any.
-    fn finish(&self, file: Option<File>, tally: &Tally<'_>) -> Result<(), Error> {
+    // All tasks done: check the size, flush to disk, rename into place, flush the folder (the
+    // rename), and note the file in the manifest. `file` is the last task's, if any.
+    fn finish(
+        &self,
+        file: Option<File>,
+        tally: &Tally<'_>,
+        manifest: &manifest::Manifest,
+    ) -> Result<(), Error> {
         let file = match file {
             Some(file) => file,
             None => self.open()?,
@@ -387,14 +411,19 @@ impl FileJob {
                 "wrote {actual} bytes, the source listed {expected}"
             )));
         }
+        dest::sync_file(&file, &self.temp)?;
         std::fs::rename(&self.temp, &self.path)
             .map_err(|e| Error::io("rename into place", &self.path, e))?;
         if self.journal.is_some() {
             let journal = dest::journal_path(&self.path);
             std::fs::remove_file(&journal).map_err(|e| Error::io("remove", &journal, e))?;
         }
+        dest::sync_parent(&self.path)?;
+        log::debug!("wrote {} (flushed to disk)", self.path.display());
+        if let Some(entry) = manifest::Entry::of(&self.planned, &self.uri, &file) {
+            manifest.add(&entry)?;
+        }
         tally.file_done();
-        log::debug!("wrote {}", self.path.display());
         Ok(())
     }
 }
@@ -453,6 +482,7 @@ fn transfer(
     tasks: &[Task],
     workers: usize,
     tally: &Tally<'_>,
+    manifest: &manifest::Manifest,
 ) -> Result<(), Error> {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -480,7 +510,7 @@ fn transfer(
                     // The file closes when its task ends, or with the last task's `finish`.
                     let result = run_task(source, job, task, &stop, tally).and_then(|file| {
                         if job.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
-                            job.finish(Some(file), tally)
+                            job.finish(Some(file), tally, manifest)
                         } else {
                             Ok(())
                         }
@@ -526,7 +556,10 @@ fn run_task(
     let mut writer = PartWriter {
         file: &file,
         pos: start,
-        end: task.range.as_ref().map(|r| r.end),
+        // A whole file of known size ends there too: a source that sends more must not fill
+        // the disk before the size is checked.
+        end: task.range.as_ref().map(|r| r.end).or(job.planned.size),
+        overrun: false,
         stop,
         tally,
         failed: None,
@@ -538,6 +571,18 @@ fn run_task(
     };
     let result = source.read(&job.planned.key, task.range.clone(), &mut writer);
     // The writer's own failure is the cause; the source only saw its symptom.
+    if writer.overrun {
+        return Err(job.broken(match &task.range {
+            Some(r) => format!(
+                "the source sent more than the part {}..{} holds",
+                r.start, r.end
+            ),
+            None => format!(
+                "the source sent more than the {} bytes it listed",
+                writer.end.unwrap_or_default()
+            ),
+        }));
+    }
     if let Some(e) = writer.failed.take() {
         return Err(Error::io("write", &job.temp, e));
     }
@@ -584,6 +629,8 @@ struct PartWriter<'a> {
     file: &'a File,
     pos: u64,
     end: Option<u64>,
+    // The source sent past `end`.
+    overrun: bool,
     stop: &'a AtomicBool,
     tally: &'a Tally<'a>,
     failed: Option<io::Error>,
@@ -600,9 +647,10 @@ impl Write for PartWriter<'_> {
             .end
             .is_some_and(|end| self.pos + buf.len() as u64 > end)
         {
-            let e = io::Error::other("the source sent more bytes than the part holds");
-            self.failed = Some(io::Error::other(e.to_string()));
-            return Err(e);
+            self.overrun = true;
+            return Err(io::Error::other(
+                "the source sent more bytes than it listed",
+            ));
         }
         if let Err(e) = self.file.write_all_at(buf, self.pos) {
             self.failed = Some(io::Error::new(e.kind(), e.to_string()));

@@ -240,6 +240,8 @@ struct Item {
     name: String,
     size: String,
     md5_hash: Option<String>,
+    // Composite objects have no MD5: their generation is their version.
+    generation: Option<String>,
 }
 
 fn parse_page(json: &str) -> Result<Page, String> {
@@ -254,7 +256,9 @@ fn parse_page(json: &str) -> Result<Page, String> {
         objects.push(Object {
             key: item.name,
             size: Some(size),
-            etag: item.md5_hash,
+            etag: item
+                .md5_hash
+                .or_else(|| item.generation.map(|g| format!("generation:{g}"))),
             ranges: true,
             md5,
         });

@@ -72,10 +72,9 @@ impl Source for LocalSource {
                     let uri = self.root.display().to_string();
                     Error::uri(uri, "the path has no UTF-8 file name")
                 })?;
-            let size = std::fs::metadata(&self.root)
-                .map_err(|e| Error::io("read local source", &self.root, e))?
-                .len();
-            return Ok(vec![object(name.to_string(), size)]);
+            let meta = std::fs::metadata(&self.root)
+                .map_err(|e| Error::io("read local source", &self.root, e))?;
+            return Ok(vec![object(name.to_string(), &meta)]);
         }
         let mut objects = Vec::new();
         walk(&self.root, "", &mut objects)?;
@@ -115,11 +114,20 @@ impl Source for LocalSource {
     }
 }
 
-fn object(key: String, size: u64) -> Object {
+// A local file's version is its (device, inode, mtime): a file rewritten or replaced since a
+// run copied it is copied again, even at the same size.
+fn object(key: String, meta: &std::fs::Metadata) -> Object {
+    use std::os::unix::fs::MetadataExt;
     Object {
         key,
-        size: Some(size),
-        etag: None,
+        size: Some(meta.len()),
+        etag: Some(format!(
+            "{}-{}-{}.{:09}",
+            meta.dev(),
+            meta.ino(),
+            meta.mtime(),
+            meta.mtime_nsec()
+        )),
         ranges: true,
         md5: None,
     }
@@ -143,14 +151,11 @@ fn walk(dir: &Path, prefix: &str, objects: &mut Vec<Object>) -> Result<(), Error
         if kind.is_dir() {
             walk(&path, &format!("{key}/"), objects)?;
         } else if kind.is_file() {
-            let size = entry
-                .metadata()
-                .map_err(|e| Error::io("list", &path, e))?
-                .len();
-            objects.push(object(key, size));
+            let meta = entry.metadata().map_err(|e| Error::io("list", &path, e))?;
+            objects.push(object(key, &meta));
         } else if kind.is_symlink() {
             match std::fs::metadata(&path) {
-                Ok(meta) if meta.is_file() => objects.push(object(key, meta.len())),
+                Ok(meta) if meta.is_file() => objects.push(object(key, &meta)),
                 Ok(_) => log::debug!("skipping {}: a link to a directory", path.display()),
                 Err(e) => return Err(Error::io("follow link", &path, e)),
             }

@@ -74,7 +74,8 @@ impl Source for WebSource {
         let response =
             http::get_with_retry(&self.agent, &self.url, &headers).map_err(|f| self.fail(f))?;
         let header = |name| http::header(&response, name).map(str::to_string);
-        let etag = header("etag");
+        // A server without ETags usually sends Last-Modified: the object's version either way.
+        let etag = header("etag").or_else(|| header("last-modified").map(|d| format!("lm:{d}")));
         let (size, ranges) = match response.status().as_u16() {
             206 | 416 => match header("content-range")
                 .as_deref()

@@ -150,6 +150,10 @@ pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         for e in entries {
             let p = e.unwrap().path();
             let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            // The program's manifest is not a model file.
+            if p.file_name().is_some_and(|n| n == ".mrsi-manifest") {
+                continue;
+            }
             let meta = std::fs::symlink_metadata(&p).unwrap();
             if meta.file_type().is_symlink() {
                 let target = std::fs::read_link(&p).unwrap();

@@ -30,6 +30,9 @@ pub struct Behaviour {
     pub trickle: Option<Duration>,
     /// Close every connection after this many body bytes.
     pub bytes_per_connection: Option<u64>,
+    /// Bytes sent after the file in a whole-file (200) answer, counted in its Content-Length:
+    /// a server that sends more than the probe listed.
+    pub extra: u64,
 }
 
 impl Default for Behaviour {
@@ -41,6 +44,7 @@ impl Default for Behaviour {
             redirects: HashMap::new(),
             trickle: None,
             bytes_per_connection: None,
+            extra: 0,
         }
     }
 }
@@ -161,7 +165,18 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         }
     );
     if behaviour.ranges {
-        head.push_str("Accept-Ranges: bytes\r\nETag: \"v1\"\r\n");
+        // Like nginx: the version of the file is its mtime and size.
+        let meta = file.metadata().unwrap();
+        let mtime = meta
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        head.push_str(&format!(
+            "Accept-Ranges: bytes\r\nETag: \"{:x}.{:x}-{size:x}\"\r\n",
+            mtime.as_secs(),
+            mtime.subsec_nanos()
+        ));
     }
     if status == 206 {
         head.push_str(&format!(
@@ -169,8 +184,14 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             end - 1
         ));
     }
+    let probe = headers.get("range").is_some_and(|r| r == "bytes=0-0");
+    let extra = if status == 200 && !probe {
+        behaviour.extra
+    } else {
+        0
+    };
     if behaviour.content_length {
-        head.push_str(&format!("Content-Length: {}\r\n", end - start));
+        head.push_str(&format!("Content-Length: {}\r\n", end - start + extra));
     }
     head.push_str("\r\n");
     if out.write_all(head.as_bytes()).is_err() {
@@ -180,7 +201,6 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
     let mut left = end - start;
     // Only a body longer than the cut is cut, once per path, and never the answer to the
     // one-byte probe (which a server without ranges answers with the whole body).
-    let probe = headers.get("range").is_some_and(|r| r == "bytes=0-0");
     if let Some(cut) = behaviour.cut_after.filter(|&n| left > n && !probe) {
         let mut s = state.lock().unwrap();
         if !s.cut_done.contains(&path) {
@@ -206,6 +226,15 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             break;
         }
         left -= n as u64;
+    }
+    let mut extra = extra;
+    while extra > 0 {
+        let n = extra.min(buf.len() as u64) as usize;
+        buf[..n].fill(b'x');
+        if out.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        extra -= n as u64;
     }
     let _ = out.flush();
     let _ = stream.shutdown(std::net::Shutdown::Both);
