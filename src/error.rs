@@ -61,6 +61,9 @@ pub enum Error {
     Archive { path: PathBuf, reason: String },
     /// `DEST_DIR`, or a folder above it (`file`), is a file.
     NotAFolder { dest: PathBuf, file: PathBuf },
+    /// A signal (SIGTERM, SIGINT: the kubelet stopping the pod) stopped the run; the exit
+    /// status is 128 + the signal's number.
+    Interrupted(i32),
     /// A local file could not be read or written.
     Io {
         action: &'static str,
@@ -132,6 +135,8 @@ impl Error {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 2,
+            // As a shell reports a process a signal ended: 143 for SIGTERM, 130 for SIGINT.
+            Error::Interrupted(signal) => u8::try_from(128 + signal).unwrap_or(1),
             _ => 1,
         }
     }
@@ -222,6 +227,10 @@ impl fmt::Display for Error {
                 quote_path(dest),
                 quote_path(file)
             ),
+            Error::Interrupted(signal) => match signal_name(*signal) {
+                Some(name) => write!(f, "interrupted by {name}"),
+                None => write!(f, "interrupted by signal {signal}"),
+            },
             Error::Io {
                 action,
                 path,
@@ -292,6 +301,15 @@ impl fmt::Display for Lookup {
                 )
             }
         }
+    }
+}
+
+// The signals the face stops on, by name.
+fn signal_name(signal: i32) -> Option<&'static str> {
+    match signal {
+        2 => Some("SIGINT"),
+        15 => Some("SIGTERM"),
+        _ => None,
     }
 }
 
@@ -483,6 +501,10 @@ mod tests {
     fn only_usage_errors_exit_2() {
         assert_eq!(Error::Usage("x".into()).exit_code(), 2);
         assert_eq!(Error::uri("x", "y").exit_code(), 1);
+        assert_eq!(Error::Interrupted(15).exit_code(), 143);
+        assert_eq!(Error::Interrupted(2).exit_code(), 130);
+        assert_eq!(Error::Interrupted(15).to_string(), "interrupted by SIGTERM");
+        assert_eq!(Error::Interrupted(2).to_string(), "interrupted by SIGINT");
     }
 
     #[test]

@@ -740,3 +740,124 @@ fn numeric_spellings_are_checked_where_they_resolve() {
     assert_eq!(web.seen().len(), 0, "{:?}", web.seen());
     assert!(!site.dest().join("model.bin").exists());
 }
+
+/// Runs the binary with `args` until `ready` says so (polled for at most 20 s), then sends it
+/// `signal` (as the kubelet stops a pod) and returns what the run produced.
+fn signalled_run(args: &[&str], ready: impl Fn() -> bool, signal: &str) -> crate::support::Run {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mr-storage-initializer"))
+        .env_clear()
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("RUST_BACKTRACE", "0")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mr-storage-initializer");
+    let mut err = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let mut is_ready = false;
+    while start.elapsed() < Duration::from_secs(20) && child.try_wait().unwrap().is_none() {
+        if ready() {
+            is_ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if is_ready {
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break -1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = stderr.join().unwrap();
+    assert!(is_ready, "not ready to be signalled within 20 s: {stderr}");
+    crate::support::Run {
+        code,
+        stdout: String::new(),
+        stderr,
+    }
+}
+
+#[test]
+fn a_signal_stops_the_run_with_its_own_line_and_leaves_it_resumable() {
+    // Two ranged parts (64 MiB and 1 MiB) from a server that sends 64 KiB every 50 ms: the
+    // small part is journalled within a second, the large one would take a minute.
+    let data = bytes((65 << 20) + 7, 9);
+    let site = Site::new(&[("big.bin", &data)]);
+    let temp = site.dest().join(".big.bin.mrsi-part");
+    for (signal, code) in [("-TERM", 143), ("-INT", 130)] {
+        let web = Web::start(
+            &site.www(),
+            Behaviour {
+                pace: Some(std::time::Duration::from_millis(50)),
+                ..Behaviour::default()
+            },
+        );
+        let uri = format!("{}/big.bin", web.url());
+        // The 1 MiB part is done once the journal holds a line after its header.
+        let journal = site.dest().join(".big.bin.mrsi-parts");
+        let journalled = || {
+            let lines = std::fs::read_to_string(&journal).unwrap_or_default();
+            lines.lines().count() >= 2
+        };
+        let out = signalled_run(&[&uri, &site.dest_str()], journalled, signal);
+        assert_eq!(
+            out.last_line(),
+            format!("error: interrupted by SIG{}", &signal[1..]),
+            "{out:#?}"
+        );
+        out.expect_code(code);
+        assert!(temp.exists(), "{out:#?}");
+        assert!(!site.dest().join("big.bin").exists());
+    }
+    // A rerun on a fast server fetches only the large part and completes the file.
+    let web = Web::start(&site.www(), Behaviour::default());
+    let uri = format!("{}/big.bin", web.url());
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    out.expect_code(0);
+    assert!(out.stderr.contains("1 part(s) already fetched"), "{out:#?}");
+    assert_eq!(std::fs::read(site.dest().join("big.bin")).unwrap(), data);
+    assert_eq!(names(&site.dest()), vec![".mrsi-manifest", "big.bin"]);
+}
+
+#[test]
+fn a_signal_during_a_blocked_call_still_ends_the_run_with_its_line() {
+    // A registry that accepts the connection and never answers: the run is blocked in a read
+    // that looks at no flag, and the watchdog ends it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let accepting = {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            if let Ok((stream, _)) = listener.accept() {
+                held.lock().unwrap().push(stream);
+            }
+        })
+    };
+    let uri = format!("model-registry://127.0.0.1:{port}/iris");
+    let connected = || !held.lock().unwrap().is_empty();
+    let out = signalled_run(&["--resolve", &uri], connected, "-TERM");
+    assert_eq!(out.last_line(), "error: interrupted by SIGTERM", "{out:#?}");
+    out.expect_code(143);
+    accepting.join().unwrap();
+}

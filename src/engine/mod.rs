@@ -19,6 +19,10 @@
 //! Memory is bounded by workers × `http::BUFFER_SIZE` (plus ureq's buffers per connection),
 //! whatever the object sizes.
 //!
+//! A signal (SIGTERM, SIGINT) the face notes in `INTERRUPTED` stops the transfers as a failure
+//! does: the temporary files and journals stay for a rerun, and `download` returns
+//! `Error::Interrupted`.
+//!
 //! The engine prints nothing: what the user sees of a plan, progress and the summary goes
 //! through the `Watch` the caller hands down.
 
@@ -49,6 +53,18 @@ pub(crate) const DEFAULT_JOBS: usize = 16;
 /// cost of a request (signing, the server's lookup) is noise, small enough that a 1 GiB file
 /// still keeps 16 workers busy.
 pub(crate) const DEFAULT_PART_SIZE: u64 = 64 << 20;
+
+/// The number of the signal that asked the process to stop (SIGTERM, SIGINT), 0 while none
+/// has. The face's signal handlers set it; the workers and writers stop when they see it.
+pub(crate) static INTERRUPTED: AtomicUsize = AtomicUsize::new(0);
+
+/// The signal that asked the process to stop, if one has.
+pub(crate) fn interrupted() -> Option<i32> {
+    match INTERRUPTED.load(Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal as i32),
+    }
+}
 
 /// How to download.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -502,6 +518,10 @@ fn transfer(
                     if stop.load(Ordering::SeqCst) {
                         return;
                     }
+                    if let Some(signal) = interrupted() {
+                        fail(Error::Interrupted(signal));
+                        return;
+                    }
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(task) = tasks.get(i) else {
                         return;
@@ -516,7 +536,8 @@ fn transfer(
                         }
                     });
                     if let Err(e) = result {
-                        fail(e);
+                        // The source only saw the writer refuse bytes: the signal is the cause.
+                        fail(interrupted().map_or(e, Error::Interrupted));
                     }
                 }
             });
@@ -642,6 +663,12 @@ impl Write for PartWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.stop.load(Ordering::Relaxed) {
             return Err(io::Error::other("stopped: another transfer failed"));
+        }
+        if let Some(signal) = interrupted() {
+            return Err(io::Error::other(format!(
+                "stopped: {}",
+                Error::Interrupted(signal)
+            )));
         }
         if self
             .end

@@ -111,7 +111,8 @@ ENVIRONMENT (empty counts as unset):
                                    SharedAccessSignature
 
 EXIT STATUS:
-    0 success, 1 failure at run time, 2 bad command line.
+    0 success, 1 failure at run time, 2 bad command line, 143 SIGTERM, 130 SIGINT.
+    A signal stops the run within 2 s and leaves temporary files a rerun resumes from.
     On failure the last line on stderr says what failed, where and why.
 ";
 

@@ -1,12 +1,23 @@
 //! The face: everything the user sees and types. The command line (`cli`), the log format
 //! and its filter, the progress line and the dry run's plan (`progress`, the engine's
 //! `Watch`), and the one error line at the end. Nothing below it prints for the user.
+//!
+//! SIGTERM and SIGINT (the kubelet stopping the pod, Ctrl-C) are noted in
+//! `engine::INTERRUPTED`: the engine stops its transfers and the run ends with
+//! `error: interrupted by SIGTERM`, exit status 128 + the signal's number, leaving what a
+//! failure leaves (temporary files and part journals a rerun resumes from). A stage that does
+//! not look at the flag (a registry call, a blocked read, an archive being extracted) is cut
+//! short by a watchdog thread that writes the same last line `GRACE` after the signal.
 
 pub(crate) mod cli;
 pub(crate) mod progress;
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
 
+use crate::engine::{INTERRUPTED, interrupted};
 use crate::error::{Error, escape_controls, one_line};
 use crate::settings::Settings;
 use cli::Command;
@@ -15,8 +26,22 @@ use progress::Progress;
 /// The binary's whole life: logging, the command line, the run, and the one error line.
 pub fn main() -> ExitCode {
     init_logging();
+    watch_signals();
 
-    match main_inner() {
+    let result = main_inner();
+    // A run a signal stopped fails with whatever the stage it stopped saw (a refused write);
+    // the signal is the cause.
+    let result = match (result, interrupted()) {
+        (Err(_), Some(signal)) => Err(Error::Interrupted(signal)),
+        (result, _) => result,
+    };
+    if !claim_last_line() {
+        // The watchdog is writing the last line and ends the process.
+        loop {
+            thread::park();
+        }
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             if let Error::Usage(_) = err {
@@ -28,6 +53,52 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", one_line(&err.to_string()));
             ExitCode::from(err.exit_code())
         }
+    }
+}
+
+/// How long after a signal the run may take to stop by itself before the watchdog ends it.
+const GRACE: Duration = Duration::from_secs(2);
+
+// Set by whoever writes the last line (the main thread, or the watchdog), so only one does.
+static LAST_LINE: AtomicBool = AtomicBool::new(false);
+
+fn claim_last_line() -> bool {
+    LAST_LINE
+        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+}
+
+// SIGTERM and SIGINT set `INTERRUPTED` instead of ending the process at once; the watchdog
+// ends it if the run has not stopped `GRACE` later.
+fn watch_signals() {
+    use signal_hook::consts::signal::{SIGINT, SIGTERM};
+    for signal in [SIGTERM, SIGINT] {
+        if let Err(e) = signal_hook::flag::register_usize(signal, &INTERRUPTED, signal as usize) {
+            // Without the handler the signal still ends the process, only without a last line.
+            log::warn!("cannot handle signal {signal}: {e}");
+            return;
+        }
+    }
+    let spawned = thread::Builder::new()
+        .name("signal watchdog".into())
+        .spawn(watchdog);
+    if let Err(e) = spawned {
+        log::warn!("cannot start the signal watchdog: {e}");
+    }
+}
+
+fn watchdog() {
+    let signal = loop {
+        if let Some(signal) = interrupted() {
+            break signal;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    thread::sleep(GRACE);
+    if claim_last_line() {
+        let err = Error::Interrupted(signal);
+        eprintln!("error: {err}");
+        std::process::exit(err.exit_code().into());
     }
 }
 

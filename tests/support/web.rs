@@ -3,7 +3,7 @@
 //! Serves the files under a folder, one request per connection, one thread per connection
 //! (ranged parts arrive in parallel). Each behaviour a download must cope with is a switch:
 //! ranges honoured or ignored, Content-Length sent or not, a connection cut partway through
-//! the first response for a path or every response, a body trickled byte by byte, redirects. Every request is recorded.
+//! the first response for a path or every response, a body trickled byte by byte or paced, redirects. Every request is recorded.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -28,6 +28,9 @@ pub struct Behaviour {
     pub redirects: HashMap<String, String>,
     /// Send the body one byte at a time, this long apart.
     pub trickle: Option<Duration>,
+    /// Pause this long after each 64 KiB of a body: a slow link, still fast enough for the
+    /// program's low-speed limit.
+    pub pace: Option<Duration>,
     /// Close every connection after this many body bytes.
     pub bytes_per_connection: Option<u64>,
     /// Bytes sent after the file in a whole-file (200) answer, counted in its Content-Length:
@@ -43,6 +46,7 @@ impl Default for Behaviour {
             cut_after: None,
             redirects: HashMap::new(),
             trickle: None,
+            pace: None,
             bytes_per_connection: None,
             extra: 0,
         }
@@ -226,6 +230,9 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             break;
         }
         left -= n as u64;
+        if let Some(pause) = behaviour.pace {
+            std::thread::sleep(pause);
+        }
     }
     let mut extra = extra;
     while extra > 0 {
