@@ -813,11 +813,13 @@ fn a_signal_stops_the_run_with_its_own_line_and_leaves_it_resumable() {
             },
         );
         let uri = format!("{}/big.bin", web.url());
-        // The 1 MiB part is done once the journal holds a line after its header.
+        // The 1 MiB part is done once the journal holds a line after its header. The second
+        // run finds the first run's journal at once: it is ready only once it has asked this
+        // server for bytes too (so it is past start-up, where the signal handlers are set).
         let journal = site.dest().join(".big.bin.mrsi-parts");
         let journalled = || {
             let lines = std::fs::read_to_string(&journal).unwrap_or_default();
-            lines.lines().count() >= 2
+            lines.lines().count() >= 2 && web.seen().len() >= 2
         };
         let out = signalled_run(&[&uri, &site.dest_str()], journalled, signal);
         assert_eq!(
