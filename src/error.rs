@@ -346,7 +346,7 @@ pub(crate) fn redact_url(url: &str) -> String {
 }
 
 // `scheme://user:password@host/...` keeps the user and hides the password.
-fn redact_password(url: &str) -> String {
+pub(crate) fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -391,8 +391,11 @@ pub(crate) fn clip(value: &str) -> String {
     }
 }
 
-// The first `SHOWN` characters, escaped, and whether anything was left out.
+// The first `SHOWN` characters, escaped and with any URL password hidden, and whether anything
+// was left out.
 fn cut(value: &str) -> (String, bool) {
+    let value = redact_password(value);
+    let value = value.as_str();
     match value.char_indices().nth(SHOWN) {
         Some((end, _)) => (escape_controls(&value[..end]), true),
         None => (escape_controls(value), false),

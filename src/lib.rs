@@ -72,10 +72,10 @@ pub fn run(
     watch: &dyn Watch,
 ) -> Result<(), Error> {
     for pair in pairs {
-        // A model-registry:// URI holds no secret (its query is ?namespace=), and redacting it
-        // would hide what the parser objects to.
+        // A model-registry:// URI's query is ?namespace=, no secret, and redacting it would hide
+        // what the parser objects to; only a password (which the parser refuses) is hidden.
         let shown = if is_registry_uri(&pair.src) {
-            pair.src.clone()
+            error::redact_password(&pair.src)
         } else {
             redact_url(&pair.src)
         };

@@ -100,6 +100,13 @@ impl RegistryUri {
                 version: None,
             },
             3 => {
+                // `user:password@host` would put a secret in every log line and error that
+                // names the registry; the registry's credentials come from the environment.
+                if raw[0].contains('@') {
+                    return Err(bad(
+                        "a registry host takes no user or password (set MODEL_REGISTRY_TOKEN)",
+                    ));
+                }
                 check_port(raw[0]).map_err(|r| bad(&r))?;
                 Target::Host {
                     host: raw[0].to_string(),

@@ -313,3 +313,22 @@ fn a_scheme_with_one_slash_suggests_two() {
         );
     }
 }
+
+/// A password in a registry host is refused, and shown nowhere: not in the first log line, not
+/// in the error line.
+#[test]
+fn a_password_in_a_registry_host_is_refused_and_never_shown() {
+    let out = run(
+        &[
+            "model-registry://u:pw5ecret@127.0.0.1:9/iris/v1",
+            "/tmp/unused-dest",
+        ],
+        &[],
+    );
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        "error: invalid URI 'model-registry://u:<redacted>@127.0.0.1:9/iris/v1': a registry host takes no user or password (set MODEL_REGISTRY_TOKEN)"
+    );
+    assert!(!out.stderr.contains("pw5ecret"), "{}", out.stderr);
+}
