@@ -51,6 +51,22 @@ pub enum Error {
     },
     /// The source URI names nothing to download.
     Empty { uri: String },
+    /// The file patterns leave none of the listed files.
+    Filtered {
+        uri: String,
+        /// The patterns as set (`STORAGE_ALLOW_PATTERNS ["*.json"]`).
+        patterns: String,
+        /// How many files they left out.
+        left_out: usize,
+    },
+    /// The downloaded files are not the ones pinned (`VERIFICATION_DIGEST`, the digest
+    /// manifest), or the listing cannot be checked against the pins.
+    Verify {
+        uri: String,
+        /// The file, relative to `DEST_DIR`, when the failure is one file's.
+        path: Option<String>,
+        reason: String,
+    },
     /// An object's key cannot be written under `DEST_DIR` (it would leave it, or collide).
     UnsafeKey {
         uri: String,
@@ -170,6 +186,9 @@ impl Error {
                 "ALLOWED_ARTIFACT_URI_PREFIXES lists the artifact URI prefixes this pod may fetch",
             ),
             Error::Fetch { hint, .. } => *hint,
+            Error::Filtered { .. } => Some(
+                "the patterns are matched whole against each path below the URI, with * crossing '/': '*.json', not 'config'",
+            ),
             _ => None,
         }
     }
@@ -207,6 +226,30 @@ impl fmt::Display for Error {
             Error::Empty { uri } => {
                 write!(f, "nothing to download: no objects under {}", quote(uri))
             }
+            Error::Filtered {
+                uri,
+                patterns,
+                left_out,
+            } => write!(
+                f,
+                "nothing to download: {patterns} leave none of the {left_out} file(s) under {}",
+                quote(uri)
+            ),
+            Error::Verify {
+                uri,
+                path: Some(path),
+                reason,
+            } => write!(
+                f,
+                "verification failed for {} of {}: {reason}",
+                quote(path),
+                quote(uri)
+            ),
+            Error::Verify {
+                uri,
+                path: None,
+                reason,
+            } => write!(f, "verification failed for {}: {reason}", quote(uri)),
             Error::UnsafeKey { uri, key, reason } => {
                 write!(
                     f,

@@ -18,6 +18,7 @@
 //! - Everything is `pub(crate)`. The public API is the re-exports below: the binary's entry,
 //!   the pipeline the quickstart runs, and the seams the integration tests drive directly.
 
+mod digest;
 mod engine;
 mod error;
 mod face;
@@ -28,7 +29,7 @@ mod registry;
 mod settings;
 mod uri;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use engine::{Options, Summary, Watch, download};
 pub use error::Error;
@@ -63,6 +64,21 @@ pub(crate) fn resolve_uri(uri: &str, settings: &Settings) -> Result<Resolution, 
     Ok(resolution)
 }
 
+/// What one `SRC_URI DEST_DIR` pair came to, as far as it got: for the result the face
+/// writes (`face::result`).
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// The source URI as logged: no query, no password.
+    pub(crate) source: String,
+    pub(crate) dest: PathBuf,
+    /// What a `model-registry://` URI resolved to.
+    pub(crate) resolution: Option<Resolution>,
+    /// The download, once done.
+    pub(crate) summary: Option<Summary>,
+    /// Files extracted from a lone archive.
+    pub(crate) extracted: Option<usize>,
+}
+
 /// Processes each `SRC_URI DEST_DIR` pair in order; stops at the first failure. `watch`
 /// shows the user each download's plan, progress and summary.
 pub fn run(
@@ -71,6 +87,34 @@ pub fn run(
     settings: &Settings,
     watch: &dyn Watch,
 ) -> Result<(), Error> {
+    run_noting(pairs, options, settings, watch, &mut Vec::new())
+}
+
+/// `run`, noting in `outcomes` what each pair came to, the failed one included.
+pub(crate) fn run_noting(
+    pairs: &[Pair],
+    options: &Options,
+    settings: &Settings,
+    watch: &dyn Watch,
+    outcomes: &mut Vec<Outcome>,
+) -> Result<(), Error> {
+    // The patterns and pins are the environment's; the rest of the options the command line's.
+    let options = &Options {
+        filter: settings.filter.clone(),
+        pins: settings.pins.clone(),
+        ..options.clone()
+    };
+    if options.pins.pinned() && pairs.len() > 1 {
+        let var = match options.pins.digest {
+            Some(_) => engine::verify::DIGEST_VAR,
+            None => engine::verify::MANIFEST_VAR,
+        };
+        let reason = format!(
+            "it pins the files of one SRC_URI DEST_DIR pair, and {} pairs are given",
+            pairs.len()
+        );
+        return Err(Error::env(var, reason));
+    }
     for pair in pairs {
         // A model-registry:// URI's query is ?namespace=, no secret, and redacting it would hide
         // what the parser objects to; only a password (which the parser refuses) is hidden.
@@ -80,12 +124,23 @@ pub fn run(
             redact_url(&pair.src)
         };
         log::info!("{shown} -> {}", pair.dest.display());
+        outcomes.push(Outcome {
+            source: shown,
+            dest: pair.dest.clone(),
+            ..Outcome::default()
+        });
+        let outcome = outcomes.last_mut().expect("just pushed");
         let source = if is_registry_uri(&pair.src) {
-            resolve_uri(&pair.src, settings)?.artifact_uri
+            let resolution = resolve_uri(&pair.src, settings)?;
+            let uri = resolution.artifact_uri.clone();
+            outcome.resolution = Some(resolution);
+            uri
         } else {
             pair.src.clone()
         };
-        download_into(&source, &pair.dest, options, settings, watch)?;
+        let (summary, extracted) = download_into(&source, &pair.dest, options, settings, watch)?;
+        outcome.summary = Some(summary);
+        outcome.extracted = extracted;
     }
     Ok(())
 }
@@ -98,10 +153,11 @@ fn download_into(
     options: &Options,
     settings: &Settings,
     watch: &dyn Watch,
-) -> Result<Summary, Error> {
+) -> Result<(Summary, Option<usize>), Error> {
     let (source, prefix) = fetch::open(uri, settings)?;
     let shown = redact_url(uri);
     let summary = download(&*source, &prefix, &shown, dest, options, watch)?;
+    let mut extracted = None;
     if let [only] = summary.paths.as_slice()
         && let Some(kind) = archive::Format::of(only)
     {
@@ -110,11 +166,12 @@ fn download_into(
             log::info!("dry run: {} would be extracted and removed", path.display());
         } else {
             let files = archive::extract(&path, kind, dest)?;
+            extracted = Some(files);
             log::info!(
                 "extracted {files} file(s) from {} and removed it",
                 path.display()
             );
         }
     }
-    Ok(summary)
+    Ok((summary, extracted))
 }

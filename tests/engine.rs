@@ -112,6 +112,7 @@ fn options(part_size: u64, jobs: usize) -> Options {
         jobs,
         dry_run: false,
         part_size,
+        ..Options::default()
     }
 }
 

@@ -1,9 +1,12 @@
 //! The download engine: from a source and a prefix to complete files under `DEST_DIR`.
-//! Its parts: `plan` (pure: listing → files), `dest` (safe writes, temporary names),
-//! `archive` (extracting a lone archive).
+//! Its parts: `filter` (pure: the file patterns), `plan` (pure: listing → files), `verify`
+//! (pure: pinned digests), `dest` (safe writes, temporary names), `archive` (extracting a lone
+//! archive).
 //! It knows nothing about protocols; every backend plugs in through `fetch::Source`.
 //!
-//! 1. List and plan (`plan`): the whole listing is checked before a byte is written.
+//! 1. List, filter (`filter`: `STORAGE_ALLOW_PATTERNS`, `STORAGE_IGNORE_PATTERNS`) and plan
+//!    (`plan`): the whole listing is checked before a byte is written, and so is the plan
+//!    against the pinned digests (`verify`).
 //! 2. Skip files a run wrote from the same object (`manifest`: same source URI, key, size and
 //!    ETag, and the file untouched since); anything else is downloaded again.
 //! 3. Cut the rest into tasks: objects larger than a part are fetched as ranged parts written
@@ -13,7 +16,12 @@
 //!    partial (or zero-filled) file under a final name. Each file renamed is noted in the
 //!    manifest. Parts done are noted in a journal next to
 //!    the temporary file, so a rerun fetches only the missing parts of a large object.
-//! 5. After success, temporary files a killed run left for this plan's files are removed; no
+//! 5. When digests are pinned or asked for, every file's SHA-256 is computed before its rename
+//!    (a mismatch leaves no file under the final name): while it streams when it arrives in one
+//!    piece, in the same pass as its MD5; by reading it back once, in order, when it came in
+//!    ranged parts (they arrive out of order, from several workers) or was kept from an
+//!    earlier run.
+//! 6. After success, temporary files a killed run left for this plan's files are removed; no
 //!    object may have a temporary name, so those names are this program's alone.
 //!
 //! Memory is bounded by workers × `http::BUFFER_SIZE` (plus ureq's buffers per connection),
@@ -28,8 +36,10 @@
 
 pub(crate) mod archive;
 pub(crate) mod dest;
+pub(crate) mod filter;
 pub(crate) mod manifest;
 pub(crate) mod plan;
+pub(crate) mod verify;
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -41,9 +51,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 
+use crate::digest::{Algorithm, Digest, Sha256, hex, sha256_of_file};
 use crate::error::Error;
 use crate::fetch::{Source, failed};
+pub use filter::Filter;
 use plan::Planned;
+use verify::Pin;
+pub use verify::Pins;
 
 /// Parallel transfers when `-j` is not given: enough requests in flight to keep an object
 /// store busy on many small files (measured: 8 left s3rver idle between requests, 32 gained
@@ -75,6 +89,10 @@ pub struct Options {
     pub dry_run: bool,
     /// Size of the ranged parts of large objects.
     pub part_size: u64,
+    /// Which listed files to download (`STORAGE_ALLOW_PATTERNS`, `STORAGE_IGNORE_PATTERNS`).
+    pub filter: Filter,
+    /// The digests the files must have, and whether to compute them.
+    pub pins: Pins,
 }
 
 impl Default for Options {
@@ -83,6 +101,8 @@ impl Default for Options {
             jobs: DEFAULT_JOBS,
             dry_run: false,
             part_size: DEFAULT_PART_SIZE,
+            filter: Filter::default(),
+            pins: Pins::default(),
         }
     }
 }
@@ -100,6 +120,9 @@ pub struct Summary {
     pub bytes: u64,
     /// Wall time of the transfer.
     pub seconds: f64,
+    /// Every file's SHA-256, by path relative to `DEST_DIR`, sorted, when digests were
+    /// computed (pinned, or `MRSI_SHA256`); empty otherwise.
+    pub sha256: Vec<(String, [u8; 32])>,
 }
 
 /// What the engine tells whoever shows its work to the user (the face's progress line); the
@@ -107,6 +130,9 @@ pub struct Summary {
 pub trait Watch: Sync {
     /// A dry run's plan, in order, for files under `dest`.
     fn plan(&self, _planned: &[Planned], _dest: &Path) {}
+    /// `filter` left out these `paths` (relative to what the URI names, sorted) of `listed`
+    /// files; called before the plan, dry run or not.
+    fn left_out(&self, _filter: &Filter, _listed: usize, _paths: &[String]) {}
     /// The transfer starts: `bytes` to move (known sizes only) in `files` files.
     fn start(&self, _bytes: u64, _files: usize) {}
     /// `n` more bytes are on disk.
@@ -124,9 +150,16 @@ struct Tally<'a> {
     watch: &'a dyn Watch,
     bytes: AtomicU64,
     files: AtomicUsize,
+    // The SHA-256 of each file done, when digests are computed.
+    sha256: Mutex<Vec<(String, Sha256)>>,
 }
 
 impl Tally<'_> {
+    fn digest(&self, path: String, digest: Sha256) {
+        let mut all = self.sha256.lock().unwrap_or_else(|p| p.into_inner());
+        all.push((path, digest));
+    }
+
     fn wrote(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
         self.watch.wrote(n);
@@ -149,6 +182,12 @@ pub fn download(
     watch: &dyn Watch,
 ) -> Result<Summary, Error> {
     let objects = source.list(prefix)?;
+    let listed = objects.len();
+    let relative = |p: &str, k: &str| plan::relative_key(p, k).map(str::to_string);
+    let (objects, left_out) = options.filter.apply(prefix, objects, relative);
+    if !left_out.is_empty() {
+        watch.left_out(&options.filter, listed, &left_out);
+    }
     let planned = plan::plan(prefix, objects).map_err(|e| Error::UnsafeKey {
         uri: uri.to_string(),
         key: e.key,
@@ -179,12 +218,32 @@ pub fn download(
             });
         }
     }
+    if planned.is_empty() && !left_out.is_empty() {
+        return Err(Error::Filtered {
+            uri: uri.to_string(),
+            patterns: options.filter.describe(),
+            left_out: left_out.len(),
+        });
+    }
     if planned.is_empty() {
         return Err(Error::Empty {
             uri: uri.to_string(),
         });
     }
     let paths: Vec<PathBuf> = planned.iter().map(|p| p.path.clone()).collect();
+    let shown: Vec<String> = paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let pins = options
+        .pins
+        .expected(&shown)
+        .map_err(|(path, reason)| Error::Verify {
+            uri: uri.to_string(),
+            path,
+            reason,
+        })?;
+    let hashing = options.pins.hashing();
     if options.dry_run {
         watch.plan(&planned, dest);
         return Ok(Summary {
@@ -199,15 +258,35 @@ pub fn download(
     let mut jobs = Vec::new();
     let mut tasks = Vec::new();
     let mut skipped = 0;
-    for p in planned {
+    let mut sha256 = Vec::new();
+    for ((p, pin), shown) in planned.into_iter().zip(pins).zip(shown) {
         let path = dest::prepare(dest, &p.path)?;
         if let Some(entry) = manifest::vouches(&known, &p, uri, &path) {
-            log::debug!("{} is complete, skipping", path.display());
-            kept.push(entry);
-            skipped += 1;
-            continue;
+            // A file an earlier run wrote is hashed again when digests count: it was not
+            // hashed on its way in, or not against these pins.
+            let digest = match hashing {
+                true => Some(hash_kept(&path, p.size)?),
+                false => None,
+            };
+            match (digest, pin) {
+                (Some(actual), Some(pin)) if actual != pin.digest => {
+                    log::warn!(
+                        "{} is complete but not the pinned file ({}): downloading it again",
+                        path.display(),
+                        pin.mismatch(&actual)
+                    );
+                }
+                _ => {
+                    log::debug!("{} is complete, skipping", path.display());
+                    sha256.extend(digest.map(|d| (shown, d)));
+                    kept.push(entry);
+                    skipped += 1;
+                    continue;
+                }
+            }
         }
-        let (job, ranges) = FileJob::prepare(p, path, uri, options.part_size)?;
+        let (mut job, ranges) = FileJob::prepare(p, path, uri, options.part_size)?;
+        job.hash = hashing.then_some((shown, pin));
         let index = jobs.len();
         tasks.extend(
             ranges
@@ -241,6 +320,7 @@ pub fn download(
         watch,
         bytes: AtomicU64::new(0),
         files: AtomicUsize::new(0),
+        sha256: Mutex::new(sha256),
     };
     // Files with nothing left to fetch (empty, or every part done by an earlier run).
     for job in jobs
@@ -258,12 +338,15 @@ pub fn download(
     if stale > 0 {
         log::info!("removed {stale} temporary file(s) an earlier run left");
     }
+    let mut sha256 = tally.sha256.into_inner().unwrap_or_else(|p| p.into_inner());
+    sha256.sort();
     let summary = Summary {
         paths,
         written: tally.files.load(Ordering::Relaxed),
         skipped,
         bytes: tally.bytes.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
+        sha256,
     };
     watch.end(&summary);
     Ok(summary)
@@ -287,6 +370,11 @@ struct FileJob {
     remaining: AtomicUsize,
     // Bytes written, for a stream of unknown size.
     written: AtomicU64,
+    // When digests are computed: the path shown (relative to DEST_DIR) and what the bytes
+    // must hash to, if pinned.
+    hash: Option<(String, Option<Pin>)>,
+    // The SHA-256 of a file that arrived in one piece, hashed as it streamed.
+    streamed: Mutex<Option<Sha256>>,
 }
 
 // A file's (device, inode): the same name may later hold another file.
@@ -377,6 +465,8 @@ impl FileJob {
             part_size,
             remaining: AtomicUsize::new(ranges.len()),
             written: AtomicU64::new(0),
+            hash: None,
+            streamed: Mutex::new(None),
         };
         Ok((job, ranges))
     }
@@ -427,6 +517,19 @@ impl FileJob {
                 "wrote {actual} bytes, the source listed {expected}"
             )));
         }
+        if let Some((shown, pin)) = &self.hash {
+            let digest = self.digest(&file, actual)?;
+            if let Some(pin) = pin.filter(|pin| pin.digest != digest) {
+                // Not these bytes, not under any name: a rerun fetches them afresh.
+                dest::remove_temporaries(&self.path)?;
+                return Err(Error::Verify {
+                    uri: self.uri.clone(),
+                    path: Some(shown.clone()),
+                    reason: pin.mismatch(&digest),
+                });
+            }
+            tally.digest(shown.clone(), digest);
+        }
         dest::sync_file(&file, &self.temp)?;
         std::fs::rename(&self.temp, &self.path)
             .map_err(|e| Error::io("rename into place", &self.path, e))?;
@@ -442,6 +545,41 @@ impl FileJob {
         tally.file_done();
         Ok(())
     }
+}
+
+impl FileJob {
+    // The SHA-256 of the complete temporary file (`file`, `len` bytes): as it streamed, or
+    // read back once in order (ranged parts, a file with nothing left to fetch).
+    fn digest(&self, file: &File, len: u64) -> Result<Sha256, Error> {
+        let streamed = self
+            .streamed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(digest) = streamed {
+            return Ok(digest);
+        }
+        // `file` is open for writing only; the name is reopened and must be the same file.
+        let reader = File::open(&self.temp).map_err(|e| Error::io("open", &self.temp, e))?;
+        if identity(&reader, &self.temp)? != identity(file, &self.temp)? {
+            let why = io::Error::other("the temporary file was replaced during the run");
+            return Err(Error::io("read", &self.temp, why));
+        }
+        sha256_of_file(&reader, len).map_err(|e| Error::io("read", &self.temp, e))
+    }
+}
+
+// The SHA-256 of a file an earlier run completed.
+fn hash_kept(path: &Path, size: Option<u64>) -> Result<Sha256, Error> {
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let len = match size {
+        Some(size) => size,
+        None => file
+            .metadata()
+            .map_err(|e| Error::io("inspect", path, e))?
+            .len(),
+    };
+    sha256_of_file(&file, len).map_err(|e| Error::io("read", path, e))
 }
 
 fn identity(file: &File, path: &Path) -> Result<Identity, Error> {
@@ -588,7 +726,8 @@ fn run_task(
             .planned
             .md5
             .filter(|_| whole)
-            .map(|_| md5::Context::new()),
+            .map(|_| Digest::new(Algorithm::Md5)),
+        sha256: (whole && job.hash.is_some()).then(|| Digest::new(Algorithm::Sha256)),
     };
     let result = source.read(&job.planned.key, task.range.clone(), &mut writer);
     // The writer's own failure is the cause; the source only saw its symptom.
@@ -608,8 +747,12 @@ fn run_task(
         return Err(Error::io("write", &job.temp, e));
     }
     result?;
+    if let Some(digest) = writer.sha256.take() {
+        let digest = digest.finish().try_into().expect("SHA-256 is 32 bytes");
+        *job.streamed.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest);
+    }
     if let (Some(context), Some(expected)) = (writer.md5.take(), job.planned.md5) {
-        let actual = context.finalize().0;
+        let actual = context.finish();
         if actual != expected {
             return Err(job.broken(format!(
                 "the bytes' MD5 is {}, the source listed {} (ETag {})",
@@ -641,10 +784,6 @@ fn run_task(
     Ok(file)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 // Writes a part at its offset in the shared temporary file.
 struct PartWriter<'a> {
     file: &'a File,
@@ -655,8 +794,10 @@ struct PartWriter<'a> {
     stop: &'a AtomicBool,
     tally: &'a Tally<'a>,
     failed: Option<io::Error>,
-    // The running MD5 of an object written in one piece.
-    md5: Option<md5::Context>,
+    // The running MD5 of an object written in one piece, when the source gave one to check.
+    md5: Option<Digest>,
+    // Its running SHA-256, when digests are computed.
+    sha256: Option<Digest>,
 }
 
 impl Write for PartWriter<'_> {
@@ -684,7 +825,10 @@ impl Write for PartWriter<'_> {
             return Err(e);
         }
         if let Some(md5) = &mut self.md5 {
-            md5.consume(buf);
+            md5.update(buf);
+        }
+        if let Some(sha256) = &mut self.sha256 {
+            sha256.update(buf);
         }
         self.pos += buf.len() as u64;
         self.tally.wrote(buf.len() as u64);

@@ -95,7 +95,7 @@ pub(crate) fn plan(prefix: &str, objects: Vec<Object>) -> Result<Vec<Planned>, P
 
 /// The part of `key` that names a path below `prefix`, or `None` when the key is not under the
 /// prefix at a `/` boundary (a sibling such as `model2/x` for prefix `model`).
-fn relative_key<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
+pub(crate) fn relative_key<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
     if prefix.is_empty() {
         return Some(key);
     }

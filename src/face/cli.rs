@@ -37,7 +37,9 @@ OPTIONS:
     -j, --jobs N    parallel transfers (default 16)
     --dry-run       print what would be written (size and path, one per line), write nothing
     --resolve       resolve a model-registry:// URI, print the result as one JSON object on
-                    stdout, download nothing
+                    stdout (with the file patterns, when set), download nothing
+    --json          print the result (the JSON written to the termination message file) on
+                    stdout too
     -h, --help      print this help
     -V, --version   print the version
 
@@ -76,6 +78,19 @@ ENVIRONMENT (empty counts as unset):
                                    reach, besides 169.254.0.0/16, fe80::/10, fd00:ec2::254
     RUST_LOG                       log level (default info); a bare level is this program's,
                                    a dependency's is asked for by name (ureq=debug)
+    STORAGE_ALLOW_PATTERNS, STORAGE_IGNORE_PATTERNS
+                                   KServe's file patterns, a JSON array or a comma list: only
+                                   paths (below the URI) matching an allow pattern and no
+                                   ignore pattern are downloaded; fnmatch, * crosses /
+    VERIFICATION_DIGEST            sha256:HEX the one downloaded file (or lone archive, before
+                                   extraction) must hash to
+    MRSI_DIGEST_MANIFEST           JSON {\"PATH\": \"sha256:HEX\", ...}: every downloaded file
+                                   must be named and match, and every name be downloaded
+    MRSI_DIGEST_MANIFEST_FILE      a file holding that JSON
+    MRSI_SHA256                    true: compute every file's SHA-256 for the result even
+                                   when nothing is pinned
+    MRSI_RESULT_FILE               where the result JSON goes (default /dev/termination-log
+                                   when it exists)
 
   S3 (KServe's names and meanings):
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
@@ -119,8 +134,13 @@ EXIT STATUS:
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Command {
-    /// Download each pair in order, stopping at the first failure.
-    Run { pairs: Vec<Pair>, options: Options },
+    /// Download each pair in order, stopping at the first failure; with `json`, print the
+    /// result on stdout too.
+    Run {
+        pairs: Vec<Pair>,
+        options: Options,
+        json: bool,
+    },
     /// Resolve one `model-registry://` URI and print the result.
     Resolve(String),
     /// Print help.
@@ -145,6 +165,7 @@ where
     use lexopt::prelude::*;
     let usage = |e: lexopt::Error| Error::Usage(e.to_string());
     let mut resolve = false;
+    let mut json = false;
     let mut options = Options::default();
     let mut values: Vec<OsString> = Vec::new();
     let mut parser = lexopt::Parser::from_args(args);
@@ -154,6 +175,7 @@ where
             Short('V') | Long("version") => return Ok(Command::Version),
             Long("resolve") => resolve = true,
             Long("dry-run") => options.dry_run = true,
+            Long("json") => json = true,
             Short('j') | Long("jobs") => {
                 let value = parser.value().map_err(usage)?;
                 options.jobs = match value.to_str().and_then(|v| v.parse().ok()) {
@@ -187,6 +209,11 @@ where
         return Ok(Command::Resolve(uri));
     }
 
+    if json && options.dry_run {
+        return Err(Error::Usage(
+            "--json and --dry-run both write stdout: give one of them".into(),
+        ));
+    }
     if values.is_empty() || !values.len().is_multiple_of(2) {
         return Err(Error::Usage(format!(
             "expected SRC_URI DEST_DIR pairs, got {} argument(s)",
@@ -201,7 +228,11 @@ where
             dest: PathBuf::from(dest),
         });
     }
-    Ok(Command::Run { pairs, options })
+    Ok(Command::Run {
+        pairs,
+        options,
+        json,
+    })
 }
 
 fn utf8(value: OsString) -> Result<String, Error> {
@@ -223,6 +254,7 @@ mod tests {
         Command::Run {
             pairs,
             options: Options::default(),
+            json: false,
         }
     }
 
@@ -293,6 +325,18 @@ mod tests {
             assert!(err.starts_with("-j/--jobs takes a number"), "{bad}: {err}");
         }
         assert!(parse("a b -j").is_err());
+    }
+
+    #[test]
+    fn json_goes_with_a_run_not_a_dry_run() {
+        let Ok(Command::Run { json, .. }) = parse("--json s3://a/b /d") else {
+            panic!("not a run");
+        };
+        assert!(json);
+        assert_eq!(
+            parse("--json --dry-run s3://a/b /d"),
+            Err("--json and --dry-run both write stdout: give one of them".into())
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub(crate) mod cli;
 pub(crate) mod progress;
+pub(crate) mod result;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,16 +117,53 @@ fn main_inner() -> Result<(), Error> {
         Command::Resolve(uri) => {
             let settings = Settings::from_env()?;
             let resolution = crate::resolve_uri(&uri, &settings)?;
-            let json = serde_json::to_string(&resolution).expect("a Resolution always serializes");
+            // The patterns the download would apply, so the line says what would be fetched.
+            #[derive(serde::Serialize)]
+            struct Resolved<'a> {
+                #[serde(flatten)]
+                resolution: &'a crate::registry::resolve::Resolution,
+                #[serde(skip_serializing_if = "<[_]>::is_empty")]
+                storage_allow_patterns: &'a [String],
+                #[serde(skip_serializing_if = "<[_]>::is_empty")]
+                storage_ignore_patterns: &'a [String],
+            }
+            let resolved = Resolved {
+                resolution: &resolution,
+                storage_allow_patterns: &settings.filter.allow,
+                storage_ignore_patterns: &settings.filter.ignore,
+            };
+            let json = serde_json::to_string(&resolved).expect("a Resolution always serializes");
             println!("{json}");
             Ok(())
         }
-        Command::Run { pairs, options } => {
-            let settings = Settings::from_env()?;
-            let progress = Progress::default();
-            let result = crate::run(&pairs, &options, &settings, &progress);
+        Command::Run {
+            pairs,
+            options,
+            json,
+        } => {
+            let started = std::time::Instant::now();
+            let mut outcomes = Vec::new();
+            let result = Settings::from_env().and_then(|settings| {
+                let progress = Progress::default();
+                crate::run_noting(&pairs, &options, &settings, &progress, &mut outcomes)
+            });
             if let Some(kib) = progress::peak_rss_kib() {
                 log::debug!("peak memory (VmHWM): {kib} KiB");
+            }
+            let result = match (result, interrupted()) {
+                (Err(_), Some(signal)) => Err(Error::Interrupted(signal)),
+                (result, _) => result,
+            };
+            // A dry run writes nothing, the termination message included.
+            if !options.dry_run {
+                let seconds = started.elapsed().as_secs_f64();
+                let text = result::render(&outcomes, result.as_ref().err(), seconds);
+                if let Some((path, named)) = result::path(std::env::var(result::FILE_VAR).ok()) {
+                    result::write(&path, named, &text);
+                }
+                if json {
+                    println!("{text}");
+                }
             }
             result
         }

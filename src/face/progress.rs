@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::engine::plan::Planned;
-use crate::engine::{Summary, Watch};
+use crate::engine::{Filter, Summary, Watch};
 use crate::error::escape_controls;
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
@@ -68,6 +68,24 @@ impl Watch for Progress {
             human(known),
             dest.display()
         );
+    }
+
+    fn left_out(&self, filter: &Filter, listed: usize, paths: &[String]) {
+        // The first names say what the patterns did; all of them at debug.
+        const SHOWN: usize = 10;
+        let mut names: Vec<String> = paths.iter().take(SHOWN).map(|p| format!("'{p}'")).collect();
+        if paths.len() > SHOWN {
+            names.push(format!("and {} more", paths.len() - SHOWN));
+        }
+        log::info!(
+            "{} leave out {} of {listed} listed file(s): {}",
+            filter.describe(),
+            paths.len(),
+            names.join(", ")
+        );
+        for path in paths.iter().skip(SHOWN) {
+            log::debug!("left out by the patterns: '{path}'");
+        }
     }
 
     fn start(&self, bytes: u64, files: usize) {

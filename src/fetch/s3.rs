@@ -45,6 +45,7 @@ use serde::Deserialize;
 use ureq::Agent;
 use ureq::http::{HeaderMap, HeaderValue};
 
+use crate::digest::{Algorithm, Digest, hex};
 use crate::error::{Error, one_line, quote};
 use crate::fetch::credentials::{Cache, Expiring};
 use crate::fetch::{
@@ -447,25 +448,6 @@ struct Check {
     expected: Vec<u8>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Algorithm {
-    Sha256,
-    Sha1,
-    Crc32,
-    Md5,
-}
-
-impl Algorithm {
-    fn name(self) -> &'static str {
-        match self {
-            Algorithm::Sha256 => "SHA-256",
-            Algorithm::Sha1 => "SHA-1",
-            Algorithm::Crc32 => "CRC32",
-            Algorithm::Md5 => "MD5",
-        }
-    }
-}
-
 // The whole-object checksums this program can compute, in order of preference.
 const CHECKSUMS: [(&str, Algorithm, usize); 3] = [
     ("x-amz-checksum-sha256", Algorithm::Sha256, 32),
@@ -511,42 +493,6 @@ fn check_of(headers: &HeaderMap) -> Option<Check> {
         value: etag.to_string(),
         expected: md5.to_vec(),
     })
-}
-
-// A running hash.
-enum Digest {
-    Ring(ring::digest::Context),
-    Crc32(crc32fast::Hasher),
-    Md5(md5::Context),
-}
-
-impl Digest {
-    fn new(algorithm: Algorithm) -> Digest {
-        match algorithm {
-            Algorithm::Sha256 => Digest::Ring(ring::digest::Context::new(&ring::digest::SHA256)),
-            Algorithm::Sha1 => Digest::Ring(ring::digest::Context::new(
-                &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
-            )),
-            Algorithm::Crc32 => Digest::Crc32(crc32fast::Hasher::new()),
-            Algorithm::Md5 => Digest::Md5(md5::Context::new()),
-        }
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        match self {
-            Digest::Ring(c) => c.update(bytes),
-            Digest::Crc32(c) => c.update(bytes),
-            Digest::Md5(c) => c.consume(bytes),
-        }
-    }
-
-    fn finish(self) -> Vec<u8> {
-        match self {
-            Digest::Ring(c) => c.finish().as_ref().to_vec(),
-            Digest::Crc32(c) => c.finalize().to_be_bytes().to_vec(),
-            Digest::Md5(c) => c.finalize().0.to_vec(),
-        }
-    }
 }
 
 // The check of one whole-object GET: decided by the first answer, fed the bytes in order
@@ -595,7 +541,7 @@ impl Verifier {
             return Ok(());
         }
         let actual = match check.algorithm {
-            Algorithm::Md5 => actual.iter().map(|b| format!("{b:02x}")).collect(),
+            Algorithm::Md5 => hex(&actual),
             _ => STANDARD.encode(&actual),
         };
         Err(format!(

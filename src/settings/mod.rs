@@ -6,6 +6,7 @@
 //! name the variable. Secrets are held in `Secret`, which never prints its value.
 
 mod azure;
+mod download;
 mod gcs;
 mod net;
 mod registry;
@@ -15,6 +16,7 @@ mod tls;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+use crate::engine::{Filter, Pins};
 use crate::error::{Error, quote};
 use crate::uri::BaseUrl;
 
@@ -44,6 +46,10 @@ pub struct Settings {
     pub(crate) gcs: GcsSettings,
     /// Azure Blob Storage.
     pub(crate) azure: AzureSettings,
+    /// `STORAGE_ALLOW_PATTERNS`, `STORAGE_IGNORE_PATTERNS`: which listed files to download.
+    pub(crate) filter: Filter,
+    /// `VERIFICATION_DIGEST` and the digest manifest: what the files must hash to.
+    pub(crate) pins: Pins,
 }
 
 /// A value that must never be printed: `Debug` and `Display` show `(redacted)`.
@@ -110,6 +116,7 @@ impl Settings {
                 .collect::<Vec<_>>()
         });
         // Read in this order, which decides the error reported when several values are bad.
+        let (filter, pins) = download::read(&get)?;
         Ok(Settings {
             registry: registry::read(&get)?,
             tls: tls::read(&get, net::read(&get)?),
@@ -118,6 +125,8 @@ impl Settings {
             s3: s3::read(&get)?,
             azure: azure::read(&get)?,
             gcs: gcs::read(&get)?,
+            filter,
+            pins,
         })
     }
 }
