@@ -25,3 +25,5 @@ mod listing;
 mod archive;
 // The whole job end to end, and the quickstart.
 mod pipeline;
+// STORAGE_ALLOW_PATTERNS / STORAGE_IGNORE_PATTERNS on every kind of source.
+mod patterns;
