@@ -27,3 +27,5 @@ mod archive;
 mod pipeline;
 // STORAGE_ALLOW_PATTERNS / STORAGE_IGNORE_PATTERNS on every kind of source.
 mod patterns;
+// Pinned digests and the JSON result.
+mod result;
