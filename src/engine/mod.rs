@@ -41,6 +41,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 
+use ring::digest;
+
 use crate::error::Error;
 use crate::fetch::{Source, failed};
 use plan::Planned;
@@ -427,6 +429,11 @@ impl FileJob {
                 "wrote {actual} bytes, the source listed {expected}"
             )));
         }
+        // A file that arrived in parts was not hashed on the way: its parts, this run's and an
+        // earlier run's, are read back once.
+        if let (Some(made), Some(sha256)) = (self.made, self.planned.sha256) {
+            self.check_sha256(self.hash_temp(made)?, &sha256)?;
+        }
         dest::sync_file(&file, &self.temp)?;
         std::fs::rename(&self.temp, &self.path)
             .map_err(|e| Error::io("rename into place", &self.path, e))?;
@@ -441,6 +448,39 @@ impl FileJob {
         }
         tally.file_done();
         Ok(())
+    }
+}
+
+impl FileJob {
+    // The SHA-256 of the temporary file as it is on disk.
+    fn hash_temp(&self, made: Identity) -> Result<digest::Context, Error> {
+        let mut file = reopen(&self.temp, made, OpenOptions::new().read(true))?;
+        let mut context = digest::Context::new(&digest::SHA256);
+        let mut buf = vec![0u8; crate::http::BUFFER_SIZE];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => return Ok(context),
+                Ok(n) => context.update(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("read back", &self.temp, e)),
+            }
+        }
+    }
+
+    // Fails when the bytes are not the ones the source promised. The temporary file and its
+    // journal go: a rerun would otherwise take the bad parts for done ones.
+    fn check_sha256(&self, context: digest::Context, expected: &[u8; 32]) -> Result<(), Error> {
+        let actual = context.finish();
+        if actual.as_ref() == expected {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(&self.temp);
+        let _ = std::fs::remove_file(dest::journal_path(&self.path));
+        Err(self.broken(format!(
+            "the bytes' SHA-256 is {}, the source listed {}",
+            hex(actual.as_ref()),
+            hex(expected)
+        )))
     }
 }
 
@@ -589,6 +629,11 @@ fn run_task(
             .md5
             .filter(|_| whole)
             .map(|_| md5::Context::new()),
+        sha256: job
+            .planned
+            .sha256
+            .filter(|_| whole)
+            .map(|_| digest::Context::new(&digest::SHA256)),
     };
     let result = source.read(&job.planned.key, task.range.clone(), &mut writer);
     // The writer's own failure is the cause; the source only saw its symptom.
@@ -618,6 +663,9 @@ fn run_task(
                 job.planned.etag.as_deref().unwrap_or("-")
             )));
         }
+    }
+    if let (Some(context), Some(expected)) = (writer.sha256.take(), job.planned.sha256) {
+        job.check_sha256(context, &expected)?;
     }
     match &task.range {
         Some(range) if writer.pos != range.end => {
@@ -657,6 +705,8 @@ struct PartWriter<'a> {
     failed: Option<io::Error>,
     // The running MD5 of an object written in one piece.
     md5: Option<md5::Context>,
+    // Its running SHA-256, when the source promises one.
+    sha256: Option<digest::Context>,
 }
 
 impl Write for PartWriter<'_> {
@@ -685,6 +735,9 @@ impl Write for PartWriter<'_> {
         }
         if let Some(md5) = &mut self.md5 {
             md5.consume(buf);
+        }
+        if let Some(sha256) = &mut self.sha256 {
+            sha256.update(buf);
         }
         self.pos += buf.len() as u64;
         self.tally.wrote(buf.len() as u64);

@@ -660,6 +660,7 @@ fn parse_page(xml: &str) -> Result<Page, String> {
                 size: Some(c.size),
                 etag,
                 ranges: true,
+                sha256: None,
             }
         })
         .collect();

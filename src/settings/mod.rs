@@ -7,6 +7,7 @@
 
 mod azure;
 mod gcs;
+mod hf;
 mod net;
 mod registry;
 mod s3;
@@ -20,6 +21,7 @@ use crate::uri::BaseUrl;
 
 pub(crate) use azure::AzureSettings;
 pub(crate) use gcs::GcsSettings;
+pub(crate) use hf::HfSettings;
 pub use net::NetSettings;
 pub(crate) use net::canonical;
 pub(crate) use registry::RegistrySettings;
@@ -44,6 +46,8 @@ pub struct Settings {
     pub(crate) gcs: GcsSettings,
     /// Azure Blob Storage.
     pub(crate) azure: AzureSettings,
+    /// The Hugging Face Hub or a mirror of it.
+    pub(crate) hf: HfSettings,
 }
 
 /// A value that must never be printed: `Debug` and `Display` show `(redacted)`.
@@ -118,6 +122,7 @@ impl Settings {
             s3: s3::read(&get)?,
             azure: azure::read(&get)?,
             gcs: gcs::read(&get)?,
+            hf: hf::read(&get)?,
         })
     }
 }
