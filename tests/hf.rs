@@ -506,3 +506,18 @@ fn a_registry_artifact_on_the_hub_downloads_end_to_end_unless_the_policy_refuses
     assert!(hub.seen().is_empty(), "nothing asked of the Hub");
     assert!(!refused.exists());
 }
+
+#[test]
+fn help_names_hf_uris_and_the_hub_variables() {
+    let out = crate::support::run(&["--help"], &[]);
+    out.expect_code(0);
+    for name in [
+        "hf://OWNER/REPO[:REVISION]",
+        "HF_ENDPOINT",
+        "HF_TOKEN",
+        "HF_TOKEN_PATH",
+        "HF_HOME",
+    ] {
+        assert!(out.stdout.contains(name), "{name}: {}", out.stdout);
+    }
+}

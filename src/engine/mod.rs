@@ -10,8 +10,10 @@
 //!    at their offsets; the rest are one stream each. N worker threads take tasks in order.
 //! 4. Each file is written under a hidden temporary name, flushed to disk and renamed once its
 //!    size matches, then its folder is flushed: neither a failure nor a node crash leaves a
-//!    partial (or zero-filled) file under a final name. Each file renamed is noted in the
-//!    manifest. Parts done are noted in a journal next to
+//!    partial (or zero-filled) file under a final name. A file whose source gave its MD5 or
+//!    SHA-256 is checked before the rename: hashed on the way when it arrives in one piece; a
+//!    SHA-256 is checked on parted files too, by reading them back once. Each file renamed is
+//!    noted in the manifest. Parts done are noted in a journal next to
 //!    the temporary file, so a rerun fetches only the missing parts of a large object.
 //! 5. After success, temporary files a killed run left for this plan's files are removed; no
 //!    object may have a temporary name, so those names are this program's alone.
@@ -605,9 +607,9 @@ fn run_task(
         ),
         None => log::debug!("fetching '{}' of '{}'", job.planned.key, job.uri),
     }
-    // An object that arrives in one piece is hashed on the way, when its MD5 is known; the
-    // parts of a large object arrive out of order, and hashing them would mean reading the
-    // whole file again.
+    // An object that arrives in one piece is hashed on the way, when its MD5 or SHA-256 is
+    // known; the parts of a large object arrive out of order, and hashing them means reading
+    // the whole file again (`finish` does so for a SHA-256, which a source promises).
     let whole = start == 0
         && task
             .range

@@ -30,6 +30,7 @@ ARGS:
                 (names may be percent-encoded: my%20model, v1%2Frc),
                 s3://BUCKET[/PREFIX], gs://BUCKET[/PREFIX],
                 https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX][?SAS],
+                hf://OWNER/REPO[:REVISION] (a Hugging Face Hub repository),
                 http(s)://HOST/PATH/FILE, file:///PATH or a local path
     DEST_DIR    where the files go; created if missing (KServe: /mnt/models)
 
@@ -109,6 +110,13 @@ ENVIRONMENT (empty counts as unset):
     AZURE_STORAGE_BLOB_ENDPOINT    replaces https://ACCOUNT.blob.core.windows.net (Azurite)
     AZURE_STORAGE_CONNECTION_STRING  BlobEndpoint, AccountName, AccountKey or
                                    SharedAccessSignature
+
+  Hugging Face Hub (huggingface_hub's names):
+    HF_ENDPOINT                    the Hub or a mirror (default https://huggingface.co)
+    HF_TOKEN                       token, sent to HF_ENDPOINT only
+    HF_TOKEN_PATH                  file holding the token (default HF_HOME/token)
+    HF_HOME                        where the saved token is looked for (default
+                                   $XDG_CACHE_HOME/huggingface or ~/.cache/huggingface)
 
 EXIT STATUS:
     0 success, 1 failure at run time, 2 bad command line, 143 SIGTERM, 130 SIGINT.

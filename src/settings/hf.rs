@@ -64,3 +64,47 @@ pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<HfSettings, E
         token_file,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_with(vars: &[(&str, &str)]) -> Result<HfSettings, Error> {
+        let get = |k: &str| vars.iter().find(|v| v.0 == k).map(|v| v.1.to_string());
+        read(&get)
+    }
+
+    #[test]
+    fn endpoint_and_token_file_as_huggingface_hub_finds_them() {
+        let s = read_with(&[]).unwrap();
+        assert_eq!(s.endpoint, "https://huggingface.co");
+        assert_eq!(s.token_file, None);
+        let s = read_with(&[
+            ("HF_ENDPOINT", "https://mirror.example.com/hf/"),
+            ("HOME", "/home/u"),
+            ("HF_TOKEN", " hf_s3cr3t \n"),
+        ])
+        .unwrap();
+        assert_eq!(s.endpoint, "https://mirror.example.com/hf");
+        let path = PathBuf::from("/home/u/.cache/huggingface/token");
+        assert_eq!(s.token_file, Some((path, false)));
+        assert_eq!(s.token.as_ref().unwrap().expose(), "hf_s3cr3t");
+        assert!(!format!("{s:?}").contains("s3cr3t"));
+        let s = read_with(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")]).unwrap();
+        assert_eq!(
+            s.token_file.unwrap().0,
+            PathBuf::from("/x/huggingface/token")
+        );
+        let s = read_with(&[("HOME", "/h"), ("HF_HOME", "/hf")]).unwrap();
+        assert_eq!(s.token_file.unwrap().0, PathBuf::from("/hf/token"));
+        let s = read_with(&[("HF_HOME", "/hf"), ("HF_TOKEN_PATH", "/t")]).unwrap();
+        assert_eq!(s.token_file, Some((PathBuf::from("/t"), true)));
+        let e = read_with(&[("HF_ENDPOINT", "https://h/?token=s3cr3t")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid value in HF_ENDPOINT: it has a query")
+        );
+        assert!(!e.to_string().contains("s3cr3t"));
+        assert!(read_with(&[("HF_ENDPOINT", "ftp://h")]).is_err());
+    }
+}
