@@ -521,3 +521,40 @@ fn help_names_hf_uris_and_the_hub_variables() {
         assert!(out.stdout.contains(name), "{name}: {}", out.stdout);
     }
 }
+
+#[test]
+fn resolve_pins_an_hf_revision_to_its_commit() {
+    let repo = small("acme/open");
+    let commit = repo.commit.clone();
+    let hub = Hub::start(vec![repo], 1000);
+    let out = run_env(&["--resolve", "hf://acme/open:main"], &env(&hub));
+    out.expect_code(0);
+    assert_eq!(
+        out.json(),
+        serde_json::json!({
+            "uri": "hf://acme/open:main",
+            "endpoint": hub.url(),
+            "repo": "acme/open",
+            "revision": "main",
+            "commit": commit,
+            "pinned_uri": format!("hf://acme/open:{commit}"),
+        })
+    );
+    // One call, and no file asked for.
+    let seen: Vec<String> = hub.seen().iter().map(|s| s.target.clone()).collect();
+    assert_eq!(seen, ["/api/models/acme/open/revision/main"]);
+
+    // The pinned URI resolves to itself.
+    let pinned = format!("hf://acme/open:{commit}");
+    let out = run_env(&["--resolve", &pinned], &env(&hub));
+    out.expect_code(0);
+    assert_eq!(out.json()["commit"], commit.as_str());
+
+    let out = run_env(&["--resolve", "hf://acme/open:nope"], &env(&hub));
+    out.expect_code(1);
+    assert!(
+        out.last_line()
+            .starts_with("error: cannot resolve hf://acme/open:nope: the revision does not exist"),
+        "{out:#?}"
+    );
+}

@@ -9,10 +9,11 @@ use std::path::PathBuf;
 
 use crate::engine::Options;
 use crate::error::{Error, quote};
+use crate::fetch::hf::is_hf_uri;
 use crate::uri::is_registry_uri;
 
 /// One line saying how to call the program; printed with every usage error.
-pub(crate) const USAGE: &str = "usage: mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]\n       mr-storage-initializer --resolve MODEL_REGISTRY_URI [DEST_DIR]";
+pub(crate) const USAGE: &str = "usage: mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]\n       mr-storage-initializer --resolve MODEL_REGISTRY_URI|HF_URI [DEST_DIR]";
 
 /// `--help`.
 pub(crate) const HELP: &str = "\
@@ -23,7 +24,7 @@ artifact, and downloads its files into DEST_DIR. Also takes storage URIs directl
 
 USAGE:
     mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]
-    mr-storage-initializer --resolve MODEL_REGISTRY_URI [DEST_DIR]
+    mr-storage-initializer --resolve MODEL_REGISTRY_URI|HF_URI [DEST_DIR]
 
 ARGS:
     SRC_URI     model-registry://[HOST[:PORT]/]MODEL[/VERSION][?namespace=NS]
@@ -37,8 +38,8 @@ ARGS:
 OPTIONS:
     -j, --jobs N    parallel transfers (default 16)
     --dry-run       print what would be written (size and path, one per line), write nothing
-    --resolve       resolve a model-registry:// URI, print the result as one JSON object on
-                    stdout, download nothing
+    --resolve       resolve a model-registry:// URI (or an hf:// URI's revision to its
+                    commit), print the result as one JSON object on stdout, download nothing
     -h, --help      print this help
     -V, --version   print the version
 
@@ -129,7 +130,8 @@ EXIT STATUS:
 pub(crate) enum Command {
     /// Download each pair in order, stopping at the first failure.
     Run { pairs: Vec<Pair>, options: Options },
-    /// Resolve one `model-registry://` URI and print the result.
+    /// Resolve one `model-registry://` URI (or an `hf://` URI's revision) and print the
+    /// result.
     Resolve(String),
     /// Print help.
     Help,
@@ -181,14 +183,14 @@ where
     if resolve {
         if values.is_empty() || values.len() > 2 {
             return Err(Error::Usage(format!(
-                "--resolve takes one model-registry:// URI (and optionally DEST_DIR), got {} argument(s)",
+                "--resolve takes one model-registry:// or hf:// URI (and optionally DEST_DIR), got {} argument(s)",
                 values.len()
             )));
         }
         let uri = utf8(values.swap_remove(0))?;
-        if !is_registry_uri(&uri) {
+        if !is_registry_uri(&uri) && !is_hf_uri(&uri) {
             return Err(Error::Usage(format!(
-                "--resolve needs a model-registry:// URI, got {}",
+                "--resolve needs a model-registry:// or hf:// URI, got {}",
                 quote(&uri)
             )));
         }
@@ -315,7 +317,11 @@ mod tests {
         );
         assert_eq!(
             parse("--resolve s3://a/b"),
-            Err("--resolve needs a model-registry:// URI, got 's3://a/b'".into())
+            Err("--resolve needs a model-registry:// or hf:// URI, got 's3://a/b'".into())
+        );
+        assert_eq!(
+            parse("--resolve hf://a/b:v1"),
+            Ok(Command::Resolve("hf://a/b:v1".into()))
         );
         assert!(parse("--resolve").is_err());
         assert!(parse("--resolve a b c").is_err());

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use crate::engine::{INTERRUPTED, interrupted};
 use crate::error::{Error, escape_controls, one_line};
+use crate::fetch::hf::is_hf_uri;
 use crate::settings::Settings;
 use cli::Command;
 use progress::Progress;
@@ -115,8 +116,13 @@ fn main_inner() -> Result<(), Error> {
         }
         Command::Resolve(uri) => {
             let settings = Settings::from_env()?;
-            let resolution = crate::resolve_uri(&uri, &settings)?;
-            let json = serde_json::to_string(&resolution).expect("a Resolution always serializes");
+            let json = if is_hf_uri(&uri) {
+                let pinned = crate::fetch::hf::pin(&uri, &settings)?;
+                serde_json::to_string(&pinned)
+            } else {
+                serde_json::to_string(&crate::resolve_uri(&uri, &settings)?)
+            };
+            let json = json.expect("a resolution always serializes");
             println!("{json}");
             Ok(())
         }

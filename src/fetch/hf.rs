@@ -38,6 +38,38 @@ const HINT_ENDPOINT: &str =
     "check HF_ENDPOINT (default https://huggingface.co), and HTTPS_PROXY/NO_PROXY";
 const HINT_REVISION: &str = "name a branch, tag or commit that exists: hf://OWNER/REPO:REVISION";
 
+/// Whether `uri` is an `hf://` URI (well-formed or not).
+pub(crate) fn is_hf_uri(uri: &str) -> bool {
+    uri.split_once("://")
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("hf"))
+}
+
+/// What `--resolve` prints for an `hf://` URI: the commit its revision names now, and the
+/// URI that pins it.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Pinned {
+    pub(crate) uri: String,
+    pub(crate) endpoint: String,
+    pub(crate) repo: String,
+    pub(crate) revision: String,
+    pub(crate) commit: String,
+    pub(crate) pinned_uri: String,
+}
+
+/// Resolves the revision of an `hf://` URI to its commit, downloading nothing.
+pub(crate) fn pin(uri: &str, settings: &Settings) -> Result<Pinned, Error> {
+    let (source, _) = HfSource::open(uri, settings)?;
+    let revision = HfUri::parse(uri)?.revision;
+    Ok(Pinned {
+        uri: uri.to_string(),
+        pinned_uri: format!("hf://{}:{}", source.repo, source.commit),
+        endpoint: source.endpoint,
+        repo: source.repo,
+        revision: revision.unwrap_or_else(|| DEFAULT_REVISION.into()),
+        commit: source.commit,
+    })
+}
+
 /// The revision `huggingface_hub` takes when none is given.
 const DEFAULT_REVISION: &str = "main";
 
