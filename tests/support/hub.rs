@@ -325,7 +325,10 @@ fn hub_answer(s: &State, target: &str, headers: &HashMap<String, String>) -> Ans
     match (api, action.as_str()) {
         (true, "revision") if file.is_empty() => Answer::json(&info(repo)),
         (true, "tree") if file.is_empty() => tree(s, repo, revision, &query),
-        (false, "resolve") if !file.is_empty() => resolve(s, repo, &file.join("/"), who),
+        (false, "resolve") if !file.is_empty() => {
+            let range = headers.get("range").map(String::as_str);
+            resolve(s, repo, &file.join("/"), who, range)
+        }
         _ => Answer::error(404, None, "Not Found"),
     }
 }
@@ -416,7 +419,7 @@ fn tree(s: &State, repo: &Repo, revision: &str, query: &HashMap<&str, &str>) -> 
     answer
 }
 
-fn resolve(s: &State, repo: &Repo, path: &str, who: Option<bool>) -> Answer {
+fn resolve(s: &State, repo: &Repo, path: &str, who: Option<bool>, range: Option<&str>) -> Answer {
     match (repo.gated, who) {
         (Some(_), None) => {
             let message = format!(
@@ -460,10 +463,23 @@ fn resolve(s: &State, repo: &Repo, path: &str, who: Option<bool>) -> Answer {
     }
     headers.push(("ETag".into(), format!("\"{}\"", file.git_oid())));
     headers.push(("Content-Type".into(), "application/octet-stream".into()));
-    Answer {
-        status: 200,
-        headers,
-        body: file.bytes.to_vec(),
+    // The Hub serves ranges of git files too.
+    let len = file.bytes.len() as u64;
+    match range.and_then(|r| parse_range(r, len)) {
+        Some((start, end)) => {
+            let content_range = format!("bytes {start}-{}/{len}", end - 1);
+            headers.push(("Content-Range".into(), content_range));
+            Answer {
+                status: 206,
+                headers,
+                body: file.bytes[start as usize..end as usize].to_vec(),
+            }
+        }
+        None => Answer {
+            status: 200,
+            headers,
+            body: file.bytes.to_vec(),
+        },
     }
 }
 
