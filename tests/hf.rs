@@ -558,3 +558,27 @@ fn resolve_pins_an_hf_revision_to_its_commit() {
         "{out:#?}"
     );
 }
+
+#[test]
+fn a_next_page_on_another_origin_is_refused_before_the_token_goes_there() {
+    let repo = small("acme/open");
+    let commit = repo.commit.clone();
+    let hub = Hub::start(vec![repo], 1);
+    let elsewhere = Hub::start(vec![], 1);
+    hub.send_next_page_to(&elsewhere.url());
+    let tmp = TempDir::new("hf-link");
+    let ours = dest(&tmp, "ours");
+    let mut env = env(&hub);
+    env.push(("HF_TOKEN", TOKEN.into()));
+    let out = run_env(&["hf://acme/open", arg(&ours)], &env);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot list hf://acme/open: the Hub's next page is on another origin ({}/api/models/acme/open/tree/{commit}?<redacted>): the token would go there",
+            elsewhere.url()
+        )
+    );
+    assert!(elsewhere.seen().is_empty());
+    assert!(!ours.exists());
+}

@@ -368,7 +368,7 @@ fn status_words(
         message: said
             .message
             .as_deref()
-            .map(one_line)
+            .map(|m| clip(&one_line(m)))
             .or(status.message.clone()),
     }
     .to_string();
@@ -630,5 +630,12 @@ mod tests {
         assert_eq!(hint, Some(HINT_AUTH));
         let (_, hint) = status_words(&status(403), &said("GatedRepo"), "a/b", "download", true);
         assert_eq!(hint, Some(HINT_AUTH));
+        // A header as long as a hostile server likes is cut in the error line.
+        let long = HubSaid {
+            code: None,
+            message: Some("x".repeat(10_000)),
+        };
+        let (reason, _) = status_words(&status(500), &long, "a/b", "resolve", false);
+        assert!(reason.len() < 300, "{reason}");
     }
 }

@@ -123,6 +123,8 @@ struct State {
     page_size: usize,
     /// The Hub's own URL, for `Link` and `Location`.
     hub_url: String,
+    /// Where `Link` sends the next page, when not to the Hub itself (a hostile Hub).
+    next_origin: Option<String>,
     storage_url: String,
     seen: Vec<Seen>,
     /// `sha256 -> bytes to serve instead` (same length: a storage host that lies).
@@ -146,6 +148,7 @@ impl Hub {
             repos,
             page_size,
             hub_url: String::new(),
+            next_origin: None,
             storage_url: String::new(),
             seen: Vec::new(),
             tampered: HashMap::new(),
@@ -189,6 +192,11 @@ impl Hub {
     pub fn tamper(&self, original: &[u8], bytes: Vec<u8>) {
         let sha = hex(digest::digest(&digest::SHA256, original).as_ref());
         self.state.lock().unwrap().tampered.insert(sha, bytes);
+    }
+
+    /// `Link` names `origin` for the next page instead of the Hub.
+    pub fn send_next_page_to(&self, origin: &str) {
+        self.state.lock().unwrap().next_origin = Some(origin.into());
     }
 
     /// The storage host closes the first connection for each blob after `n` body bytes.
@@ -412,7 +420,8 @@ fn tree(s: &State, repo: &Repo, revision: &str, query: &HashMap<&str, &str>) -> 
     if end < entries.len() {
         let link = format!(
             "<{}/api/models/{}/tree/{revision}?recursive=true&expand=false&cursor={end}>; rel=\"next\"",
-            s.hub_url, repo.id
+            s.next_origin.as_ref().unwrap_or(&s.hub_url),
+            repo.id
         );
         answer.headers.push(("Link".into(), link));
     }
