@@ -1,8 +1,9 @@
 //! Running hashes: the one piece every check of bytes goes through, the S3 source's checksums
-//! (SHA-256, SHA-1, CRC32, MD5) and the engine's MD5 of whole objects and SHA-256 of every
-//! file when digests are pinned or asked for. Bytes are fed as they stream; a file that did
-//! not arrive in one piece in order (ranged parts, written by several workers at their offsets)
-//! is read back once, in order (`sha256_of_file`).
+//! (SHA-256, SHA-1, CRC32, MD5) and the engine's MD5 of whole objects and SHA-256 of a file
+//! when its source lists one (the Hub's LFS files), when it is pinned, or when digests are
+//! asked for. Bytes are fed as they stream; a file that did not arrive in one piece in order
+//! (ranged parts, written by several workers at their offsets) is read back once, in order
+//! (`sha256_of_file`).
 
 use std::fs::File;
 use std::io;
@@ -95,6 +96,20 @@ pub(crate) fn sha256_of_file(file: &File, len: u64) -> io::Result<Sha256> {
     Ok(context.finish().try_into().expect("SHA-256 is 32 bytes"))
 }
 
+/// `N` bytes from exactly `2N` hex digits (either case): an MD5 ETag, a pinned digest, the
+/// Hub's LFS SHA-256.
+pub(crate) fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
+        return None;
+    }
+    let digit = |c: u8| char::from(c).to_digit(16);
+    let mut out = [0u8; N];
+    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        *byte = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Some(out)
+}
+
 /// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -118,6 +133,16 @@ mod tests {
         let mut d = Digest::new(Algorithm::Md5);
         d.update(b"abc");
         assert_eq!(hex(&d.finish()), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    #[test]
+    fn hex_is_read_strictly() {
+        assert_eq!(from_hex::<2>("0aFf"), Some([0x0a, 0xff]));
+        assert_eq!(from_hex::<2>("0aF"), None);
+        assert_eq!(from_hex::<2>("0aFf0"), None);
+        assert_eq!(from_hex::<2>("+aff"), None);
+        assert_eq!(from_hex::<2>("0g00"), None);
+        assert_eq!(from_hex::<1>("é"), None);
     }
 
     #[test]

@@ -17,11 +17,15 @@ use crate::uri::{host_of, percent_decode};
 /// Checks an artifact URI; the error names its scheme and host, never its query.
 pub(crate) fn check(uri: &str, allowed_prefixes: Option<&[String]>) -> Result<(), Error> {
     let (scheme, host) = match uri.split_once("://") {
+        // An hf:// URI names a repository on HF_ENDPOINT, not a host: its owner is no address.
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("hf") => (scheme, ""),
         Some((scheme, rest)) => (scheme, host_of(rest)),
         None => ("", ""),
     };
     let shown = if scheme.is_empty() {
         "a local path".to_string()
+    } else if host.is_empty() {
+        redact_url(uri)
     } else {
         format!("{scheme}://{host}")
     };
@@ -202,6 +206,19 @@ mod tests {
         ] {
             assert!(check(uri, None).is_ok(), "{uri}");
         }
+    }
+
+    #[test]
+    fn an_hf_owner_is_no_host() {
+        // `metadata` is a blocked host name, and a fine Hub owner.
+        assert!(check("hf://metadata/model:main", None).is_ok());
+        let list = vec!["hf://my-org/".to_string()];
+        assert!(check("hf://my-org/llm:v1", Some(&list)).is_ok());
+        let err = check("hf://other/llm", Some(&list)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "refusing artifact URI 'hf://other/llm': it starts with none of ALLOWED_ARTIFACT_URI_PREFIXES (hf://my-org/)"
+        );
     }
 
     #[test]

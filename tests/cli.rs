@@ -64,7 +64,7 @@ fn usage_errors_exit_2_with_the_usage_then_the_error_last() {
         (&["--nope", "a", "b"], "error: invalid option '--nope'"),
         (
             &["--resolve", "s3://bucket/model"],
-            "error: --resolve needs a model-registry:// URI, got 's3://bucket/model'",
+            "error: --resolve needs a model-registry:// or hf:// URI, got 's3://bucket/model'",
         ),
     ];
     for (args, last) in cases {
@@ -125,7 +125,7 @@ fn an_unsupported_scheme_is_named() {
     out.expect_code(1);
     assert_eq!(
         out.last_line(),
-        "error: invalid URI 'oci://registry/model:1': unsupported storage scheme (supported: model-registry://, s3://, gs://, Azure Blob https://, http(s)://, file:// or a path)"
+        "error: invalid URI 'oci://registry/model:1': unsupported storage scheme (supported: model-registry://, s3://, gs://, Azure Blob https://, http(s)://, hf://, file:// or a path)"
     );
 }
 

@@ -57,6 +57,7 @@ impl Source for Mem {
                 etag: Some(self.etag.to_string()),
                 ranges: self.sized,
                 md5: None,
+                sha256: None,
             })
             .collect())
     }

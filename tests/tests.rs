@@ -19,6 +19,8 @@ mod s3;
 mod gcs;
 // Azure Blob downloads against Azurite and local token stand-ins.
 mod azure;
+// hf:// downloads against a local Hub, checked against huggingface_hub.
+mod hf;
 // Hostile paged listings on every object store.
 mod listing;
 // Extraction of a lone archive, hostile ones included.

@@ -16,11 +16,13 @@
 //!    partial (or zero-filled) file under a final name. Each file renamed is noted in the
 //!    manifest. Parts done are noted in a journal next to
 //!    the temporary file, so a rerun fetches only the missing parts of a large object.
-//! 5. When digests are pinned or asked for, every file's SHA-256 is computed before its rename
-//!    (a mismatch leaves no file under the final name): while it streams when it arrives in one
-//!    piece, in the same pass as its MD5; by reading it back once, in order, when it came in
-//!    ranged parts (they arrive out of order, from several workers) or was kept from an
-//!    earlier run.
+//! 5. A file's SHA-256 is computed before its rename, at most once, when something expects
+//!    one: the source (`Object::sha256`, the Hub's LFS files) or a pin, or when digests are
+//!    asked for (then every file's, for the result). It is hashed while it streams when it
+//!    arrives in one piece, in the same pass as its MD5; by reading it back once, in order,
+//!    when it came in ranged parts (they arrive out of order, from several workers) or was
+//!    kept from an earlier run. A mismatch leaves no file under the final name, and neither
+//!    the temporary file nor its journal.
 //! 6. After success, temporary files a killed run left for this plan's files are removed; no
 //!    object may have a temporary name, so those names are this program's alone.
 //!
@@ -263,17 +265,23 @@ pub fn download(
         let path = dest::prepare(dest, &p.path)?;
         if let Some(entry) = manifest::vouches(&known, &p, uri, &path) {
             // A file an earlier run wrote is hashed again when digests count: it was not
-            // hashed on its way in, or not against these pins.
+            // hashed on its way in, or not against these pins. Otherwise the manifest vouches
+            // for it, the source's SHA-256 included (it was checked before the rename).
             let digest = match hashing {
                 true => Some(hash_kept(&path, p.size)?),
                 false => None,
             };
-            match (digest, pin) {
-                (Some(actual), Some(pin)) if actual != pin.digest => {
+            let wrong = digest.and_then(|actual| {
+                source_mismatch(&p, &actual).or_else(|| {
+                    pin.filter(|pin| pin.digest != actual)
+                        .map(|pin| pin.mismatch(&actual))
+                })
+            });
+            match wrong {
+                Some(why) => {
                     log::warn!(
-                        "{} is complete but not the pinned file ({}): downloading it again",
+                        "{} is complete but not the expected file ({why}): downloading it again",
                         path.display(),
-                        pin.mismatch(&actual)
                     );
                 }
                 _ => {
@@ -370,8 +378,9 @@ struct FileJob {
     remaining: AtomicUsize,
     // Bytes written, for a stream of unknown size.
     written: AtomicU64,
-    // When digests are computed: the path shown (relative to DEST_DIR) and what the bytes
-    // must hash to, if pinned.
+    // When digests are computed for the result: the path shown (relative to DEST_DIR) and
+    // what the bytes must hash to, if pinned. A file is hashed too, without being recorded,
+    // when its source listed a SHA-256 (`planned.sha256`).
     hash: Option<(String, Option<Pin>)>,
     // The SHA-256 of a file that arrived in one piece, hashed as it streamed.
     streamed: Mutex<Option<Sha256>>,
@@ -517,18 +526,30 @@ impl FileJob {
                 "wrote {actual} bytes, the source listed {expected}"
             )));
         }
-        if let Some((shown, pin)) = &self.hash {
+        if self.hashes() {
             let digest = self.digest(&file, actual)?;
-            if let Some(pin) = pin.filter(|pin| pin.digest != digest) {
-                // Not these bytes, not under any name: a rerun fetches them afresh.
+            // The source's promise first: bytes that break it are a bad transfer, whatever
+            // the pins say.
+            let wrong = match source_mismatch(&self.planned, &digest) {
+                Some(reason) => Some(self.broken(reason)),
+                None => self.hash.as_ref().and_then(|(shown, pin)| {
+                    pin.filter(|pin| pin.digest != digest)
+                        .map(|pin| Error::Verify {
+                            uri: self.uri.clone(),
+                            path: Some(shown.clone()),
+                            reason: pin.mismatch(&digest),
+                        })
+                }),
+            };
+            if let Some(e) = wrong {
+                // Not these bytes, not under any name; and the journal goes with the
+                // temporary file, or a rerun would take the bad parts for done ones.
                 dest::remove_temporaries(&self.path)?;
-                return Err(Error::Verify {
-                    uri: self.uri.clone(),
-                    path: Some(shown.clone()),
-                    reason: pin.mismatch(&digest),
-                });
+                return Err(e);
             }
-            tally.digest(shown.clone(), digest);
+            if let Some((shown, _)) = &self.hash {
+                tally.digest(shown.clone(), digest);
+            }
         }
         dest::sync_file(&file, &self.temp)?;
         std::fs::rename(&self.temp, &self.path)
@@ -548,6 +569,11 @@ impl FileJob {
 }
 
 impl FileJob {
+    // Whether the file is hashed: for the result, or against the source's SHA-256.
+    fn hashes(&self) -> bool {
+        self.hash.is_some() || self.planned.sha256.is_some()
+    }
+
     // The SHA-256 of the complete temporary file (`file`, `len` bytes): as it streamed, or
     // read back once in order (ranged parts, a file with nothing left to fetch).
     fn digest(&self, file: &File, len: u64) -> Result<Sha256, Error> {
@@ -565,12 +591,27 @@ impl FileJob {
             let why = io::Error::other("the temporary file was replaced during the run");
             return Err(Error::io("read", &self.temp, why));
         }
+        // Said at debug level: a second read of the same file in one run would be a waste
+        // worth seeing.
+        log::debug!("reading {} back to hash it", self.path.display());
         sha256_of_file(&reader, len).map_err(|e| Error::io("read", &self.temp, e))
     }
 }
 
+// Why bytes that hash to `actual` are not the object the source listed, when it listed a
+// SHA-256.
+fn source_mismatch(planned: &Planned, actual: &Sha256) -> Option<String> {
+    let listed = planned.sha256.filter(|listed| listed != actual)?;
+    Some(format!(
+        "the bytes' SHA-256 is {}, the source listed {}",
+        hex(actual),
+        hex(&listed)
+    ))
+}
+
 // The SHA-256 of a file an earlier run completed.
 fn hash_kept(path: &Path, size: Option<u64>) -> Result<Sha256, Error> {
+    log::debug!("reading {} back to hash it", path.display());
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let len = match size {
         Some(size) => size,
@@ -703,9 +744,9 @@ fn run_task(
         ),
         None => log::debug!("fetching '{}' of '{}'", job.planned.key, job.uri),
     }
-    // An object that arrives in one piece is hashed on the way, when its MD5 is known; the
-    // parts of a large object arrive out of order, and hashing them would mean reading the
-    // whole file again.
+    // An object that arrives in one piece is hashed on the way, when its MD5 is known or its
+    // SHA-256 is wanted; the parts of a large object arrive out of order, and hashing them
+    // means reading the whole file again (`finish` does so for a SHA-256).
     let whole = start == 0
         && task
             .range
@@ -727,7 +768,7 @@ fn run_task(
             .md5
             .filter(|_| whole)
             .map(|_| Digest::new(Algorithm::Md5)),
-        sha256: (whole && job.hash.is_some()).then(|| Digest::new(Algorithm::Sha256)),
+        sha256: (whole && job.hashes()).then(|| Digest::new(Algorithm::Sha256)),
     };
     let result = source.read(&job.planned.key, task.range.clone(), &mut writer);
     // The writer's own failure is the cause; the source only saw its symptom.
@@ -796,7 +837,7 @@ struct PartWriter<'a> {
     failed: Option<io::Error>,
     // The running MD5 of an object written in one piece, when the source gave one to check.
     md5: Option<Digest>,
-    // Its running SHA-256, when digests are computed.
+    // Its running SHA-256, when the file is hashed (`FileJob::hashes`).
     sha256: Option<Digest>,
 }
 

@@ -31,6 +31,8 @@ pub struct Planned {
     pub(crate) ranges: bool,
     /// The MD5 of the bytes, when the source knows it.
     pub(crate) md5: Option<[u8; 16]>,
+    /// The SHA-256 of the bytes, when the source knows it.
+    pub(crate) sha256: Option<[u8; 32]>,
 }
 
 /// Why a listing cannot be planned.
@@ -73,6 +75,7 @@ pub(crate) fn plan(prefix: &str, objects: Vec<Object>) -> Result<Vec<Planned>, P
                 etag: object.etag,
                 ranges: object.ranges,
                 md5: object.md5,
+                sha256: object.sha256,
             },
         );
     }
@@ -145,6 +148,7 @@ mod tests {
             etag: None,
             ranges: true,
             md5: None,
+            sha256: None,
         }
     }
 
@@ -241,6 +245,7 @@ mod tests {
                 etag: Some("\"abc\"".into()),
                 ranges: false,
                 md5: Some([7; 16]),
+                sha256: Some([9; 32]),
             }],
         )
         .unwrap();
@@ -253,6 +258,7 @@ mod tests {
                 etag: Some("\"abc\"".into()),
                 ranges: false,
                 md5: Some([7; 16]),
+                sha256: Some([9; 32]),
             }]
         );
     }

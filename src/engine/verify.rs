@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::digest::{Sha256, hex, sha256};
+use crate::digest::{Sha256, from_hex, hex, sha256};
 use crate::error::quote;
 
 /// What the downloaded files must hash to, and whether to hash them at all.
@@ -136,14 +136,7 @@ pub(crate) fn parse_digest(text: &str) -> Result<Sha256, String> {
             quote(algorithm)
         ));
     }
-    if value.len() != 64 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("{} is not 64 hex digits", quote(value)));
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&value[2 * i..2 * i + 2], 16).expect("checked hex");
-    }
-    Ok(out)
+    from_hex(value).ok_or_else(|| format!("{} is not 64 hex digits", quote(value)))
 }
 
 /// Reads a manifest: a JSON object of path → `sha256:<hex>`.

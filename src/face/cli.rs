@@ -9,10 +9,11 @@ use std::path::PathBuf;
 
 use crate::engine::Options;
 use crate::error::{Error, quote};
+use crate::fetch::hf::is_hf_uri;
 use crate::uri::is_registry_uri;
 
 /// One line saying how to call the program; printed with every usage error.
-pub(crate) const USAGE: &str = "usage: mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]\n       mr-storage-initializer --resolve MODEL_REGISTRY_URI [DEST_DIR]";
+pub(crate) const USAGE: &str = "usage: mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]\n       mr-storage-initializer --resolve MODEL_REGISTRY_URI|HF_URI [DEST_DIR]";
 
 /// `--help`.
 pub(crate) const HELP: &str = "\
@@ -23,21 +24,23 @@ artifact, and downloads its files into DEST_DIR. Also takes storage URIs directl
 
 USAGE:
     mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]
-    mr-storage-initializer --resolve MODEL_REGISTRY_URI [DEST_DIR]
+    mr-storage-initializer --resolve MODEL_REGISTRY_URI|HF_URI [DEST_DIR]
 
 ARGS:
     SRC_URI     model-registry://[HOST[:PORT]/]MODEL[/VERSION][?namespace=NS]
                 (names may be percent-encoded: my%20model, v1%2Frc),
                 s3://BUCKET[/PREFIX], gs://BUCKET[/PREFIX],
                 https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX][?SAS],
+                hf://OWNER/REPO[:REVISION] (a Hugging Face Hub repository),
                 http(s)://HOST/PATH/FILE, file:///PATH or a local path
     DEST_DIR    where the files go; created if missing (KServe: /mnt/models)
 
 OPTIONS:
     -j, --jobs N    parallel transfers (default 16)
     --dry-run       print what would be written (size and path, one per line), write nothing
-    --resolve       resolve a model-registry:// URI, print the result as one JSON object on
-                    stdout (with the file patterns, when set), download nothing
+    --resolve       resolve a model-registry:// URI (or an hf:// URI's revision to its
+                    commit), print the result as one JSON object on stdout (with the file
+                    patterns, when set), download nothing
     --json          print the result (the JSON written to the termination message file) on
                     stdout too
     -h, --help      print this help
@@ -125,6 +128,13 @@ ENVIRONMENT (empty counts as unset):
     AZURE_STORAGE_CONNECTION_STRING  BlobEndpoint, AccountName, AccountKey or
                                    SharedAccessSignature
 
+  Hugging Face Hub (huggingface_hub's names):
+    HF_ENDPOINT                    the Hub or a mirror (default https://huggingface.co)
+    HF_TOKEN                       token, sent to HF_ENDPOINT only
+    HF_TOKEN_PATH                  file holding the token (default HF_HOME/token)
+    HF_HOME                        where the saved token is looked for (default
+                                   $XDG_CACHE_HOME/huggingface or ~/.cache/huggingface)
+
 EXIT STATUS:
     0 success, 1 failure at run time, 2 bad command line, 143 SIGTERM, 130 SIGINT.
     A signal stops the run within 2 s and leaves temporary files a rerun resumes from.
@@ -141,7 +151,8 @@ pub(crate) enum Command {
         options: Options,
         json: bool,
     },
-    /// Resolve one `model-registry://` URI and print the result.
+    /// Resolve one `model-registry://` URI (or an `hf://` URI's revision) and print the
+    /// result.
     Resolve(String),
     /// Print help.
     Help,
@@ -195,14 +206,14 @@ where
     if resolve {
         if values.is_empty() || values.len() > 2 {
             return Err(Error::Usage(format!(
-                "--resolve takes one model-registry:// URI (and optionally DEST_DIR), got {} argument(s)",
+                "--resolve takes one model-registry:// or hf:// URI (and optionally DEST_DIR), got {} argument(s)",
                 values.len()
             )));
         }
         let uri = utf8(values.swap_remove(0))?;
-        if !is_registry_uri(&uri) {
+        if !is_registry_uri(&uri) && !is_hf_uri(&uri) {
             return Err(Error::Usage(format!(
-                "--resolve needs a model-registry:// URI, got {}",
+                "--resolve needs a model-registry:// or hf:// URI, got {}",
                 quote(&uri)
             )));
         }
@@ -351,7 +362,11 @@ mod tests {
         );
         assert_eq!(
             parse("--resolve s3://a/b"),
-            Err("--resolve needs a model-registry:// URI, got 's3://a/b'".into())
+            Err("--resolve needs a model-registry:// or hf:// URI, got 's3://a/b'".into())
+        );
+        assert_eq!(
+            parse("--resolve hf://a/b:v1"),
+            Ok(Command::Resolve("hf://a/b:v1".into()))
         );
         assert!(parse("--resolve").is_err());
         assert!(parse("--resolve a b c").is_err());

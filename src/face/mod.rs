@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::engine::{INTERRUPTED, interrupted};
 use crate::error::{Error, escape_controls, one_line};
+use crate::fetch::hf::is_hf_uri;
 use crate::settings::Settings;
 use cli::Command;
 use progress::Progress;
@@ -116,23 +117,32 @@ fn main_inner() -> Result<(), Error> {
         }
         Command::Resolve(uri) => {
             let settings = Settings::from_env()?;
-            let resolution = crate::resolve_uri(&uri, &settings)?;
             // The patterns the download would apply, so the line says what would be fetched.
             #[derive(serde::Serialize)]
-            struct Resolved<'a> {
+            struct Resolved<'a, T> {
                 #[serde(flatten)]
-                resolution: &'a crate::registry::resolve::Resolution,
+                resolution: T,
                 #[serde(skip_serializing_if = "<[_]>::is_empty")]
                 storage_allow_patterns: &'a [String],
                 #[serde(skip_serializing_if = "<[_]>::is_empty")]
                 storage_ignore_patterns: &'a [String],
             }
-            let resolved = Resolved {
-                resolution: &resolution,
-                storage_allow_patterns: &settings.filter.allow,
-                storage_ignore_patterns: &settings.filter.ignore,
+            fn with_patterns<T: serde::Serialize>(
+                resolution: T,
+                settings: &Settings,
+            ) -> serde_json::Result<String> {
+                serde_json::to_string(&Resolved {
+                    resolution,
+                    storage_allow_patterns: &settings.filter.allow,
+                    storage_ignore_patterns: &settings.filter.ignore,
+                })
+            }
+            let json = if is_hf_uri(&uri) {
+                with_patterns(crate::fetch::hf::pin(&uri, &settings)?, &settings)
+            } else {
+                with_patterns(crate::resolve_uri(&uri, &settings)?, &settings)
             };
-            let json = serde_json::to_string(&resolved).expect("a Resolution always serializes");
+            let json = json.expect("a resolution always serializes");
             println!("{json}");
             Ok(())
         }

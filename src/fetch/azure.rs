@@ -561,6 +561,7 @@ fn parse_page(xml: &str) -> Result<Page, String> {
             size: Some(b.properties.content_length),
             etag: b.properties.etag,
             ranges: true,
+            sha256: None,
         })
         .collect();
     Ok(Page {

@@ -261,6 +261,7 @@ fn parse_page(json: &str) -> Result<Page, String> {
                 .or_else(|| item.generation.map(|g| format!("generation:{g}"))),
             ranges: true,
             md5,
+            sha256: None,
         });
     }
     Ok(Page {

@@ -130,6 +130,7 @@ fn object(key: String, meta: &std::fs::Metadata) -> Object {
         )),
         ranges: true,
         md5: None,
+        sha256: None,
     }
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod azure;
 pub(crate) mod credentials;
 pub(crate) mod gauth;
 pub(crate) mod gcs;
+pub(crate) mod hf;
 pub(crate) mod local;
 pub(crate) mod s3;
 pub(crate) mod sts;
@@ -45,6 +46,11 @@ pub struct Object {
     /// none here: only the answer to a GET tells whether an ETag is an MD5, so S3 checks its
     /// own (`s3::Verifier`).
     pub md5: Option<[u8; 16]>,
+    /// The SHA-256 of the object's bytes, when the store's listing says it (the Hub's LFS
+    /// and Xet files): the engine checks it on every file, hashing while streaming when the
+    /// object arrives in one piece and reading the finished parts back otherwise, since the
+    /// store promises these bytes by this hash.
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// A storage backend.
@@ -278,6 +284,8 @@ pub(crate) enum StorageKind {
     Http,
     /// `file://` or a plain path
     Local,
+    /// `hf://OWNER/REPO[:REVISION]`: a Hugging Face Hub repository
+    Hf,
 }
 
 impl StorageKind {
@@ -291,6 +299,7 @@ impl StorageKind {
             "s3" => Some(StorageKind::S3),
             "gs" => Some(StorageKind::Gcs),
             "file" => Some(StorageKind::Local),
+            "hf" => Some(StorageKind::Hf),
             "https" if is_azure_blob_host(host_of(rest)) => Some(StorageKind::Azure),
             "http" | "https" => Some(StorageKind::Http),
             _ => None,
@@ -322,7 +331,7 @@ pub(crate) fn can_fetch(uri: &str) -> bool {
 }
 
 /// The artifact URIs this program fetches, for the hint after a refused one.
-pub(crate) const SCHEMES_HINT: &str = "supported artifact URIs: s3://, gs://, https://ACCOUNT.blob.core.windows.net/..., http(s)://, file://";
+pub(crate) const SCHEMES_HINT: &str = "supported artifact URIs: s3://, gs://, https://ACCOUNT.blob.core.windows.net/..., http(s)://, file://, hf://";
 
 /// Picks and sets up the backend for a storage URI (not a `model-registry://` one): a source
 /// ready to be listed, and the prefix its URI names.
@@ -340,8 +349,9 @@ pub(crate) fn open(uri: &str, settings: &Settings) -> Result<(Box<dyn Source>, S
         Some(StorageKind::S3) => opened(s3::S3Source::open(uri, settings)?),
         Some(StorageKind::Gcs) => opened(gcs::GcsSource::open(uri, settings)?),
         Some(StorageKind::Azure) => opened(azure::AzureSource::open(uri, settings)?),
+        Some(StorageKind::Hf) => opened(hf::HfSource::open(uri, settings)?),
         None => {
-            let reason = "unsupported storage scheme (supported: model-registry://, s3://, gs://, Azure Blob https://, http(s)://, file:// or a path)";
+            let reason = "unsupported storage scheme (supported: model-registry://, s3://, gs://, Azure Blob https://, http(s)://, hf://, file:// or a path)";
             return Err(Error::uri(redact_url(uri), reason));
         }
     })
@@ -350,7 +360,7 @@ pub(crate) fn open(uri: &str, settings: &Settings) -> Result<(Box<dyn Source>, S
 // `s3:/bucket` or `model-registry:iris`, a known scheme with fewer than two slashes, reads as
 // a local path that does not exist: the URI that was meant (`file:/p` is `file:///p`).
 fn one_slash_typo(uri: &str) -> Option<String> {
-    const SCHEMES: [&str; 6] = ["model-registry", "s3", "gs", "file", "http", "https"];
+    const SCHEMES: [&str; 7] = ["model-registry", "s3", "gs", "file", "http", "https", "hf"];
     let (scheme, rest) = uri.split_once(':')?;
     if rest.starts_with("//") || !SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
         return None;
@@ -405,6 +415,7 @@ mod tests {
                     etag: None,
                     ranges: true,
                     md5: None,
+                    sha256: None,
                 })
                 .collect();
             let next = Some((n + 1).to_string());
@@ -458,6 +469,7 @@ mod tests {
             ),
             ("http://acct.blob.core.windows.net/c/p", Some(Http)),
             ("file:///models/iris", Some(Local)),
+            ("hf://facebook/opt-125m:main", Some(Hf)),
             ("/mnt/pvc/iris", Some(Local)),
             ("ftp://example.com/model", None),
             ("hdfs://nn/model", None),

@@ -45,7 +45,7 @@ use serde::Deserialize;
 use ureq::Agent;
 use ureq::http::{HeaderMap, HeaderValue};
 
-use crate::digest::{Algorithm, Digest, hex};
+use crate::digest::{Algorithm, Digest, from_hex, hex};
 use crate::error::{Error, one_line, quote};
 use crate::fetch::credentials::{Cache, Expiring};
 use crate::fetch::{
@@ -606,6 +606,7 @@ fn parse_page(xml: &str) -> Result<Page, String> {
                 size: Some(c.size),
                 etag,
                 ranges: true,
+                sha256: None,
             }
         })
         .collect();
@@ -620,15 +621,7 @@ fn parse_page(xml: &str) -> Result<Page, String> {
 /// The MD5 of an object's bytes, when its ETag is one: a single-part upload's ETag is the hex
 /// MD5 of the object; a multipart upload's has a `-N` suffix and is not.
 pub(crate) fn md5_of_etag(etag: &str) -> Option<[u8; 16]> {
-    let etag = etag.trim_matches('"');
-    if etag.len() != 32 {
-        return None;
-    }
-    let mut md5 = [0u8; 16];
-    for (i, byte) in md5.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(etag.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(md5)
+    from_hex(etag.trim_matches('"'))
 }
 
 #[cfg(test)]

@@ -97,6 +97,7 @@ impl Source for WebSource {
             etag,
             ranges,
             md5: None,
+            sha256: None,
         }])
     }
 

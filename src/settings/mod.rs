@@ -8,6 +8,7 @@
 mod azure;
 mod download;
 mod gcs;
+mod hf;
 mod net;
 mod registry;
 mod s3;
@@ -22,6 +23,7 @@ use crate::uri::BaseUrl;
 
 pub(crate) use azure::AzureSettings;
 pub(crate) use gcs::GcsSettings;
+pub(crate) use hf::HfSettings;
 pub use net::NetSettings;
 pub(crate) use net::canonical;
 pub(crate) use registry::RegistrySettings;
@@ -50,6 +52,8 @@ pub struct Settings {
     pub(crate) filter: Filter,
     /// `VERIFICATION_DIGEST` and the digest manifest: what the files must hash to.
     pub(crate) pins: Pins,
+    /// The Hugging Face Hub or a mirror of it.
+    pub(crate) hf: HfSettings,
 }
 
 /// A value that must never be printed: `Debug` and `Display` show `(redacted)`.
@@ -127,6 +131,7 @@ impl Settings {
             gcs: gcs::read(&get)?,
             filter,
             pins,
+            hf: hf::read(&get)?,
         })
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod azure;
 pub mod gcs;
+pub mod hub;
 pub mod listing;
 pub mod proxy;
 pub mod replay;
