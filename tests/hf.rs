@@ -582,3 +582,137 @@ fn a_next_page_on_another_origin_is_refused_before_the_token_goes_there() {
     assert!(elsewhere.seen().is_empty());
     assert!(!ours.exists());
 }
+
+fn sha256_hex(data: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// How often the engine read `name` back to hash it (a debug line).
+fn read_backs(out: &Run, name: &str) -> usize {
+    let tail = format!("/{name} back to hash it");
+    out.stderr.lines().filter(|l| l.ends_with(&tail)).count()
+}
+
+#[test]
+fn the_hubs_sha256_and_the_pins_share_one_hash() {
+    // Digests asked for: the Hub's files are in the result, and the safetensors (two ranged
+    // parts) is read back once for both the Hub's SHA-256 and the result; config.json (a git
+    // file, in one piece) is hashed as it streams.
+    let repo = minilm();
+    let want: BTreeMap<String, String> = repo
+        .files
+        .iter()
+        .filter(|f| f.path == "model.safetensors" || f.path == "config.json")
+        .map(|f| (f.path.clone(), sha256_hex(&f.bytes)))
+        .collect();
+    assert_eq!(want.len(), 2);
+    let hub = Hub::start(vec![repo, small("acme/open")], 1000);
+    let tmp = TempDir::new("hf-pins");
+    let ours = dest(&tmp, "minilm");
+    let mut hashing = env(&hub);
+    hashing.push(("MRSI_SHA256", "true".into()));
+    let mut patterns = hashing.clone();
+    patterns.push((
+        "STORAGE_ALLOW_PATTERNS",
+        r#"["model.safetensors", "config.json"]"#.into(),
+    ));
+    let uri = format!("hf://{MINILM}");
+    let out = run_env(&["--json", "-j", "4", &uri, arg(&ours)], &patterns);
+    out.expect_code(0);
+    let got: BTreeMap<String, String> =
+        serde_json::from_value(out.json()["downloads"][0]["sha256"].clone()).unwrap();
+    assert_eq!(got, want, "{out:#?}");
+    assert_eq!(read_backs(&out, "model.safetensors"), 1, "{out:#?}");
+    assert_eq!(read_backs(&out, "config.json"), 0, "{out:#?}");
+
+    // A pin the Hub's bytes do not match fails as a pin, and leaves nothing of the file.
+    let w = small("acme/open").files[1].bytes.clone();
+    let right = sha256_hex(&w);
+    let wrong = sha256_hex(b"another file");
+    let mut pinned = env(&hub);
+    pinned.push(("STORAGE_ALLOW_PATTERNS", "weights/*".into()));
+    pinned.push(("VERIFICATION_DIGEST", format!("sha256:{wrong}")));
+    let small_dest = dest(&tmp, "small");
+    let out = run_env(&["hf://acme/open", arg(&small_dest)], &pinned);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: verification failed for 'weights/w.bin' of 'hf://acme/open': the bytes' SHA-256 is {right}, VERIFICATION_DIGEST pins sha256:{wrong}"
+        ),
+        "{out:#?}"
+    );
+    assert!(
+        tree(&small_dest).keys().all(|k| !k.contains("w.bin")),
+        "{out:#?}"
+    );
+
+    // A kept file is hashed again when digests are asked for, and checked against the Hub's
+    // SHA-256 too: bytes changed under an unchanged name and mtime are fetched again.
+    let out = run_env(&["hf://acme/open", arg(&small_dest)], &hashing);
+    out.expect_code(0);
+    let kept = small_dest.join("weights/w.bin");
+    let mtime = std::fs::metadata(&kept).unwrap().modified().unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new().write(true).open(&kept).unwrap();
+        file.write_at(&[w[10] ^ 1], 10).unwrap();
+        file.set_modified(mtime).unwrap();
+    }
+    let changed = sha256_hex(&std::fs::read(&kept).unwrap());
+    let out = run_env(&["--json", "hf://acme/open", arg(&small_dest)], &hashing);
+    out.expect_code(0);
+    assert!(
+        out.stderr.contains(&format!(
+            "w.bin is complete but not the expected file (the bytes' SHA-256 is {changed}, the source listed {right}): downloading it again"
+        )),
+        "{out:#?}"
+    );
+    assert_eq!(std::fs::read(&kept).unwrap(), *w);
+    assert_eq!(
+        out.json()["downloads"][0]["sha256"]["weights/w.bin"],
+        right.as_str()
+    );
+    // config.json was kept and read back once, for the result.
+    assert_eq!(read_backs(&out, "config.json"), 1, "{out:#?}");
+
+    // Bytes that break the Hub's SHA-256 fail as a bad transfer even when a pin is set: the
+    // source's promise is checked first.
+    let mut lying = w.to_vec();
+    lying[0] ^= 1;
+    let lied = sha256_hex(&lying);
+    hub.tamper(&w, lying);
+    pinned.retain(|(k, _)| *k != "VERIFICATION_DIGEST");
+    pinned.push(("VERIFICATION_DIGEST", format!("sha256:{right}")));
+    let fresh = dest(&tmp, "tampered");
+    let out = run_env(&["hf://acme/open", arg(&fresh)], &pinned);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot download 'weights/w.bin' of 'hf://acme/open': the bytes' SHA-256 is {lied}, the source listed {right}"
+        ),
+        "{out:#?}"
+    );
+    assert!(
+        tree(&fresh).keys().all(|k| !k.contains("w.bin")),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn resolve_shows_the_file_patterns_for_hf_too() {
+    let hub = Hub::start(vec![small("acme/open")], 1000);
+    let mut env = env(&hub);
+    env.push(("STORAGE_IGNORE_PATTERNS", "*.json".into()));
+    let out = run_env(&["--resolve", "hf://acme/open"], &env);
+    out.expect_code(0);
+    let json = out.json();
+    assert_eq!(json["repo"], "acme/open");
+    assert_eq!(
+        json["storage_ignore_patterns"],
+        serde_json::json!(["*.json"])
+    );
+    assert!(json.get("storage_allow_patterns").is_none(), "{json}");
+}
