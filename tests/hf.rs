@@ -716,3 +716,69 @@ fn resolve_shows_the_file_patterns_for_hf_too() {
     );
     assert!(json.get("storage_allow_patterns").is_none(), "{json}");
 }
+
+// A password or a query written into an hf:// URI (a habit from other schemes, or a registry
+// artifact URI that carries one) is never echoed: not in the error line, not in the result.
+#[test]
+fn secrets_written_into_an_hf_uri_stay_out_of_the_error_line_and_the_result() {
+    let hub = Hub::start(vec![small("acme/open")], 1000);
+    let tmp = TempDir::new("hf-secrets");
+    let ours = dest(&tmp, "ours");
+    let result = dest(&tmp, "result.json");
+    let mut env = env(&hub);
+    env.push(("MRSI_RESULT_FILE", arg(&result).into()));
+    for (uri, line) in [
+        (
+            "hf://user:hunter2@acme/open",
+            "error: invalid URI 'hf://user:<redacted>@acme/open': a user or password is not part of hf://OWNER/REPO[:REVISION] (the Hub's token goes in HF_TOKEN)",
+        ),
+        (
+            "hf://acme/open:main?token=hunter2",
+            "error: invalid URI 'hf://acme/open:main?<redacted>': a query or fragment is not part of hf://OWNER/REPO[:REVISION]",
+        ),
+        (
+            "hf://acme/open#hunter2",
+            "error: invalid URI 'hf://acme/open#<redacted>': a query or fragment is not part of hf://OWNER/REPO[:REVISION]",
+        ),
+    ] {
+        let out = run_env(&[uri, arg(&ours)], &env);
+        out.expect_code(1);
+        assert_eq!(out.last_line(), line, "{out:#?}");
+        assert!(!out.stderr.contains("hunter2"), "{out:#?}");
+        let text = std::fs::read_to_string(&result).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+    assert!(hub.seen().is_empty(), "nothing asked of the Hub");
+}
+
+// The Hub's file names are keys like any store's: one that would leave DEST_DIR fails the
+// plan before a file is asked for.
+#[test]
+fn hub_file_names_that_would_leave_dest_dir_fail_before_a_download() {
+    for (name, reason) in [
+        ("../evil.bin", "a '..' segment would leave DEST_DIR"),
+        ("sub/../../evil.bin", "a '..' segment would leave DEST_DIR"),
+        ("/etc/evil.bin", "an absolute path would leave DEST_DIR"),
+        ("a\0b.bin", "a NUL byte cannot be in a file name"),
+    ] {
+        let mut repo = small("acme/open");
+        repo.files
+            .push(File::new(name, b"evil".to_vec(), name.ends_with(".bin")));
+        let hub = Hub::start(vec![repo], 1000);
+        let tmp = TempDir::new("hf-evil");
+        let ours = dest(&tmp, "ours");
+        let out = run_env(&["hf://acme/open", arg(&ours)], &env(&hub));
+        out.expect_code(1);
+        assert!(
+            out.last_line().starts_with("error: refusing object ")
+                && out.last_line().ends_with(reason),
+            "{name:?}: {out:#?}"
+        );
+        assert!(
+            hub.seen().iter().all(|s| !s.target.contains("/resolve/")),
+            "{name:?}"
+        );
+        assert!(!ours.exists() || tree(&ours).is_empty(), "{name:?}");
+        assert!(!tmp.path().join("evil.bin").exists());
+    }
+}
