@@ -388,7 +388,8 @@ pub(crate) fn redact_url(url: &str) -> String {
     format!("{}{query}{fragment}", redact_password(base))
 }
 
-// `scheme://user:password@host/...` keeps the user and hides the password.
+// `scheme://user:password@host/...` keeps the user and hides the password; a user alone is
+// hidden whole, since that is where a token goes (`https://TOKEN@host/...`).
 pub(crate) fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
@@ -398,7 +399,7 @@ pub(crate) fn redact_password(url: &str) -> String {
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
             Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}{path}"),
-            None => url.to_string(),
+            None => format!("{scheme}://<redacted>@{host}{path}"),
         },
         None => url.to_string(),
     }
@@ -518,7 +519,7 @@ mod tests {
                 "https://u:<redacted>@h/f?<redacted>",
             ),
             ("https://u:p@w@h:8/f", "https://u:<redacted>@h:8/f"),
-            ("https://u@h/f", "https://u@h/f"),
+            ("https://tok3n@h/f", "https://<redacted>@h/f"),
             ("https://h/a@b:c", "https://h/a@b:c"),
         ];
         for (url, shown) in cases {

@@ -729,6 +729,10 @@ fn secrets_written_into_an_hf_uri_stay_out_of_the_error_line_and_the_result() {
     env.push(("MRSI_RESULT_FILE", arg(&result).into()));
     for (uri, line) in [
         (
+            "hf://hunter2@acme/open",
+            "error: invalid URI 'hf://<redacted>@acme/open': a user or password is not part of hf://OWNER/REPO[:REVISION] (the Hub's token goes in HF_TOKEN)",
+        ),
+        (
             "hf://user:hunter2@acme/open",
             "error: invalid URI 'hf://user:<redacted>@acme/open': a user or password is not part of hf://OWNER/REPO[:REVISION] (the Hub's token goes in HF_TOKEN)",
         ),

@@ -71,6 +71,9 @@ pub(crate) fn pin(uri: &str, settings: &Settings) -> Result<Pinned, Error> {
     })
 }
 
+// KServe's grammar, for messages.
+const GRAMMAR: &str = "hf://OWNER/REPO[:REVISION]";
+
 /// The revision `huggingface_hub` takes when none is given.
 const DEFAULT_REVISION: &str = "main";
 
@@ -87,15 +90,29 @@ impl HfUri {
     /// Parses KServe's grammar: after `hf://`, exactly two `/`-separated parts, the second
     /// split at its first `:` into the name and the revision (empty: none).
     pub(crate) fn parse(uri: &str) -> Result<HfUri, Error> {
-        let invalid = |reason: String| Err(Error::uri(uri, reason));
+        // A query or a password is a secret to no one's benefit here: the line shows neither.
+        let invalid = |reason: String| Err(Error::uri(redact_url(uri), reason));
         let rest = match uri.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("hf") => rest,
             _ => return invalid("not an hf:// URI".into()),
         };
+        // Checked before the parts are quoted, since they would quote the secret.
+        if rest.contains(['?', '#']) {
+            return invalid(format!("a query or fragment is not part of {GRAMMAR}"));
+        }
+        if rest
+            .split('/')
+            .next()
+            .is_some_and(|owner| owner.contains('@'))
+        {
+            return invalid(format!(
+                "a user or password is not part of {GRAMMAR} (the Hub's token goes in HF_TOKEN)"
+            ));
+        }
         let parts: Vec<&str> = rest.split('/').collect();
         let [owner, model] = parts.as_slice() else {
             return invalid(format!(
-                "expected hf://OWNER/REPO[:REVISION] (one '/'), got {} part(s) after hf://",
+                "expected {GRAMMAR} (one '/'), got {} part(s) after hf://",
                 parts.len()
             ));
         };
@@ -533,7 +550,14 @@ mod tests {
         );
         assert!(line("hf://a/b/").contains("got 3 part(s)"));
         assert!(line("hf://../b").contains("owner '..' holds '--' or '..'"));
-        assert!(line("hf://a/b?x=1").contains("name 'b?x=1' holds '?'"));
+        assert_eq!(
+            line("hf://a/b?x=1"),
+            "invalid URI 'hf://a/b?<redacted>': a query or fragment is not part of hf://OWNER/REPO[:REVISION]"
+        );
+        assert!(line("hf://u:pw@a/b").starts_with("invalid URI 'hf://u:<redacted>@a/b': a user"));
+        assert!(
+            line("hf://pw@a/b:main").starts_with("invalid URI 'hf://<redacted>@a/b:main': a user")
+        );
         assert!(line("hf://a/-b").contains("starts or ends"));
     }
 
