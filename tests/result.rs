@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::support::replay::{artifacts_dir, with_artifacts};
 use crate::support::web::{Behaviour, Web};
-use crate::support::{TempDir, bytes, run_env, tree};
+use crate::support::{TempDir, bytes, run_bounded, run_env, tree};
 
 fn sha256_hex(data: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, data);
@@ -278,4 +278,57 @@ fn a_large_result_fits_the_termination_message() {
         d["digest"],
         format!("sha256:{}", sha256_hex(all.as_bytes()))
     );
+}
+
+// The result file is the pod spec's path; what is there decides how it is written. A FIFO
+// nobody reads must not hang the finished run (an init container that never ends), and the
+// run's own outcome and last line stand; a symbolic link is followed, as a shell's `>` does:
+// whoever can put a link there could write the file itself.
+#[test]
+fn a_result_file_that_is_a_fifo_or_a_link_does_not_change_the_run() {
+    let tmp = TempDir::new("result-fifo");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"a").unwrap();
+    let dest = tmp.path().join("dest");
+    let fifo = tmp.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let missing = tmp.path().join("missing");
+    for (source, code) in [(&src, 0), (&missing, 1)] {
+        let out = run_bounded(
+            &[source.to_str().unwrap(), dest.to_str().unwrap()],
+            &[("MRSI_RESULT_FILE", fifo.to_str().unwrap())],
+            std::time::Duration::from_secs(60),
+        );
+        out.expect_code(code);
+        assert!(
+            out.stderr.contains(&format!(
+                "warn: cannot write the result to {}: ",
+                fifo.display()
+            )),
+            "{out:#?}"
+        );
+        if code == 1 {
+            assert!(
+                out.last_line()
+                    .starts_with("error: cannot read local source"),
+                "{out:#?}"
+            );
+        }
+    }
+
+    let target = tmp.path().join("target.json");
+    let link = tmp.path().join("link.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = run_bounded(
+        &[src.to_str().unwrap(), dest.to_str().unwrap()],
+        &[("MRSI_RESULT_FILE", link.to_str().unwrap())],
+        std::time::Duration::from_secs(60),
+    );
+    out.expect_code(0);
+    assert_eq!(result_file(&target)["status"], "succeeded");
 }

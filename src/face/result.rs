@@ -188,11 +188,18 @@ pub(crate) fn path(var: Option<String>) -> Option<(PathBuf, bool)> {
 
 /// Writes `text` to `path`; a file named by the variable is created if missing, the default
 /// one only written when it exists. A failure is a warning: the run's own outcome stands.
+///
+/// The path is the pod spec's, and what is there is written as a shell's `>` would: a
+/// symbolic link is followed (whoever can put one there could write the file itself), a FIFO
+/// or a device is written as it is. Opening never blocks: a FIFO nobody reads is a warning,
+/// not a finished run that never ends.
 pub(crate) fn write(path: &Path, named: bool, text: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
     let written = OpenOptions::new()
         .write(true)
         .truncate(true)
         .create(named)
+        .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .and_then(|mut f| f.write_all(text.as_bytes()));
     match written {
