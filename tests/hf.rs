@@ -786,3 +786,30 @@ fn hub_file_names_that_would_leave_dest_dir_fail_before_a_download() {
         assert!(!tmp.path().join("evil.bin").exists());
     }
 }
+
+// KServe hands the patterns to `snapshot_download`, where a pattern ending in `/` is a folder
+// and takes everything below it (`huggingface_hub`'s `filter_repo_objects`).
+#[test]
+fn a_pattern_ending_in_a_slash_takes_the_folder_as_huggingface_hub_does() {
+    let repo = small("acme/open");
+    let hub = Hub::start(vec![repo], 1000);
+    let tmp = TempDir::new("hf-folder-pattern");
+    let ours = dest(&tmp, "ours");
+    let mut env = env(&hub);
+    env.push(("STORAGE_ALLOW_PATTERNS", r#"["weights/"]"#.into()));
+    let out = run_env(&["hf://acme/open", arg(&ours)], &env);
+    out.expect_code(0);
+    assert_eq!(
+        tree(&ours).keys().collect::<Vec<_>>(),
+        ["weights/w.bin"],
+        "{out:#?}"
+    );
+    env.pop();
+    env.push(("STORAGE_IGNORE_PATTERNS", "weights/".into()));
+    let only_config = dest(&tmp, "config");
+    run_env(&["hf://acme/open", arg(&only_config)], &env).expect_code(0);
+    assert_eq!(
+        tree(&only_config).keys().collect::<Vec<_>>(),
+        ["config.json"]
+    );
+}

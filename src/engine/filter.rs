@@ -9,6 +9,9 @@
 //!   `fnmatch` rules: `*` any run of characters, `/` included; `?` one character; `[seq]` one
 //!   of the characters or `a-z` ranges in it; `[!seq]` one not in it; a `[` with no closing `]`
 //!   is itself; no escapes, and case counts.
+//! - A pattern ending in `/` names a folder and takes everything below it (`onnx/` is
+//!   `onnx/*`), as `huggingface_hub` reads the patterns KServe hands it for `hf://`; under plain
+//!   `fnmatch` it would match no file at all.
 //! - A file is kept when it matches some allow pattern (or none are given) and no ignore
 //!   pattern.
 
@@ -33,8 +36,8 @@ impl Filter {
 
     /// Whether the file at `path` (relative to what the URI names) is downloaded.
     pub(crate) fn keeps(&self, path: &str) -> bool {
-        (self.allow.is_empty() || self.allow.iter().any(|p| fnmatch(p, path)))
-            && !self.ignore.iter().any(|p| fnmatch(p, path))
+        (self.allow.is_empty() || self.allow.iter().any(|p| matches(p, path)))
+            && !self.ignore.iter().any(|p| matches(p, path))
     }
 
     /// The patterns as set: `STORAGE_ALLOW_PATTERNS ["*.json"]`, with `and` between the two.
@@ -199,6 +202,15 @@ fn matches_one(token: &Token, c: char) -> bool {
     }
 }
 
+// A pattern against a path: `fnmatch`, a folder pattern (`sub/`) taking what is below it.
+fn matches(pattern: &str, path: &str) -> bool {
+    if pattern.ends_with('/') {
+        fnmatch(&format!("{pattern}*"), path)
+    } else {
+        fnmatch(pattern, path)
+    }
+}
+
 /// Whether `name` matches `pattern` whole, as Python's `fnmatch.fnmatchcase` says.
 pub(crate) fn fnmatch(pattern: &str, name: &str) -> bool {
     let tokens = tokens(pattern);
@@ -326,6 +338,16 @@ mod tests {
         assert!(!f.keeps("ckpt/optimizer.safetensors"));
         assert!(!f.keeps("training_args.json"));
         assert!(Filter::default().keeps("anything"));
+        // A folder pattern, as huggingface_hub reads it.
+        let folder = Filter {
+            allow: vec!["onnx/".into()],
+            ignore: vec!["*/quantized/".into()],
+        };
+        assert!(folder.keeps("onnx/model.onnx"));
+        assert!(folder.keeps("onnx/fp16/model.onnx"));
+        assert!(!folder.keeps("onnx"));
+        assert!(!folder.keeps("onnx.json"));
+        assert!(!folder.keeps("onnx/quantized/model.onnx"));
         assert_eq!(
             f.describe(),
             r#"STORAGE_ALLOW_PATTERNS ["*.json","*.safetensors"] and STORAGE_IGNORE_PATTERNS ["*/optimizer*","training_args.json"]"#
