@@ -332,3 +332,23 @@ fn a_result_file_that_is_a_fifo_or_a_link_does_not_change_the_run() {
     out.expect_code(0);
     assert_eq!(result_file(&target)["status"], "succeeded");
 }
+
+// A command line the run cannot start with fails the container too: the termination message
+// says why, as for any failure.
+#[test]
+fn a_usage_error_is_a_failed_result_too() {
+    let tmp = TempDir::new("result-usage");
+    let result = tmp.path().join("result.json");
+    let out = run_env(
+        &["--no-such-option", "s3://b/m", "/tmp/x"],
+        &[("MRSI_RESULT_FILE", result.to_str().unwrap().into())],
+    );
+    out.expect_code(2);
+    let v = result_file(&result);
+    assert_eq!(v["status"], "failed");
+    assert_eq!(
+        format!("error: {}", v["error"].as_str().unwrap()),
+        out.last_line()
+    );
+    assert_eq!(v["downloads"], json!([]));
+}

@@ -105,7 +105,9 @@ fn watchdog() {
 }
 
 fn main_inner() -> Result<(), Error> {
-    let command = cli::parse_args(std::env::args_os().skip(1))?;
+    // A command line the run cannot start with fails the container too: the result says why.
+    let command = cli::parse_args(std::env::args_os().skip(1))
+        .inspect_err(|e| _ = write_result(&[], Some(e), 0.0))?;
     match command {
         Command::Help => {
             print!("{}", cli::HELP);
@@ -167,10 +169,7 @@ fn main_inner() -> Result<(), Error> {
             // A dry run writes nothing, the termination message included.
             if !options.dry_run {
                 let seconds = started.elapsed().as_secs_f64();
-                let text = result::render(&outcomes, result.as_ref().err(), seconds);
-                if let Some((path, named)) = result::path(std::env::var(result::FILE_VAR).ok()) {
-                    result::write(&path, named, &text);
-                }
+                let text = write_result(&outcomes, result.as_ref().err(), seconds);
                 if json {
                     println!("{text}");
                 }
@@ -178,6 +177,15 @@ fn main_inner() -> Result<(), Error> {
             result
         }
     }
+}
+
+// Writes the result to the termination message file, if there is one; returns its text.
+fn write_result(outcomes: &[crate::Outcome], error: Option<&Error>, seconds: f64) -> String {
+    let text = result::render(outcomes, error, seconds);
+    if let Some((path, named)) = result::path(std::env::var(result::FILE_VAR).ok()) {
+        result::write(&path, named, &text);
+    }
+    text
 }
 
 /// Sends `log` records to stderr as `level: message`, filtered by `RUST_LOG` (see
