@@ -296,6 +296,37 @@ mod tests {
             v["downloads"][0]["model_registry"]["artifact_uri"],
             "https://h/x?<redacted>"
         );
+        // A hostile registry's values: control characters (six bytes each in JSON) and
+        // four-byte characters, in every field and in the file names.
+        let hostile = |n: usize| "\u{1}😀\"".repeat(n);
+        let mut o = outcome(50, 300);
+        o.source = hostile(3000);
+        o.dest = hostile(3000).into();
+        o.resolution = Some(Resolution {
+            registry_url: hostile(3000),
+            model_name: hostile(3000),
+            model_id: hostile(3000),
+            version_name: hostile(3000),
+            version_id: hostile(3000),
+            artifact_id: hostile(3000),
+            artifact_uri: hostile(3000),
+        });
+        if let Some(s) = o.summary.as_mut() {
+            for (path, _) in &mut s.sha256 {
+                *path = hostile(500);
+            }
+        }
+        let error = Error::Empty { uri: hostile(3000) };
+        let text = render(&[o], Some(&error), 1.0);
+        assert!(text.len() <= LIMIT, "{} bytes", text.len());
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["status"], "failed");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("nothing to download")
+        );
         let many: Vec<Outcome> = (0..200).map(|_| outcome(1, 1)).collect();
         assert!(render(&many, Some(&error), 1.0).len() <= LIMIT);
     }
