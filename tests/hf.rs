@@ -813,3 +813,59 @@ fn a_pattern_ending_in_a_slash_takes_the_folder_as_huggingface_hub_does() {
         ["config.json"]
     );
 }
+
+// A mirror under a path (HF_ENDPOINT=http://host/mirror) whose API answers redirect to another
+// origin: the API and file requests name the path, and the token stays with the mirror's host.
+#[test]
+fn a_mirror_under_a_path_that_redirects_elsewhere_keeps_the_token() {
+    use crate::support::server::{Server, read_head};
+    use std::sync::{Arc, Mutex};
+    let repo = small("acme/open");
+    let want = repo_tree(&repo);
+    let hub = Hub::start(vec![repo], 1000);
+    let hub_url = hub.url();
+    let asked: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
+    let mirror = {
+        let asked = asked.clone();
+        Server::start("127.0.0.1:0", move |stream| {
+            use std::io::Write;
+            let Some((_, target, headers)) = read_head(&stream) else {
+                return;
+            };
+            let auth = headers.get("authorization") == Some(&format!("Bearer {TOKEN}"));
+            asked.lock().unwrap().push((target.clone(), auth));
+            let rest = target
+                .strip_prefix("/mirror")
+                .unwrap_or("/not-under-the-path");
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {hub_url}{rest}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = (&stream).write_all(answer.as_bytes());
+        })
+    };
+    let tmp = TempDir::new("hf-mirror");
+    let ours = dest(&tmp, "ours");
+    let env = vec![
+        ("HF_ENDPOINT", format!("http://{}/mirror/", mirror.addr())),
+        ("HF_TOKEN", TOKEN.to_string()),
+    ];
+    // The stand-in takes an unknown token as a wrong one: it must never see it.
+    let out = run_env(&["hf://acme/open", arg(&ours)], &env);
+    out.expect_code(0);
+    assert_eq!(tree(&ours), want);
+    let asked = asked.lock().unwrap().clone();
+    assert!(!asked.is_empty());
+    assert!(
+        asked
+            .iter()
+            .all(|(target, auth)| target.starts_with("/mirror/") && *auth),
+        "{asked:#?}"
+    );
+    let seen = hub.seen();
+    assert!(seen.iter().any(|s| s.target.contains("/resolve/")));
+    assert!(
+        seen.iter()
+            .all(|s| !s.headers.contains_key("authorization")),
+        "{seen:#?}"
+    );
+}
