@@ -869,3 +869,29 @@ fn a_mirror_under_a_path_that_redirects_elsewhere_keeps_the_token() {
         "{seen:#?}"
     );
 }
+
+// A Hub whose `Link` names the same page again: the listing stops instead of looping.
+#[test]
+fn a_tree_listing_that_loops_fails_instead_of_going_on() {
+    let repo = small("acme/open");
+    let commit = repo.commit.clone();
+    let hub = Hub::start(vec![repo], 1);
+    hub.loop_pages();
+    let tmp = TempDir::new("hf-loop");
+    let ours = dest(&tmp, "ours");
+    let out = run_env(&["hf://acme/open", arg(&ours)], &env(&hub));
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot list hf://acme/open@{commit}/: the server sent page 2's token on an earlier page too: the listing would never end"
+        )
+    );
+    let pages = hub
+        .seen()
+        .iter()
+        .filter(|s| s.target.contains("/tree/"))
+        .count();
+    assert_eq!(pages, 2);
+    assert!(!ours.exists());
+}

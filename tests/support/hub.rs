@@ -125,6 +125,8 @@ struct State {
     hub_url: String,
     /// Where `Link` sends the next page, when not to the Hub itself (a hostile Hub).
     next_origin: Option<String>,
+    /// `Link` always names the second page (a hostile Hub whose listing never ends).
+    looping: bool,
     storage_url: String,
     seen: Vec<Seen>,
     /// `sha256 -> bytes to serve instead` (same length: a storage host that lies).
@@ -149,6 +151,7 @@ impl Hub {
             page_size,
             hub_url: String::new(),
             next_origin: None,
+            looping: false,
             storage_url: String::new(),
             seen: Vec::new(),
             tampered: HashMap::new(),
@@ -197,6 +200,11 @@ impl Hub {
     /// `Link` names `origin` for the next page instead of the Hub.
     pub fn send_next_page_to(&self, origin: &str) {
         self.state.lock().unwrap().next_origin = Some(origin.into());
+    }
+
+    /// `Link` names the second page again and again.
+    pub fn loop_pages(&self) {
+        self.state.lock().unwrap().looping = true;
     }
 
     /// The storage host closes the first connection for each blob after `n` body bytes.
@@ -417,7 +425,8 @@ fn tree(s: &State, repo: &Repo, revision: &str, query: &HashMap<&str, &str>) -> 
         .map(|e| e.1.clone())
         .collect();
     let mut answer = Answer::json(&serde_json::Value::Array(page));
-    if end < entries.len() {
+    if end < entries.len() || s.looping {
+        let end = if s.looping { s.page_size } else { end };
         let link = format!(
             "<{}/api/models/{}/tree/{revision}?recursive=true&expand=false&cursor={end}>; rel=\"next\"",
             s.next_origin.as_ref().unwrap_or(&s.hub_url),
