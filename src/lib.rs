@@ -29,6 +29,11 @@ mod registry;
 mod settings;
 mod uri;
 
+// The fuzz targets' entry points (fuzz/): public only because a fuzz crate cannot reach
+// pub(crate) items; not part of the API.
+#[doc(hidden)]
+pub mod fuzzing;
+
 use std::path::{Path, PathBuf};
 
 pub use engine::{Options, Summary, Watch, download};

@@ -31,3 +31,5 @@ mod pipeline;
 mod patterns;
 // Pinned digests and the JSON result.
 mod result;
+// Every saved fuzzer input, replayed through its target.
+mod fuzz_corpora;

@@ -548,7 +548,7 @@ struct EnumerationResults {
     next_marker: Option<String>,
 }
 
-fn parse_page(xml: &str) -> Result<Page, String> {
+pub(crate) fn parse_page(xml: &str) -> Result<Page, String> {
     let result: EnumerationResults = quick_xml::de::from_str(xml).map_err(|e| e.to_string())?;
     let objects = result
         .blobs

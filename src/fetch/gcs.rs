@@ -244,7 +244,7 @@ struct Item {
     generation: Option<String>,
 }
 
-fn parse_page(json: &str) -> Result<Page, String> {
+pub(crate) fn parse_page(json: &str) -> Result<Page, String> {
     let answer: ListAnswer = serde_json::from_str(json).map_err(|e| e.to_string())?;
     let mut objects = Vec::with_capacity(answer.items.len());
     for item in answer.items {

@@ -592,7 +592,7 @@ struct Contents {
     etag: Option<String>,
 }
 
-fn parse_page(xml: &str) -> Result<Page, String> {
+pub(crate) fn parse_page(xml: &str) -> Result<Page, String> {
     let result: ListBucketResult = quick_xml::de::from_str(xml).map_err(|e| e.to_string())?;
     let objects = result
         .contents
