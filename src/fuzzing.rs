@@ -62,6 +62,9 @@ pub fn uri(data: &[u8]) {
         }
     }
     let _ = fetch::azure::parse_uri(text);
+    if let Err(e) = fetch::hf::HfUri::parse(text) {
+        check_line(&e);
+    }
     if let Ok(base) = BaseUrl::parse(text, "http") {
         let _ = base.api("/api/model_registry/v1alpha3/registered_models");
     }
@@ -111,6 +114,8 @@ pub enum Listing {
     Azure,
     /// GCS's objects.list JSON.
     Gcs,
+    /// The Hugging Face Hub's tree JSON.
+    Hub,
 }
 
 /// One page of a listing, then the plan of what it lists: whatever the keys, every planned
@@ -121,6 +126,13 @@ pub fn listing(kind: Listing, data: &[u8]) {
         Listing::S3 => fetch::s3::parse_page(&text),
         Listing::Azure => fetch::azure::parse_page(&text),
         Listing::Gcs => fetch::gcs::parse_page(&text),
+        Listing::Hub => serde_json::from_str::<Vec<fetch::hf::TreeEntry>>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(fetch::hf::objects)
+            .map(|objects| Page {
+                objects,
+                next: None,
+            }),
     };
     let Ok(page) = page else { return };
     for prefix in ["", "model", "model/"] {
@@ -143,6 +155,26 @@ pub fn listing(kind: Listing, data: &[u8]) {
             );
         }
     }
+}
+
+/// The operator's patterns and pins: `STORAGE_*_PATTERNS` lists and `fnmatch` (which must
+/// not backtrack without end: libFuzzer's timeout catches that), a pinned digest and a digest
+/// manifest. The input is a pattern, a NUL, then a path.
+pub fn patterns(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (pattern, path) = text.split_once('\0').unwrap_or((&text, "config.json"));
+    let _ = crate::engine::filter::fnmatch(pattern, path);
+    if let Ok(list) = crate::engine::filter::parse_list(pattern) {
+        for p in &list {
+            let _ = crate::engine::filter::fnmatch(p, path);
+        }
+    }
+    // A digest read back prints as the hex it was read from.
+    if let Ok(digest) = crate::engine::verify::parse_digest(pattern) {
+        let hex = crate::digest::hex(&digest);
+        assert!(pattern.trim().to_ascii_lowercase().ends_with(&hex));
+    }
+    let _ = crate::engine::verify::parse_manifest(&text);
 }
 
 /// Extracts `data` as an archive in a fresh folder under `scratch`, and checks that nothing was

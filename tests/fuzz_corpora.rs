@@ -61,6 +61,16 @@ fn gcs_listing_inputs() {
 }
 
 #[test]
+fn hub_listing_inputs() {
+    replay("hub_listing", |data| fuzzing::listing(Listing::Hub, data));
+}
+
+#[test]
+fn patterns_inputs() {
+    replay("patterns", fuzzing::patterns);
+}
+
+#[test]
 fn archive_inputs() {
     let scratch = crate::support::TempDir::new("fuzz-archive");
     replay("archive", |data| fuzzing::archive(data, scratch.path()));

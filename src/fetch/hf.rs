@@ -432,7 +432,7 @@ fn status_words(
 }
 
 #[derive(Deserialize)]
-struct TreeEntry {
+pub(crate) struct TreeEntry {
     #[serde(rename = "type")]
     kind: String,
     path: String,
@@ -449,7 +449,7 @@ struct Lfs {
 }
 
 // The files of a tree page (folders are implied by their files).
-fn objects(entries: Vec<TreeEntry>) -> Result<Vec<Object>, String> {
+pub(crate) fn objects(entries: Vec<TreeEntry>) -> Result<Vec<Object>, String> {
     let mut objects = Vec::with_capacity(entries.len());
     for entry in entries.into_iter().filter(|e| e.kind == "file") {
         let path = quote(&entry.path);
