@@ -29,3 +29,5 @@ mod pipeline;
 mod patterns;
 // Pinned digests and the JSON result.
 mod result;
+// mr-controller against a Kubernetes API stand-in and a stateful registry.
+mod controller;

@@ -311,23 +311,22 @@ fn pass(sh: &Shared, ns: &str, name: &str) -> Result<Done, Stop> {
         return Ok(Done::new("ignored", Debug, Some(&isvc)));
     };
     let is_name = format!("{name}/{uid}");
-    let adopted;
+    let mut adopted = true;
     let entity = match reg
         .find_inference_service(&is_name, &se)
         .map_err(|e| fail(e, &isvc))?
     {
-        Some(found) => {
-            adopted = true;
-            found
-        }
+        Some(found) => found,
         None => {
-            adopted = false;
             let body = create_body(sh, &isvc, &is_name, &rm, &se, mv.as_deref(), &status_url);
             match reg
                 .create_inference_service(&body)
                 .map_err(|e| fail(e, &isvc))?
             {
-                Created::Made(made) => made,
+                Created::Made(made) => {
+                    adopted = false;
+                    made
+                }
                 Created::Conflict => reg
                     .find_inference_service(&is_name, &se)
                     .map_err(|e| fail(e, &isvc))?
