@@ -86,7 +86,10 @@ impl Ctl {
         let dir = TempDir::new("ctl");
         let config = kubeconfig(dir.path(), &kube.url(), user);
         let probe = format!("127.0.0.1:{}", closed_port());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mr-controller"));
+        // MR_CONTROLLER_BIN: measure a release build instead (controller_measure_5000).
+        let bin = std::env::var("MR_CONTROLLER_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mr-controller").to_string());
+        let mut cmd = Command::new(bin);
         cmd.env_clear()
             .env("NO_PROXY", "127.0.0.1,localhost")
             .env("RUST_LOG", "debug")
@@ -1272,4 +1275,89 @@ fn controller_19_params_env_and_args_pass_print_config() {
         assert!(config.get(&key).is_some(), "{key} is not in --print-config");
     }
     assert_eq!(config["flags"]["leader_elect"], true);
+}
+
+/// Resource use with 5,000 InferenceServices, 300 of them labelled: the time to the first
+/// full sync, peak RSS, and requests per minute at steady state. A measurement, not a check:
+/// `cargo test --test integration controller_measure -- --ignored --nocapture`
+/// (`MR_CONTROLLER_BIN=<release build>` to measure that one).
+#[test]
+#[ignore]
+fn controller_measure_5000() {
+    let kube = Kube::start(Some(TOKEN));
+    let reg = registry(Some(TOKEN));
+    let mut relevant = Vec::new();
+    for n in 0..5000 {
+        let ns = format!("team-{}", n % 50);
+        let name = format!("model-{n}");
+        let labels = if n % 50 < 3 && relevant.len() < 300 {
+            relevant.push(isvc_path(&ns, &name));
+            json!({RM: "1"})
+        } else {
+            json!({})
+        };
+        let mut object = isvc(&ns, &name, labels, json!({URL: reg.url()}));
+        object["status"] = json!({"url": format!("http://{name}.{ns}.example.com"), "conditions": [{"type": "Ready", "status": "True"}]});
+        kube.create(object);
+    }
+    let started = Instant::now();
+    let ctl = Ctl::start(&kube, &[("RUST_LOG", "info")]);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !relevant
+        .iter()
+        .all(|p| kube.get(p).is_some_and(|o| label(&o, IS).is_some()))
+    {
+        assert!(Instant::now() < deadline, "no full sync in 10 minutes");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let labelled = started.elapsed();
+    // Each registration's own finalizer write brings one more pass (3 reads); done when
+    // nothing has been asked for 3 s.
+    let count = || kube.requests().len() + reg.calls().len();
+    let mut last = (count(), Instant::now());
+    while last.1.elapsed() < Duration::from_secs(3) {
+        thread::sleep(Duration::from_millis(200));
+        if count() != last.0 {
+            last = (count(), Instant::now());
+        }
+    }
+    let sync = last.1 - started;
+    let before = count();
+    let window = Duration::from_secs(60);
+    // Steady state: KServe's status churn on 100 objects (6 relevant) every second.
+    let churn_until = Instant::now() + window;
+    let mut n = 0;
+    while Instant::now() < churn_until {
+        for i in 0..100 {
+            let path = isvc_path(&format!("team-{}", i % 50), &format!("model-{i}"));
+            kube.update(&path, |o| {
+                o["status"]["conditions"] = json!([{"type": "Ready", "status": "True", "n": n}])
+            });
+        }
+        n += 1;
+        thread::sleep(Duration::from_secs(1));
+    }
+    let after = count();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", ctl.child.id())).unwrap();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap()
+        .to_string();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap()
+        .to_string();
+    println!(
+        "5000 ISVCs, {} relevant: all labelled after {:.1} s, last request of the first sync at {:.1} s; {hwm}; {rss}; {} requests in the {} s steady state ({} status updates)",
+        relevant.len(),
+        labelled.as_secs_f64(),
+        sync.as_secs_f64(),
+        after - before,
+        window.as_secs(),
+        n * 100
+    );
+    assert_eq!(reg.inference_services().len(), 300);
+    ctl.stop();
 }
