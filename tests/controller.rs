@@ -895,6 +895,15 @@ fn controller_12_url_matrix() {
         json!({RM: "1", NSL: "ns3"}),
         json!({}),
     ));
+    // A registry behind a gateway's path prefix, named by the annotation.
+    let gateway = registry(Some(TOKEN));
+    gateway.prefixed("/mr");
+    kube.create(isvc(
+        "team-a",
+        "prefixed",
+        json!({RM: "1"}),
+        json!({URL: format!("{}/mr/", gateway.url())}),
+    ));
     kube.create(isvc(
         "team-a",
         "badurl",
@@ -903,6 +912,8 @@ fn controller_12_url_matrix() {
     ));
     let ctl = Ctl::start(&kube, &[("HTTP_PROXY", &proxy.url())]);
     registered(&kube, &isvc_path("team-a", "iris"));
+    registered(&kube, &isvc_path("team-a", "prefixed"));
+    assert_eq!(gateway.inference_services().len(), 1);
     assert!(
         proxy
             .targets()
@@ -1018,6 +1029,57 @@ fn controller_14_token_rotation() {
     registered(&kube, &isvc_path("team-a", "iris"));
     let last = kube.requests().last().unwrap().authorization.clone();
     assert_eq!(last, format!("Bearer {ROTATED}"));
+    let calls = reg.calls();
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.authorization == format!("Bearer {ROTATED}")),
+        "{calls:#?}"
+    );
+    ctl.stop();
+}
+
+/// Scenario 14, in a pod: the API server over TLS on 127.0.0.1 checked against the service
+/// account's CA (for the IP), its token rotated on disk and the old one revoked.
+#[test]
+fn controller_14_in_cluster_token_rotation() {
+    let kube = Kube::start(Some(TOKEN));
+    let reg = registry(Some(ROTATED));
+    let dir = TempDir::new("sa");
+    let certs = crate::support::tls::make_certs(dir.path());
+    let port: u16 = kube.url().rsplit(':').next().unwrap().parse().unwrap();
+    let tls = crate::support::tls::TlsProxy::start(&certs, port);
+    let sa = dir.path().join("sa");
+    std::fs::create_dir(&sa).unwrap();
+    std::fs::copy(&certs.ca, sa.join("ca.crt")).unwrap();
+    std::fs::write(sa.join("token"), TOKEN).unwrap();
+    let tls_port = tls.port.to_string();
+    let sa_dir = sa.display().to_string();
+    let ctl = Ctl::start(
+        &kube,
+        &[
+            ("KUBECONFIG", ""),
+            ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
+            ("KUBERNETES_SERVICE_PORT", &tls_port),
+            ("MR_CONTROLLER_SA_DIR", &sa_dir),
+        ],
+    );
+    ctl.wait_log("watching");
+    assert!(
+        ctl.log().contains("Kubernetes API in-cluster"),
+        "{}",
+        ctl.log()
+    );
+    std::fs::write(sa.join("token"), ROTATED).unwrap();
+    kube.accept_token(ROTATED);
+    kube.revoke_token(TOKEN);
+    kube.create(isvc(
+        "team-a",
+        "iris",
+        json!({RM: "1"}),
+        json!({URL: reg.url()}),
+    ));
+    registered(&kube, &isvc_path("team-a", "iris"));
     let calls = reg.calls();
     assert!(
         calls

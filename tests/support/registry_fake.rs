@@ -72,6 +72,8 @@ struct State {
     // (method, path prefix below the API, status, times left)
     faults: Vec<(String, String, u16, usize)>,
     stopped: bool,
+    // A gateway's path prefix (`/mr`) in front of the API.
+    prefix: String,
     after_post: Option<Hook>,
 }
 
@@ -161,6 +163,11 @@ impl Registry {
             .push((method.into(), prefix.into(), status, times));
     }
 
+    /// Serves below a gateway's path `prefix` (`/mr`) from now on.
+    pub fn prefixed(&self, prefix: &str) {
+        self.lock().prefix = prefix.to_string();
+    }
+
     /// Stopped: every connection is closed unanswered (a registry that is down).
     pub fn stopped(&self, on: bool) {
         self.lock().stopped = on;
@@ -229,6 +236,13 @@ fn serve(stream: TcpStream, state: &Mutex<State>, spec: &dyn Spec) {
     if s.stopped {
         return;
     }
+    let prefix = s.prefix.clone();
+    let Some(target) = target.strip_prefix(prefix.as_str()).map(String::from) else {
+        s.problems
+            .push(format!("{method} {target}: not below {prefix}"));
+        drop(s);
+        return answer(&stream, error(404, "not here"));
+    };
     let full_path = target.split('?').next().unwrap_or("").to_string();
     let Some(below) = target.strip_prefix(API).map(String::from) else {
         s.problems
