@@ -86,6 +86,17 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
+    /// The controller: a call to the Kubernetes API or the registry's write side got no answer
+    /// (`status` None) or an answer the caller does not handle.
+    Call {
+        /// "Kubernetes API" or "model registry".
+        service: &'static str,
+        method: &'static str,
+        /// Without query string or userinfo.
+        url: String,
+        status: Option<u16>,
+        reason: String,
+    },
 }
 
 /// Why a registry lookup failed. Each variant is a failure a user must be able to tell apart.
@@ -279,6 +290,20 @@ impl fmt::Display for Error {
                 path,
                 source,
             } => write!(f, "cannot {action} {}: {source}", quote_path(path)),
+            Error::Call {
+                service,
+                method,
+                url,
+                status,
+                reason,
+            } => {
+                write!(f, "{service} {method} {}: ", clip(url))?;
+                match status {
+                    Some(status) if reason.is_empty() => write!(f, "HTTP {status}"),
+                    Some(status) => write!(f, "HTTP {status}: {}", clip(reason)),
+                    None => f.write_str(reason),
+                }
+            }
         }
     }
 }

@@ -18,12 +18,16 @@
 //! - Everything is `pub(crate)`. The public API is the re-exports below: the binary's entry,
 //!   the pipeline the quickstart runs, and the seams the integration tests drive directly.
 
+// The InferenceService controller, the second binary (`src/bin/mr-controller.rs`), and the
+// Kubernetes API client only it uses.
+mod controller;
 mod digest;
 mod engine;
 mod error;
 mod face;
 mod fetch;
 mod http;
+mod kube;
 mod policy;
 mod registry;
 mod settings;
@@ -36,6 +40,7 @@ pub mod fuzzing;
 
 use std::path::{Path, PathBuf};
 
+pub use controller::main as controller_main;
 pub use engine::{Options, Summary, Watch, download};
 pub use error::Error;
 pub use face::cli::Pair;

@@ -20,10 +20,12 @@ use serde_json::Value;
 
 use crate::support::replay::{Replay, normalize, scenario_dir};
 
-struct Spec(Value);
+/// The spec, for the replay fixtures here and for the stateful registry
+/// (`support/registry_fake.rs`), which checks every request and response against it.
+pub(crate) struct Spec(pub(crate) Value);
 
 impl Spec {
-    fn load() -> Spec {
+    pub(crate) fn load() -> Spec {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/model-registry.openapi.json");
         let text = std::fs::read_to_string(&path).expect("read the spec copy");
@@ -31,7 +33,7 @@ impl Spec {
     }
 
     // Follows `$ref: "#/a/b"` (repeatedly).
-    fn deref<'a>(&'a self, mut v: &'a Value) -> &'a Value {
+    pub(crate) fn deref<'a>(&'a self, mut v: &'a Value) -> &'a Value {
         while let Some(r) = v.get("$ref").and_then(Value::as_str) {
             let pointer = r.strip_prefix('#').expect("local $ref");
             v = self
@@ -43,7 +45,7 @@ impl Spec {
     }
 
     // The path item whose template (`/a/{id}/b`) matches `path`.
-    fn path_item(&self, path: &str) -> Option<&Value> {
+    pub(crate) fn path_item(&self, path: &str) -> Option<&Value> {
         let want: Vec<&str> = path.split('/').collect();
         self.0["paths"]
             .as_object()?
@@ -59,7 +61,7 @@ impl Spec {
             })
     }
 
-    fn query_params(&self, item: &Value) -> HashSet<String> {
+    pub(crate) fn query_params(&self, item: &Value) -> HashSet<String> {
         let lists = [&item["parameters"], &item["get"]["parameters"]];
         lists
             .iter()
@@ -86,7 +88,7 @@ impl Spec {
         open
     }
 
-    fn validate(
+    pub(crate) fn validate(
         &self,
         schema: &Value,
         value: &Value,

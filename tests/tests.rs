@@ -33,3 +33,5 @@ mod patterns;
 mod result;
 // Every saved fuzzer input, replayed through its target.
 mod fuzz_corpora;
+// mr-controller against a Kubernetes API stand-in and a stateful registry.
+mod controller;

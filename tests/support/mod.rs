@@ -4,8 +4,10 @@
 pub mod azure;
 pub mod gcs;
 pub mod hub;
+pub mod kube;
 pub mod listing;
 pub mod proxy;
+pub mod registry_fake;
 pub mod replay;
 pub mod s3;
 pub mod server;

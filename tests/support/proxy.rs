@@ -1,5 +1,6 @@
 //! A CONNECT proxy on 127.0.0.1 (the kind `HTTPS_PROXY`/`HTTP_PROXY` name): it records each
-//! target and pipes bytes both ways.
+//! target and pipes bytes both ways. `start_mapped` sends some targets elsewhere: in-cluster
+//! names (`svc.ns.svc.cluster.local:8080`) reach a server on 127.0.0.1.
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
@@ -16,6 +17,15 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn start() -> Proxy {
+        Proxy::start_mapped(&[])
+    }
+
+    /// A proxy that connects a CONNECT to `from` (host:port) with `to` instead.
+    pub fn start_mapped(map: &[(&str, String)]) -> Proxy {
+        let map: std::collections::HashMap<String, String> = map
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         let targets = Arc::new(Mutex::new(Vec::new()));
         let server = {
             let targets = targets.clone();
@@ -25,7 +35,8 @@ impl Proxy {
                 };
                 targets.lock().unwrap().push(format!("{method} {target}"));
                 let mut client_w = &client;
-                let ("CONNECT", Ok(upstream)) = (method.as_str(), TcpStream::connect(&target))
+                let address = map.get(&target).unwrap_or(&target);
+                let ("CONNECT", Ok(upstream)) = (method.as_str(), TcpStream::connect(address))
                 else {
                     let _ = client_w
                         .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");

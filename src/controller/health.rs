@@ -1,0 +1,179 @@
+//! `/healthz`, `/readyz` and `/metrics` over plain HTTP/1.1 (`Connection: close`), one small
+//! listener per address (`--health-probe-bind-address`, and `--metrics-bind-address` when it is
+//! another): `/healthz` is 200 while every thread lives, else 500 naming the dead one;
+//! `/readyz` is 200 once every watched scope has listed (or while standing by for the Lease),
+//! else 503 with the reason; `/metrics` (when metrics are on) is Prometheus text.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use super::Shared;
+use super::cli::Flags;
+use crate::error::Error;
+
+/// What the probes report.
+#[derive(Default)]
+pub(crate) struct Health {
+    lists_expected: AtomicUsize,
+    lists_done: Mutex<std::collections::HashSet<String>>,
+    ready_anyway: AtomicBool,
+    dead: Mutex<Option<String>>,
+    /// Why not ready, when something says (RBAC, a missing CRD).
+    problem: Mutex<Option<String>>,
+}
+
+impl Health {
+    pub(crate) fn expect_lists(&self, n: usize) {
+        self.lists_expected.store(n, Ordering::SeqCst);
+    }
+
+    /// A scope's list completed.
+    pub(crate) fn listed(&self, scope: &str) {
+        self.lists_done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(scope.to_string());
+        *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Ready whatever the lists say: probes-only mode, or standing by for the Lease.
+    pub(crate) fn ready_anyway(&self) {
+        self.ready_anyway.store(true, Ordering::SeqCst);
+    }
+
+    /// Work started (the Lease is held): readiness follows the lists again.
+    pub(crate) fn working(&self) {
+        self.ready_anyway.store(false, Ordering::SeqCst);
+    }
+
+    pub(crate) fn problem(&self, why: String) {
+        *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    pub(crate) fn died(&self, thread: &str) {
+        *self.dead.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread.to_string());
+    }
+
+    fn healthz(&self) -> (u16, String) {
+        match &*self.dead.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => (200, "ok".into()),
+            Some(t) => (500, format!("thread '{t}' has stopped")),
+        }
+    }
+
+    fn readyz(&self) -> (u16, String) {
+        if self.ready_anyway.load(Ordering::SeqCst) {
+            return (200, "ok".into());
+        }
+        let done = self
+            .lists_done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        let expected = self.lists_expected.load(Ordering::SeqCst);
+        if done >= expected {
+            return (200, "ok".into());
+        }
+        let problem = self.problem.lock().unwrap_or_else(|e| e.into_inner());
+        let why = match &*problem {
+            Some(p) => p.clone(),
+            None => format!("{done} of {expected} InferenceService list(s) done"),
+        };
+        (503, format!("not ready: {why}"))
+    }
+}
+
+/// Binds the probe address (and the metrics one when it differs) and serves them on threads.
+pub(crate) fn serve(
+    flags: &Flags,
+    health: Arc<Health>,
+    shared: Option<Arc<Shared>>,
+) -> Result<(), Error> {
+    let metrics_on = flags.metrics_address.is_some();
+    let mut addresses = vec![flags.probe_address.clone()];
+    if let Some(m) = &flags.metrics_address
+        && *m != flags.probe_address
+    {
+        addresses.push(m.clone());
+    }
+    for address in addresses {
+        let bind = match address.strip_prefix(':') {
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => address.clone(),
+        };
+        let listener = TcpListener::bind(&bind).map_err(|e| {
+            Error::Usage(format!(
+                "--health-probe-bind-address: cannot listen on {address}: {e}"
+            ))
+        })?;
+        log::info!(
+            "serving /healthz, /readyz{} on {address}",
+            if metrics_on { ", /metrics" } else { "" }
+        );
+        let (health, shared) = (health.clone(), shared.clone());
+        thread::Builder::new()
+            .name(format!("probes {address}"))
+            .spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    answer(stream, &health, shared.as_deref(), metrics_on);
+                }
+            })
+            .map_err(|e| Error::io("start thread", "probes", e))?;
+    }
+    Ok(())
+}
+
+fn answer(stream: TcpStream, health: &Health, shared: Option<&Shared>, metrics_on: bool) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut line = String::new();
+    let mut reader = BufReader::new(&stream);
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    // The rest of the head, unread, is dropped with the connection.
+    loop {
+        let mut h = String::new();
+        match reader.read_line(&mut h) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if h.trim().is_empty() => break,
+            Ok(_) => {}
+        }
+    }
+    let path = line.split_whitespace().nth(1).unwrap_or("/");
+    let path = path.split('?').next().unwrap_or(path);
+    let (status, body, content_type) = match path {
+        "/healthz" => {
+            let (s, b) = health.healthz();
+            (s, b, "text/plain")
+        }
+        "/readyz" => {
+            let (s, b) = health.readyz();
+            (s, b, "text/plain")
+        }
+        "/metrics" if metrics_on => {
+            let text = match shared {
+                Some(s) => s.metrics.render(s.queue.depth()),
+                None => String::new(),
+            };
+            (200, text, "text/plain; version=0.0.4")
+        }
+        _ => (404, "not found".into(), "text/plain"),
+    };
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        _ => "Service Unavailable",
+    };
+    let mut out = &stream;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = out.flush();
+}
