@@ -177,3 +177,47 @@ fn answer(stream: TcpStream, health: &Health, shared: Option<&Shared>, metrics_o
     );
     let _ = out.flush();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::time::Instant;
+
+    // No input makes a controller thread end (each loops for ever, and the release build
+    // aborts on a panic), so this is checked here rather than end to end: a thread started
+    // as main() starts them that returns turns /healthz into a 500 naming it.
+    #[test]
+    fn healthz_is_500_naming_a_thread_that_stopped() {
+        let health = Arc::new(Health::default());
+        assert_eq!(health.healthz(), (200, "ok".to_string()));
+        super::super::spawn(&health, "worker 0".into(), || {}).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while health.healthz().0 == 200 {
+            assert!(Instant::now() < deadline, "/healthz still 200");
+            thread::sleep(Duration::from_millis(10));
+        }
+        // As the kubelet sees it.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            answer(stream, &health, None, false);
+        });
+        let mut client = TcpStream::connect(address).unwrap();
+        client
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut reply = String::new();
+        client.read_to_string(&mut reply).unwrap();
+        server.join().unwrap();
+        assert!(
+            reply.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+            "{reply}"
+        );
+        assert!(
+            reply.ends_with("\r\n\r\nthread 'worker 0' has stopped"),
+            "{reply}"
+        );
+    }
+}

@@ -213,15 +213,21 @@ fn run() -> Result<(), Error> {
     for scope in scopes {
         let name = format!("watch {}", scope.as_deref().unwrap_or("all namespaces"));
         let s = shared.clone();
-        spawn(&shared, name, move || watch::run(&s, scope.as_deref()))?;
+        spawn(&shared.health, name, move || {
+            watch::run(&s, scope.as_deref())
+        })?;
     }
     for n in 0..workers {
         let s = shared.clone();
-        spawn(&shared, format!("worker {n}"), move || reconcile::work(&s))?;
+        spawn(&shared.health, format!("worker {n}"), move || {
+            reconcile::work(&s)
+        })?;
     }
     if let Some(period) = shared.settings.resync {
         let s = shared.clone();
-        spawn(&shared, "resync".into(), move || watch::resync(&s, period))?;
+        spawn(&shared.health, "resync".into(), move || {
+            watch::resync(&s, period)
+        })?;
     }
     loop {
         thread::park();
@@ -230,7 +236,7 @@ fn run() -> Result<(), Error> {
 
 // Starts a named thread; if it ever ends, /healthz names it.
 fn spawn(
-    shared: &Arc<Shared>,
+    health: &Arc<health::Health>,
     name: String,
     work: impl FnOnce() + Send + 'static,
 ) -> Result<(), Error> {
@@ -240,7 +246,7 @@ fn spawn(
             self.0.died(&self.1);
         }
     }
-    let watchman = Watchman(shared.health.clone(), name.clone());
+    let watchman = Watchman(health.clone(), name.clone());
     thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
