@@ -1294,6 +1294,165 @@ fn controller_17_auth_and_tls() {
     ctl.stop();
 }
 
+/// Scenario 17, a client-certificate kubeconfig: the API server (TLS in front of the stand-in)
+/// takes only clients with a certificate from its client CA, and checks no token. The key as
+/// PKCS#8 and SEC1 files (paths relative to the kubeconfig) and as PKCS#1 inline data: each
+/// run lists, watches and writes; no request carries a token, no log line a key. A
+/// certificate from another CA gets no list.
+#[test]
+fn controller_17_client_certificate_kubeconfig() {
+    use crate::support::tls::{self, KeyForm, TlsProxy};
+    let b64 = |path: &Path| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap())
+    };
+    let kube = Kube::start(None);
+    let reg = registry(None);
+    let dir = TempDir::new("mtls");
+    let (server_dir, client_ca_dir, other_dir) = (
+        dir.path().join("server"),
+        dir.path().join("client-ca"),
+        dir.path().join("other-ca"),
+    );
+    for d in [&server_dir, &client_ca_dir, &other_dir] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let server = tls::make_certs(&server_dir);
+    let client_ca = tls::make_certs(&client_ca_dir);
+    let other_ca = tls::make_certs(&other_dir);
+    let port: u16 = kube.url().rsplit(':').next().unwrap().parse().unwrap();
+    let api = TlsProxy::start_requiring_client_cert(&server, port, &client_ca.ca);
+    let server_url = format!("https://127.0.0.1:{}", api.port);
+    // A kubeconfig in `dir` (relative paths resolve there) with `cluster` and `user` fields.
+    let write_config = |name: &str, cluster: &str, user: &str| -> String {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: test\n  cluster:\n    server: {server_url}\n{cluster}contexts:\n- name: test\n  context:\n    cluster: test\n    user: me\nusers:\n- name: me\n  user:\n{user}"
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let ca_file = "    certificate-authority: server/ca.pem\n".to_string();
+    let ca_data = format!("    certificate-authority-data: {}\n", b64(&server.ca));
+
+    let (cert8, key8) = tls::client_cert(dir.path(), &client_ca, "pkcs8", KeyForm::Pkcs8);
+    let (cert1, key1) = tls::client_cert(dir.path(), &client_ca, "pkcs1", KeyForm::Pkcs1);
+    let (cert_ec, key_ec) = tls::client_cert(dir.path(), &client_ca, "sec1", KeyForm::Sec1);
+    let file_name = |p: &Path| p.file_name().unwrap().to_str().unwrap().to_string();
+    let runs = [
+        (
+            "pkcs8",
+            write_config(
+                "pkcs8.kubeconfig",
+                &ca_file,
+                &format!(
+                    "    client-certificate: {}\n    client-key: {}\n",
+                    file_name(&cert8),
+                    file_name(&key8)
+                ),
+            ),
+        ),
+        (
+            "sec1",
+            write_config(
+                "sec1.kubeconfig",
+                &ca_data,
+                &format!(
+                    "    client-certificate: {}\n    client-key: {}\n",
+                    file_name(&cert_ec),
+                    file_name(&key_ec)
+                ),
+            ),
+        ),
+        (
+            "pkcs1",
+            write_config(
+                "pkcs1.kubeconfig",
+                &ca_data,
+                &format!(
+                    "    client-certificate-data: {}\n    client-key-data: {}\n",
+                    b64(&cert1),
+                    b64(&key1)
+                ),
+            ),
+        ),
+    ];
+    for (name, config) in &runs {
+        let ctl = Ctl::start(&kube, &[("KUBECONFIG", config.as_str())]);
+        ctl.wait_log("watching");
+        let path = isvc_path("team-a", name);
+        kube.create(isvc(
+            "team-a",
+            name,
+            json!({RM: "1"}),
+            json!({URL: reg.url()}),
+        ));
+        let object = registered(&kube, &path);
+        assert!(finalizers(&object).contains(&F.to_string()), "{object:#}");
+        let log = ctl.stop();
+        assert!(
+            log.contains(&format!("Kubernetes API kubeconfig {config}")),
+            "{log}"
+        );
+        for secret in [&key8, &key1, &key_ec] {
+            let key = std::fs::read_to_string(secret).unwrap();
+            let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+            assert!(
+                !log.contains(&body[..40]),
+                "{name}: the log holds key bytes"
+            );
+        }
+    }
+    assert_eq!(reg.inference_services().len(), 3);
+    let requests = kube.requests();
+    assert!(
+        requests.iter().all(|r| r.authorization.is_empty()),
+        "a token was sent: {requests:#?}"
+    );
+    for (name, _) in &runs {
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.method == "PATCH" && r.path() == isvc_path("team-a", name)),
+            "{name}: no PATCH through the client certificate"
+        );
+    }
+
+    // A certificate the API server's client CA did not sign: no list, not ready, nothing done.
+    let (cert_x, key_x) = tls::client_cert(dir.path(), &other_ca, "stranger", KeyForm::Pkcs8);
+    let config = write_config(
+        "stranger.kubeconfig",
+        &ca_file,
+        &format!(
+            "    client-certificate: {}\n    client-key: {}\n",
+            file_name(&cert_x),
+            file_name(&key_x)
+        ),
+    );
+    let before = kube.requests().len();
+    kube.create(isvc(
+        "team-a",
+        "stranger",
+        json!({RM: "1"}),
+        json!({URL: reg.url()}),
+    ));
+    let ctl = Ctl::start(&kube, &[("KUBECONFIG", config.as_str())]);
+    ctl.wait_log("list of InferenceServices in all namespaces failed");
+    let (status, body) = ctl.probe("/readyz");
+    assert_eq!(status, 503, "{body}");
+    ctl.stop();
+    assert_eq!(
+        kube.requests().len(),
+        before,
+        "no request got through the TLS handshake"
+    );
+    assert!(label(&kube.get(&isvc_path("team-a", "stranger")).unwrap(), IS).is_none());
+    assert_eq!(reg.inference_services().len(), 3);
+}
+
 /// Scenario 19 (the manifests' half that needs the binary): every params.env key and the
 /// Deployment's args pass `--print-config`.
 #[test]

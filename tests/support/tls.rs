@@ -3,6 +3,8 @@
 //! `openssl` makes a throwaway CA and a server certificate for 127.0.0.1; a small Python
 //! TLS-terminating proxy (stdlib `ssl`, one thread per connection) forwards each connection to
 //! the plain replay server. Nothing trusted is ever committed: keys live in the test's temp dir.
+//! The proxy can also require a client certificate signed by a given CA (as an API server
+//! does), and `client_cert` makes one, its key in each PEM form a kubeconfig may hold.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -91,11 +93,80 @@ pub fn make_certs(dir: &Path) -> Certs {
     }
 }
 
+/// How a client key is written: the PEM forms `client-key(-data)` may hold.
+#[derive(Clone, Copy, Debug)]
+pub enum KeyForm {
+    /// RSA, `BEGIN PRIVATE KEY`.
+    Pkcs8,
+    /// RSA, `BEGIN RSA PRIVATE KEY`.
+    Pkcs1,
+    /// P-256, `BEGIN EC PRIVATE KEY`.
+    Sec1,
+}
+
+/// A client certificate for `cn` signed by `ca`'s CA, its key in `form`: (certificate, key),
+/// both in `dir`.
+pub fn client_cert(dir: &Path, ca: &Certs, cn: &str, form: KeyForm) -> (PathBuf, PathBuf) {
+    let (cert, key, csr) = (
+        format!("{cn}.pem"),
+        format!("{cn}.key"),
+        format!("{cn}.csr"),
+    );
+    match form {
+        KeyForm::Pkcs8 => openssl(dir, &["genpkey", "-algorithm", "RSA", "-out", &key]),
+        KeyForm::Pkcs1 => openssl(dir, &["genrsa", "-traditional", "-out", &key, "2048"]),
+        KeyForm::Sec1 => openssl(
+            dir,
+            &[
+                "ecparam",
+                "-genkey",
+                "-name",
+                "prime256v1",
+                "-noout",
+                "-out",
+                &key,
+            ],
+        ),
+    }
+    let subject = format!("/CN={cn}/O=system:masters");
+    openssl(
+        dir,
+        &["req", "-new", "-key", &key, "-subj", &subject, "-out", &csr],
+    );
+    std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+    let ca_key = ca.ca.with_file_name("ca.key");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca.ca.display().to_string(),
+            "-CAkey",
+            &ca_key.display().to_string(),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "client.cnf",
+            "-out",
+            &cert,
+        ],
+    );
+    (dir.join(cert), dir.join(key))
+}
+
 const PROXY: &str = r#"
 import socket, ssl, sys, threading
 cert, key, upstream_port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)
+if len(sys.argv) > 4:
+    # A client certificate signed by this CA, or no connection.
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(sys.argv[4])
 srv = socket.socket()
 srv.bind(("127.0.0.1", 0))
 srv.listen(16)
@@ -140,11 +211,25 @@ pub struct TlsProxy {
 
 impl TlsProxy {
     pub fn start(certs: &Certs, upstream_port: u16) -> TlsProxy {
+        TlsProxy::spawn(certs, upstream_port, None)
+    }
+
+    /// The same, accepting only clients with a certificate signed by `client_ca`.
+    pub fn start_requiring_client_cert(
+        certs: &Certs,
+        upstream_port: u16,
+        client_ca: &Path,
+    ) -> TlsProxy {
+        TlsProxy::spawn(certs, upstream_port, Some(client_ca))
+    }
+
+    fn spawn(certs: &Certs, upstream_port: u16, client_ca: Option<&Path>) -> TlsProxy {
         let mut child = Command::new("python3")
             .args(["-c", PROXY])
             .arg(&certs.cert)
             .arg(&certs.key)
             .arg(upstream_port.to_string())
+            .args(client_ca)
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 must be installed for the TLS tests");
