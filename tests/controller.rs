@@ -945,6 +945,44 @@ fn controller_12_url_matrix() {
     ctl.stop();
 }
 
+/// Scenario 12, the external-address annotation without a scheme: the registry Service named
+/// by the name and namespace labels says `127.0.0.1:PORT`, which is reached as
+/// `https://127.0.0.1:PORT` (TLS checked against MODEL_REGISTRY_CA_FILE).
+#[test]
+fn controller_12_external_address_without_a_scheme_is_https() {
+    let kube = Kube::start(Some(TOKEN));
+    let reg = registry(Some(TOKEN));
+    let dir = TempDir::new("external");
+    let certs = crate::support::tls::make_certs(dir.path());
+    let tls = crate::support::tls::TlsProxy::start(
+        &certs,
+        reg.url().rsplit(':').next().unwrap().parse().unwrap(),
+    );
+    let address = format!("127.0.0.1:{}", tls.port);
+    kube.create(registry_service("mr-ns", "edge", &address));
+    kube.create(isvc(
+        "team-a",
+        "iris",
+        json!({RM: "1", NAME: "edge", NSL: "mr-ns"}),
+        json!({}),
+    ));
+    let ca = certs.ca.display().to_string();
+    let ctl = Ctl::start(&kube, &[("MODEL_REGISTRY_CA_FILE", &ca)]);
+    registered(&kube, &isvc_path("team-a", "iris"));
+    let log = ctl.stop();
+    assert!(
+        log.contains(&format!("registry=https://{address}")),
+        "{log}"
+    );
+    assert_eq!(reg.inference_services().len(), 1);
+    assert!(
+        kube.requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path() == "/api/v1/namespaces/mr-ns/services/edge"),
+        "the Service named by the labels was read"
+    );
+}
+
 fn lists(kube: &Kube) -> usize {
     kube.requests()
         .iter()
