@@ -11,7 +11,9 @@
 //!   finalizer is added to an object being deleted; DELETE sets `deletionTimestamp` while
 //!   finalizers remain, and an object whose last finalizer goes is removed.
 //! - Bearer tokens (revocable); faults: a status N times for a method and path prefix, cut or
-//!   hung watches, 410 on the next watch, 409 on the next patches; a request log.
+//!   hung watches, stalled watches (silent and open past their `timeoutSeconds`, as a
+//!   half-dead connection looks), 410 on the next watch, 409 on the next patches; a request
+//!   log.
 //!
 //! The test drives it directly as KServe and users would (`create`, `update`, `delete`).
 
@@ -78,6 +80,7 @@ struct State {
     http_410_next: bool,
     cut_gen: u64,
     hang_watches: bool,
+    stall_gen: u64,
     uid: u64,
 }
 
@@ -167,6 +170,13 @@ impl Kube {
     /// Watches send nothing until this is turned off again.
     pub fn hang_watches(&self, on: bool) {
         self.lock().hang_watches = on;
+        self.state.1.notify_all();
+    }
+
+    /// Every open watch goes silent and stays open past its `timeoutSeconds` until the client
+    /// hangs up (a half-dead connection); later ones are fine.
+    pub fn stall_watches(&self) {
+        self.lock().stall_gen += 1;
         self.state.1.notify_all();
     }
 
@@ -666,6 +676,24 @@ fn chunk(stream: &TcpStream, value: &Value) -> bool {
     write!(out, "{:x}\r\n{line}\r\n", line.len()).is_ok() && out.flush().is_ok()
 }
 
+// Holds a watch open and silent until the client hangs up.
+fn stall(stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut byte = [0u8; 1];
+    loop {
+        match (&stream).read(&mut byte) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
 fn watch(
     stream: TcpStream,
     state: &Arc<(Mutex<State>, Condvar)>,
@@ -702,6 +730,7 @@ fn watch(
     let mut sent = from;
     let mut s = lock.lock().unwrap();
     let generation = s.cut_gen;
+    let stall_generation = s.stall_gen;
     if from < s.compacted {
         drop(s);
         chunk(
@@ -716,6 +745,10 @@ fn watch(
             drop(s);
             let _ = stream.shutdown(std::net::Shutdown::Both);
             return;
+        }
+        if s.stall_gen != stall_generation {
+            drop(s);
+            return stall(stream);
         }
         if !s.hang_watches {
             let events: Vec<Logged> = s
