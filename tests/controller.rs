@@ -1668,3 +1668,30 @@ fn controller_measure_5000() {
     assert_eq!(reg.inference_services().len(), 300);
     ctl.stop();
 }
+
+/// SIGTERM (the kubelet stopping the pod) ends the controller at once with status 0 and a
+/// line saying so. In its image it runs as PID 1, where a signal with no handler is ignored
+/// and the pod would wait out its grace period for the SIGKILL.
+#[test]
+fn sigterm_stops_the_controller_cleanly() {
+    let kube = Kube::start(Some(TOKEN));
+    let mut ctl = Ctl::start(&kube, &[]);
+    ctl.wait_log("watching");
+    let pid = ctl.child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = ctl.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 10 s after SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let log = ctl.stop();
+    assert!(log.contains("INFO stopping on SIGTERM"), "{log}");
+}

@@ -118,6 +118,7 @@ fn run() -> Result<(), Error> {
         }
         Command::Run(flags) => flags,
     };
+    handle_signals()?;
     let vars: HashMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
@@ -151,9 +152,7 @@ fn run() -> Result<(), Error> {
         );
         health.ready_anyway();
         health::serve(&flags, health, None)?;
-        loop {
-            thread::park();
-        }
+        return wait_for_stop();
     }
 
     let sa_dir = kube::config::sa_dir(&get);
@@ -229,8 +228,41 @@ fn run() -> Result<(), Error> {
             watch::resync(&s, period)
         })?;
     }
+    wait_for_stop()
+}
+
+// The signal that asked the controller to stop (SIGTERM, SIGINT), or 0.
+static STOP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Notes SIGTERM and SIGINT in `STOP`, from the start, so none is lost before the threads
+/// run. The controller runs as PID 1 in its image, where a signal with no handler is
+/// ignored: without this, every pod stop would wait out the whole grace period for the
+/// SIGKILL.
+fn handle_signals() -> Result<(), Error> {
+    use signal_hook::consts::signal::{SIGINT, SIGTERM};
+    for signal in [SIGTERM, SIGINT] {
+        signal_hook::flag::register_usize(signal, &STOP, signal as usize)
+            .map_err(|e| Error::io("handle signal", format!("signal {signal}"), e))?;
+    }
+    Ok(())
+}
+
+/// Returns when SIGTERM or SIGINT has arrived. Every step is crash-safe (the contract's 4.3),
+/// so stopping needs no drain: the threads end with the process.
+fn wait_for_stop() -> Result<(), Error> {
+    use std::sync::atomic::Ordering;
     loop {
-        thread::park();
+        match STOP.load(Ordering::SeqCst) {
+            0 => thread::sleep(std::time::Duration::from_millis(100)),
+            signal => {
+                let name = match signal as i32 {
+                    signal_hook::consts::signal::SIGTERM => "SIGTERM",
+                    _ => "SIGINT",
+                };
+                log::info!("stopping on {name}");
+                return Ok(());
+            }
+        }
     }
 }
 
