@@ -17,7 +17,8 @@
 //!    object may have a temporary name, so those names are this program's alone.
 //!
 //! Memory is bounded by workers × `http::BUFFER_SIZE` (plus ureq's buffers per connection),
-//! whatever the object sizes.
+//! whatever the object sizes, plus about 100 bytes and the key per file: a file's paths
+//! (final, temporary, journal) and the source URI are derived when needed, not stored per file.
 //!
 //! A signal (SIGTERM, SIGINT) the face notes in `INTERRUPTED` stops the transfers as a failure
 //! does: the temporary files and journals stay for a rerun, and `download` returns
@@ -38,7 +39,7 @@ use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 
 use crate::error::Error;
@@ -156,10 +157,10 @@ pub fn download(
     })?;
     // No object may land under a temporary name: its file would be taken for a leftover.
     for p in &planned {
-        if let Some(name) = p.path.iter().find(|n| dest::is_temp_name(n)) {
+        if let Some(name) = p.path().iter().find(|n| dest::is_temp_name(n)) {
             return Err(Error::UnsafeKey {
                 uri: uri.to_string(),
-                key: p.key.clone(),
+                key: p.key.to_string(),
                 reason: format!(
                     "'{}' is named like this program's temporary files (.NAME{}, .NAME{})",
                     name.to_string_lossy(),
@@ -168,10 +169,10 @@ pub fn download(
                 ),
             });
         }
-        if p.path.as_os_str() == manifest::NAME {
+        if p.path().as_os_str() == manifest::NAME {
             return Err(Error::UnsafeKey {
                 uri: uri.to_string(),
-                key: p.key.clone(),
+                key: p.key.to_string(),
                 reason: format!(
                     "'{}' is this program's manifest in DEST_DIR",
                     manifest::NAME
@@ -184,9 +185,9 @@ pub fn download(
             uri: uri.to_string(),
         });
     }
-    let paths: Vec<PathBuf> = planned.iter().map(|p| p.path.clone()).collect();
     if options.dry_run {
         watch.plan(&planned, dest);
+        let paths = planned.iter().map(|p| p.path().to_path_buf()).collect();
         return Ok(Summary {
             paths,
             ..Summary::default()
@@ -194,49 +195,53 @@ pub fn download(
     }
 
     dest::create_root(dest)?;
+    let at = At {
+        dest,
+        uri,
+        part_size: options.part_size,
+    };
     let known = manifest::read(dest);
     let mut kept = Vec::new();
-    let mut jobs = Vec::new();
+    let mut jobs = Vec::with_capacity(planned.len());
     let mut tasks = Vec::new();
-    let mut skipped = 0;
     for p in planned {
-        let path = dest::prepare(dest, &p.path)?;
+        let path = dest::prepare(dest, p.path())?;
         if let Some(entry) = manifest::vouches(&known, &p, uri, &path) {
             log::debug!("{} is complete, skipping", path.display());
             kept.push(entry);
-            skipped += 1;
+            jobs.push(FileJob::kept(p));
             continue;
         }
-        let (job, ranges) = FileJob::prepare(p, path, uri, options.part_size)?;
-        let index = jobs.len();
-        tasks.extend(
-            ranges
-                .into_iter()
-                .enumerate()
-                .map(|(ordinal, range)| (ordinal, Task { job: index, range })),
-        );
+        let (job, parts) = FileJob::prepare(p, &path, options.part_size)?;
+        let index = u32::try_from(jobs.len()).expect("a listing holds fewer than 2^32 files");
+        tasks.extend(parts.into_iter().map(|part| Task { job: index, part }));
         jobs.push(job);
     }
+    drop(known);
+    let skipped = kept.len();
     if skipped > 0 {
         log::info!("{skipped} file(s) already complete in {}", dest.display());
     }
     let manifest = manifest::Manifest::start(dest, &kept)?;
+    drop(kept);
 
     // First parts of every file, then second parts, and so on: workers spread over several
     // large files rather than crowding one (writers to one file queue on its inode lock), and
     // small files, all first parts, go first.
-    tasks.sort_by_key(|(ordinal, _)| *ordinal);
-    let tasks: Vec<Task> = tasks.into_iter().map(|(_, task)| task).collect();
+    tasks.sort_by_key(|task| task.part);
     // A part counts its length; a file fetched in one piece, its listed size (if known).
     let total = tasks
         .iter()
-        .filter_map(|t| match &t.range {
-            Some(r) => Some(r.end - r.start),
-            None => jobs[t.job].planned.size,
+        .filter_map(|t| {
+            let job = &jobs[t.job as usize];
+            match job.range(t.part, at.part_size) {
+                Some(r) => Some(r.end - r.start),
+                None => job.planned.size,
+            }
         })
         .sum();
     let started = std::time::Instant::now();
-    watch.start(total, jobs.len());
+    watch.start(total, jobs.len() - skipped);
     let tally = Tally {
         watch,
         bytes: AtomicU64::new(0),
@@ -245,12 +250,18 @@ pub fn download(
     // Files with nothing left to fetch (empty, or every part done by an earlier run).
     for job in jobs
         .iter()
-        .filter(|j| j.remaining.load(Ordering::Relaxed) == 0)
+        .filter(|j| !j.kept && j.remaining.load(Ordering::Relaxed) == 0)
     {
-        job.finish(None, &tally, &manifest)?;
+        job.finish(&at, None, &tally, &manifest)?;
     }
-    transfer(source, &jobs, &tasks, options.jobs, &tally, &manifest)?;
+    transfer(source, &at, &jobs, &tasks, options.jobs, &tally, &manifest)?;
+    drop(tasks);
 
+    // The jobs end here: the paths are all that is left of them.
+    let paths: Vec<PathBuf> = jobs
+        .into_iter()
+        .map(|j| j.planned.path().to_path_buf())
+        .collect();
     let mut stale = 0;
     for path in &paths {
         stale += dest::remove_temporaries(&dest.join(path))?;
@@ -269,53 +280,70 @@ pub fn download(
     Ok(summary)
 }
 
-// One file being written. Its temporary file is open only while a task writes it, so open
+// What every file of one download shares, so no file stores it: where files go, the source
+// URI (for messages) and the part size.
+struct At<'a> {
+    dest: &'a Path,
+    uri: &'a str,
+    part_size: u64,
+}
+
+// One file of the plan. Its temporary file is open only while a task writes it, so open
 // files stay within the number of workers however many files a model has.
 struct FileJob {
     planned: Planned,
-    // The source URI, for messages.
-    uri: String,
-    path: PathBuf,
-    temp: PathBuf,
-    // A parted file's temporary file, made when the job is prepared: its (device, inode),
-    // checked whenever a part opens it. None: the task that fetches the file creates it.
-    made: Option<Identity>,
-    // Which parts are done (the journal's identity), for objects fetched in parts.
-    journal: Option<Identity>,
-    part_size: u64,
+    // Set for a file fetched in parts: its temporary file and journal, made (or checked) when
+    // the job is prepared. None: the task that fetches the file creates its temporary file.
+    parted: Option<Box<Parted>>,
     // Tasks not yet finished.
-    remaining: AtomicUsize,
+    remaining: AtomicU32,
+    // The manifest vouches for the file on disk: nothing to fetch.
+    kept: bool,
     // Bytes written, for a stream of unknown size.
     written: AtomicU64,
+}
+
+// A parted file's temporary file and journal, (device, inode) each, checked whenever a part
+// opens them.
+struct Parted {
+    made: Identity,
+    journal: Identity,
 }
 
 // A file's (device, inode): the same name may later hold another file.
 type Identity = (u64, u64);
 
-// What is left to fetch of a file: ranged parts, or one whole stream (`None`).
-type Pending = Vec<Option<Range<u64>>>;
-
-// A piece of work: one part of a file, or a whole stream (`range` None).
+// A piece of work: part `part` of a file fetched in parts, or (part 0) a whole stream. Small:
+// a run holds one per file.
 struct Task {
-    job: usize,
-    range: Option<Range<u64>>,
+    job: u32,
+    part: u32,
 }
 
 impl FileJob {
-    // Opens the temporary file and decides what is left to fetch: ranged parts for large
-    // objects (skipping those an earlier run finished, when its journal matches this object),
-    // one stream otherwise.
+    // A file the manifest vouches for.
+    fn kept(planned: Planned) -> FileJob {
+        FileJob {
+            planned,
+            parted: None,
+            remaining: AtomicU32::new(0),
+            kept: true,
+            written: AtomicU64::new(0),
+        }
+    }
+
+    // Opens the temporary file and decides what is left to fetch: the parts (by number) of a
+    // large object (skipping those an earlier run finished, when its journal matches this
+    // object), or one stream (part 0) otherwise.
     fn prepare(
         planned: Planned,
-        path: PathBuf,
-        uri: &str,
+        path: &Path,
         part_size: u64,
-    ) -> Result<(FileJob, Pending), Error> {
-        let temp = dest::temp_path(&path);
-        let journal_path = dest::journal_path(&path);
-        let mut ranges: Pending = Vec::new();
-        let mut made = None;
-        let mut journal = None;
+    ) -> Result<(FileJob, Vec<u32>), Error> {
+        let temp = dest::temp_path(path);
+        let journal_path = dest::journal_path(path);
+        let mut pending = Vec::new();
+        let mut parted = None;
         match (planned.size, planned.ranges) {
             (Some(size), true) if size > part_size => {
                 let header = journal_header(size, part_size, planned.etag.as_deref());
@@ -333,67 +361,78 @@ impl FileJob {
                     .map(|(t, j)| ((t.dev(), t.ino()), (j.dev(), j.ino())));
                 let done =
                     found.map_or_else(HashSet::new, |_| read_journal(&journal_path, &header));
-                match found.filter(|_| !done.is_empty()) {
-                    Some((temp_id, journal_id)) => {
+                parted = Some(Box::new(match found.filter(|_| !done.is_empty()) {
+                    Some((made, journal)) => {
                         log::info!(
                             "resuming {}: {} part(s) already fetched",
                             path.display(),
                             done.len()
                         );
-                        made = Some(temp_id);
-                        journal = Some(journal_id);
+                        Parted { made, journal }
                     }
                     None => {
                         let file = dest::create_fresh(&temp)?;
                         file.set_len(size)
                             .map_err(|e| Error::io("allocate", &temp, e))?;
-                        made = Some(identity(&file, &temp)?);
+                        let made = identity(&file, &temp)?;
                         let mut j = dest::create_fresh(&journal_path)?;
                         writeln!(j, "{header}")
                             .map_err(|e| Error::io("write", &journal_path, e))?;
-                        journal = Some(identity(&j, &journal_path)?);
+                        let journal = identity(&j, &journal_path)?;
+                        Parted { made, journal }
                     }
-                }
-                let parts = size.div_ceil(part_size);
-                for i in 0..parts {
-                    if !done.contains(&i) {
-                        let start = i * part_size;
-                        ranges.push(Some(start..(start + part_size).min(size)));
-                    }
-                }
+                }));
+                let Ok(parts) = u32::try_from(size.div_ceil(part_size)) else {
+                    let reason = format!("{size} bytes are more than 2^32 parts of {part_size}");
+                    return Err(Error::io("plan", path, io::Error::other(reason)));
+                };
+                pending.extend((0..parts).filter(|i| !done.contains(&u64::from(*i))));
             }
             (Some(0), _) => {}
             // One plain GET for anything not split: a Range header on a whole object only
             // makes servers and proxies take their slower path. The size is checked at the end.
-            _ => ranges.push(None),
+            _ => pending.push(0),
         }
         let job = FileJob {
             planned,
-            uri: uri.to_string(),
-            path,
-            temp,
-            made,
-            journal,
-            part_size,
-            remaining: AtomicUsize::new(ranges.len()),
+            parted,
+            remaining: AtomicU32::new(pending.len() as u32),
+            kept: false,
             written: AtomicU64::new(0),
         };
-        Ok((job, ranges))
+        Ok((job, pending))
+    }
+
+    // The bytes part `part` covers; None for a file fetched in one piece.
+    fn range(&self, part: u32, part_size: u64) -> Option<Range<u64>> {
+        self.parted.as_ref()?;
+        let size = self.planned.size?;
+        let start = u64::from(part) * part_size;
+        Some(start..(start + part_size).min(size))
+    }
+
+    fn path(&self, at: &At<'_>) -> PathBuf {
+        at.dest.join(self.planned.path())
+    }
+
+    fn temp(&self, at: &At<'_>) -> PathBuf {
+        dest::temp_path(&self.path(at))
     }
 
     // The source broke its promise about this object (a short part, a wrong size).
-    fn broken(&self, reason: String) -> Error {
-        let what = format!("'{}' of '{}'", self.planned.key, self.uri);
+    fn broken(&self, at: &At<'_>, reason: String) -> Error {
+        let what = format!("'{}' of '{}'", self.planned.key, at.uri);
         failed("download", &what, (reason, None))
     }
 
     // Opens the temporary file for one task. A file fetched in one piece is created by the
     // worker that fetches it: creating thousands up front would put that cost (slow on a busy
     // ext4) before the first byte, on one thread.
-    fn open(&self) -> Result<File, Error> {
-        match self.made {
-            Some(made) => reopen(&self.temp, made, OpenOptions::new().write(true)),
-            None => dest::create_fresh(&self.temp),
+    fn open(&self, at: &At<'_>) -> Result<File, Error> {
+        let temp = self.temp(at);
+        match &self.parted {
+            Some(parted) => reopen(&temp, parted.made, OpenOptions::new().write(true)),
+            None => dest::create_fresh(&temp),
         }
     }
 
@@ -401,42 +440,45 @@ impl FileJob {
     // rename), and note the file in the manifest. `file` is the last task's, if any.
     fn finish(
         &self,
+        at: &At<'_>,
         file: Option<File>,
         tally: &Tally<'_>,
         manifest: &manifest::Manifest,
     ) -> Result<(), Error> {
         let file = match file {
             Some(file) => file,
-            None => self.open()?,
+            None => self.open(at)?,
         };
+        let path = self.path(at);
+        let temp = dest::temp_path(&path);
         let expected = match self.planned.size {
             Some(size) => size,
             None => {
                 let written = self.written.load(Ordering::Relaxed);
                 file.set_len(written)
-                    .map_err(|e| Error::io("truncate", &self.temp, e))?;
+                    .map_err(|e| Error::io("truncate", &temp, e))?;
                 written
             }
         };
         let actual = file
             .metadata()
-            .map_err(|e| Error::io("inspect", &self.temp, e))?
+            .map_err(|e| Error::io("inspect", &temp, e))?
             .len();
         if actual != expected {
-            return Err(self.broken(format!(
-                "wrote {actual} bytes, the source listed {expected}"
-            )));
+            return Err(self.broken(
+                at,
+                format!("wrote {actual} bytes, the source listed {expected}"),
+            ));
         }
-        dest::sync_file(&file, &self.temp)?;
-        std::fs::rename(&self.temp, &self.path)
-            .map_err(|e| Error::io("rename into place", &self.path, e))?;
-        if self.journal.is_some() {
-            let journal = dest::journal_path(&self.path);
+        dest::sync_file(&file, &temp)?;
+        std::fs::rename(&temp, &path).map_err(|e| Error::io("rename into place", &path, e))?;
+        if self.parted.is_some() {
+            let journal = dest::journal_path(&path);
             std::fs::remove_file(&journal).map_err(|e| Error::io("remove", &journal, e))?;
         }
-        dest::sync_parent(&self.path)?;
-        log::debug!("wrote {} (flushed to disk)", self.path.display());
-        if let Some(entry) = manifest::Entry::of(&self.planned, &self.uri, &file) {
+        dest::sync_parent(&path)?;
+        log::debug!("wrote {} (flushed to disk)", path.display());
+        if let Some(entry) = manifest::Entry::of(&self.planned, at.uri, &file) {
             manifest.add(&entry)?;
         }
         tally.file_done();
@@ -494,6 +536,7 @@ fn read_journal(path: &Path, header: &str) -> HashSet<u64> {
 // further bytes) and is the one returned.
 fn transfer(
     source: &dyn Source,
+    at: &At<'_>,
     jobs: &[FileJob],
     tasks: &[Task],
     workers: usize,
@@ -526,11 +569,11 @@ fn transfer(
                     let Some(task) = tasks.get(i) else {
                         return;
                     };
-                    let job = &jobs[task.job];
+                    let job = &jobs[task.job as usize];
                     // The file closes when its task ends, or with the last task's `finish`.
-                    let result = run_task(source, job, task, &stop, tally).and_then(|file| {
+                    let result = run_task(source, at, job, task, &stop, tally).and_then(|file| {
                         if job.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
-                            job.finish(Some(file), tally, manifest)
+                            job.finish(at, Some(file), tally, manifest)
                         } else {
                             Ok(())
                         }
@@ -549,37 +592,38 @@ fn transfer(
 
 fn run_task(
     source: &dyn Source,
+    at: &At<'_>,
     job: &FileJob,
     task: &Task,
     stop: &AtomicBool,
     tally: &Tally<'_>,
 ) -> Result<File, Error> {
-    let start = task.range.as_ref().map_or(0, |r| r.start);
-    match &task.range {
+    let range = job.range(task.part, at.part_size);
+    let start = range.as_ref().map_or(0, |r| r.start);
+    match &range {
         Some(r) => log::debug!(
             "fetching '{}' of '{}' bytes {}-{}",
             job.planned.key,
-            job.uri,
+            at.uri,
             r.start,
             r.end - 1
         ),
-        None => log::debug!("fetching '{}' of '{}'", job.planned.key, job.uri),
+        None => log::debug!("fetching '{}' of '{}'", job.planned.key, at.uri),
     }
     // An object that arrives in one piece is hashed on the way, when its MD5 is known; the
     // parts of a large object arrive out of order, and hashing them would mean reading the
     // whole file again.
     let whole = start == 0
-        && task
-            .range
+        && range
             .as_ref()
             .is_none_or(|r| Some(r.end) == job.planned.size);
-    let file = job.open()?;
+    let file = job.open(at)?;
     let mut writer = PartWriter {
         file: &file,
         pos: start,
         // A whole file of known size ends there too: a source that sends more must not fill
         // the disk before the size is checked.
-        end: task.range.as_ref().map(|r| r.end).or(job.planned.size),
+        end: range.as_ref().map(|r| r.end).or(job.planned.size),
         overrun: false,
         stop,
         tally,
@@ -590,48 +634,57 @@ fn run_task(
             .filter(|_| whole)
             .map(|_| md5::Context::new()),
     };
-    let result = source.read(&job.planned.key, task.range.clone(), &mut writer);
+    let result = source.read(&job.planned.key, range.clone(), &mut writer);
     // The writer's own failure is the cause; the source only saw its symptom.
     if writer.overrun {
-        return Err(job.broken(match &task.range {
-            Some(r) => format!(
-                "the source sent more than the part {}..{} holds",
-                r.start, r.end
-            ),
-            None => format!(
-                "the source sent more than the {} bytes it listed",
-                writer.end.unwrap_or_default()
-            ),
-        }));
+        return Err(job.broken(
+            at,
+            match &range {
+                Some(r) => format!(
+                    "the source sent more than the part {}..{} holds",
+                    r.start, r.end
+                ),
+                None => format!(
+                    "the source sent more than the {} bytes it listed",
+                    writer.end.unwrap_or_default()
+                ),
+            },
+        ));
     }
     if let Some(e) = writer.failed.take() {
-        return Err(Error::io("write", &job.temp, e));
+        return Err(Error::io("write", job.temp(at), e));
     }
     result?;
     if let (Some(context), Some(expected)) = (writer.md5.take(), job.planned.md5) {
         let actual = context.finalize().0;
         if actual != expected {
-            return Err(job.broken(format!(
-                "the bytes' MD5 is {}, the source listed {} (ETag {})",
-                hex(&actual),
-                hex(&expected),
-                job.planned.etag.as_deref().unwrap_or("-")
-            )));
+            return Err(job.broken(
+                at,
+                format!(
+                    "the bytes' MD5 is {}, the source listed {} (ETag {})",
+                    hex(&actual),
+                    hex(&expected),
+                    job.planned.etag.as_deref().unwrap_or("-")
+                ),
+            ));
         }
     }
-    match &task.range {
+    match &range {
         Some(range) if writer.pos != range.end => {
-            return Err(job.broken(format!(
-                "the source stopped at byte {} of the part {}..{}",
-                writer.pos, range.start, range.end
-            )));
+            return Err(job.broken(
+                at,
+                format!(
+                    "the source stopped at byte {} of the part {}..{}",
+                    writer.pos, range.start, range.end
+                ),
+            ));
         }
-        Some(range) => {
-            if let Some(made) = job.journal {
+        Some(_) => {
+            if let Some(parted) = &job.parted {
                 // One write in append mode: workers finishing parts at once never interleave.
-                let path = dest::journal_path(&job.path);
-                let line = format!("{}\n", range.start / job.part_size);
-                reopen(&path, made, OpenOptions::new().append(true))?
+                let path = dest::journal_path(&job.path(at));
+                let line = format!("{}\n", task.part);
+                reopen(&path, parted.journal, OpenOptions::new().append(true))?
                     .write_all(line.as_bytes())
                     .map_err(|e| Error::io("write", &path, e))?;
             }

@@ -10,27 +10,39 @@
 //! - two keys that would land on the same path, or a file where another key needs a folder, fail
 //!   the plan too: one would silently overwrite the other.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::quote;
 use crate::fetch::Object;
 
-/// One file to write: where it comes from and where it goes.
+/// One file to write: where it comes from and where it goes. Kept small (72 bytes and the key
+/// and ETag on the heap): a run holds one per file, and a model may have 200,000.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
     /// The object's key in the source.
-    pub(crate) key: String,
-    /// Where it goes, relative to `DEST_DIR`; always a safe relative path.
-    pub(crate) path: PathBuf,
+    pub(crate) key: Box<str>,
+    // Where the path relative to `DEST_DIR` starts in `key`: it is always a suffix of the key,
+    // so it is not stored twice.
+    path_start: u32,
     /// Size in bytes, when the source knows it.
     pub(crate) size: Option<u64>,
     /// Checksum or ETag, when the source gives one; a resumed file must still match it.
-    pub(crate) etag: Option<String>,
+    pub(crate) etag: Option<Box<str>>,
     /// The source can read byte ranges of this object (parts, resume).
     pub(crate) ranges: bool,
     /// The MD5 of the bytes, when the source knows it.
     pub(crate) md5: Option<[u8; 16]>,
+}
+
+impl Planned {
+    /// Where it goes, relative to `DEST_DIR`; always a safe relative path.
+    pub(crate) fn path(&self) -> &Path {
+        Path::new(self.relative())
+    }
+
+    fn relative(&self) -> &str {
+        &self.key[self.path_start as usize..]
+    }
 }
 
 /// Why a listing cannot be planned.
@@ -45,7 +57,7 @@ pub(crate) struct PlanError {
 /// Maps a listing of everything whose key starts with `prefix` to the files to write, sorted
 /// by path.
 pub(crate) fn plan(prefix: &str, objects: Vec<Object>) -> Result<Vec<Planned>, PlanError> {
-    let mut by_path: BTreeMap<String, Planned> = BTreeMap::new();
+    let mut planned = Vec::with_capacity(objects.len());
     for object in objects {
         let Some(relative) = relative_key(prefix, &object.key) else {
             continue;
@@ -53,35 +65,49 @@ pub(crate) fn plan(prefix: &str, objects: Vec<Object>) -> Result<Vec<Planned>, P
         if relative.is_empty() || relative.ends_with('/') {
             continue; // a folder marker
         }
-        let path = safe_relative(relative).map_err(|reason| PlanError {
+        check_relative(relative).map_err(|reason| PlanError {
             key: object.key.clone(),
             reason,
         })?;
-        let relative = relative.to_string();
-        if let Some(other) = by_path.get(&relative) {
+        // A key longer than 4 GiB cannot come in a listing page (16 MiB at most).
+        let Ok(path_start) = u32::try_from(object.key.len() - relative.len()) else {
+            let reason = "the key is longer than 4 GiB".to_string();
             return Err(PlanError {
                 key: object.key,
-                reason: format!("it would land on the same path as {}", quote(&other.key)),
+                reason,
             });
-        }
-        by_path.insert(
-            relative,
-            Planned {
-                key: object.key,
-                path,
-                size: object.size,
-                etag: object.etag,
-                ranges: object.ranges,
-                md5: object.md5,
-            },
-        );
+        };
+        planned.push(Planned {
+            key: object.key.into_boxed_str(),
+            path_start,
+            size: object.size,
+            etag: object.etag.map(String::into_boxed_str),
+            ranges: object.ranges,
+            md5: object.md5,
+        });
+    }
+    // Stable: of two keys on one path, the one listed first stays first and the other is named.
+    planned.sort_by(|a, b| a.relative().cmp(b.relative()));
+    if let Some(pair) = planned
+        .windows(2)
+        .find(|pair| pair[0].relative() == pair[1].relative())
+    {
+        return Err(PlanError {
+            key: pair[1].key.to_string(),
+            reason: format!("it would land on the same path as {}", quote(&pair[0].key)),
+        });
     }
     // A file at `a` and another at `a/b`: `a` cannot be both.
-    for (path, planned) in &by_path {
+    let find = |path: &str| {
+        let found = planned.binary_search_by(|p| p.relative().cmp(path));
+        found.ok().map(|i| &planned[i])
+    };
+    for p in &planned {
+        let path = p.relative();
         for (i, _) in path.match_indices('/') {
-            if let Some(file) = by_path.get(&path[..i]) {
+            if let Some(file) = find(&path[..i]) {
                 return Err(PlanError {
-                    key: planned.key.clone(),
+                    key: p.key.to_string(),
                     reason: format!(
                         "it needs a folder where the object {} is a file",
                         quote(&file.key)
@@ -90,7 +116,7 @@ pub(crate) fn plan(prefix: &str, objects: Vec<Object>) -> Result<Vec<Planned>, P
             }
         }
     }
-    Ok(by_path.into_values().collect())
+    Ok(planned)
 }
 
 /// The part of `key` that names a path below `prefix`, or `None` when the key is not under the
@@ -113,13 +139,18 @@ fn relative_key<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
 /// Checks that `relative` (segments separated by `/`) stays inside the folder it is joined to,
 /// and turns it into a path. Used for object keys and for archive entries alike.
 pub(crate) fn safe_relative(relative: &str) -> Result<PathBuf, String> {
+    check_relative(relative)?;
+    Ok(PathBuf::from(relative))
+}
+
+// `safe_relative`'s check alone.
+fn check_relative(relative: &str) -> Result<(), String> {
     if relative.contains('\0') {
         return Err("a NUL byte cannot be in a file name".into());
     }
     if relative.starts_with('/') {
         return Err("an absolute path would leave DEST_DIR".into());
     }
-    let mut path = PathBuf::new();
     for segment in relative.split('/') {
         match segment {
             ".." => return Err("a '..' segment would leave DEST_DIR".into()),
@@ -128,10 +159,10 @@ pub(crate) fn safe_relative(relative: &str) -> Result<PathBuf, String> {
                     "'.' and empty segments are refused: two keys could name one file".into(),
                 );
             }
-            s => path.push(s),
+            _ => {}
         }
     }
-    Ok(path)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -151,7 +182,7 @@ mod tests {
     fn paths(prefix: &str, keys: &[&str]) -> Vec<String> {
         let objects = keys.iter().map(|k| obj(k, 1)).collect();
         let planned = plan(prefix, objects).unwrap().into_iter();
-        planned.map(|p| p.path.to_string_lossy().into()).collect()
+        planned.map(|p| p.path().to_string_lossy().into()).collect()
     }
 
     const STORE: &[&str] = &[
@@ -195,7 +226,7 @@ mod tests {
     fn zero_byte_objects_are_files_and_markers_are_not() {
         let planned = plan("m/", vec![obj("m/", 0), obj("m/empty", 0), obj("m/d/", 0)]).unwrap();
         assert_eq!(planned.len(), 1);
-        assert_eq!(planned[0].path, PathBuf::from("empty"));
+        assert_eq!(planned[0].path(), Path::new("empty"));
         assert_eq!(planned[0].size, Some(0));
     }
 
@@ -232,6 +263,12 @@ mod tests {
     }
 
     #[test]
+    fn a_planned_file_stays_small() {
+        // One per file of a run: 200,000 of them must fit a small pod with the rest.
+        assert!(size_of::<Planned>() <= 72, "{}", size_of::<Planned>());
+    }
+
+    #[test]
     fn sizes_and_etags_carry_over() {
         let planned = plan(
             "p/",
@@ -248,7 +285,7 @@ mod tests {
             planned,
             vec![Planned {
                 key: "p/w.bin".into(),
-                path: "w.bin".into(),
+                path_start: 2,
                 size: Some(42),
                 etag: Some("\"abc\"".into()),
                 ranges: false,
