@@ -77,6 +77,9 @@ pub enum Error {
 pub enum Lookup {
     /// No answer at all (connection refused, DNS, timeout, TLS), after retries.
     Unreachable { url: String, cause: String },
+    /// The request could not be sent, and never will be: the URL is not one (a raw space or
+    /// DEL from `MODEL_REGISTRY_BASE_URL`, a URL too long). Not retried.
+    Unsendable { url: String, reason: String },
     /// The TLS handshake failed: the certificate is not trusted or not for this host.
     Tls { url: String, cause: String },
     /// The TLS handshake failed and the same host and port answer plain HTTP.
@@ -245,6 +248,9 @@ impl fmt::Display for Lookup {
         match self {
             Lookup::Unreachable { url, cause } => {
                 write!(f, "registry unreachable: GET {}: {cause}", clip(url))
+            }
+            Lookup::Unsendable { url, reason } => {
+                write!(f, "cannot send GET {}: {reason}", clip(url))
             }
             Lookup::Tls { url, cause } => write!(f, "TLS failure: GET {}: {cause}", clip(url)),
             Lookup::PlainHttp { url, evidence } => {
