@@ -80,3 +80,44 @@ fn two_hundred_thousand_objects_list_in_bounded_memory() {
     eprintln!("peak RSS listing 200,000 objects: {peak} KiB");
     assert!(peak <= 64 * 1024, "peak RSS {peak} KiB");
 }
+
+// The peak RSS (VmHWM, KiB) of a run over a listing of `pages` pages of 1,000 objects whose
+// GETs are answered 404: the run lists, plans and prepares every file, then fails on the
+// first download.
+fn peak_kib_planning(pages: usize) -> u64 {
+    let stub = Listing::start(Store::S3, Tokens::Pages(pages), 1000);
+    let tmp = TempDir::new("planning-memory");
+    let dest = tmp.path().join("dest");
+    let mut env = stub.env();
+    env.push(("RUST_LOG", "debug".into()));
+    let out = run_env(&[stub.uri(), dest.to_str().unwrap()], &env);
+    out.expect_code(1);
+    assert!(
+        out.last_line()
+            .starts_with("error: cannot download s3://b/m/")
+            && out.last_line().ends_with("HTTP 404 Not Found"),
+        "{out:#?}"
+    );
+    out.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("debug: peak memory (VmHWM): "))
+        .and_then(|l| l.strip_suffix(" KiB"))
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory logged: {out:#?}"))
+}
+
+#[test]
+fn each_planned_file_costs_little_memory() {
+    // The slope between 10,000 and 110,000 files, so the binary's own size (debug or release)
+    // does not count: 64 MiB for 200,000 files is 335 bytes a file, baseline included.
+    let small = peak_kib_planning(10);
+    let large = peak_kib_planning(110);
+    let per_file = large.saturating_sub(small) * 1024 / 100_000;
+    eprintln!(
+        "peak RSS: {small} KiB for 10,000 files, {large} KiB for 110,000: {per_file} bytes a file"
+    );
+    assert!(
+        per_file <= 300,
+        "{per_file} bytes a file ({small} KiB, {large} KiB)"
+    );
+}

@@ -50,11 +50,11 @@ impl Entry {
     pub(crate) fn of(planned: &Planned, uri: &str, file: &File) -> Option<Entry> {
         let meta = file.metadata().ok()?;
         Some(Entry {
-            path: planned.path.to_str()?.to_string(),
+            path: planned.path().to_str()?.to_string(),
             uri: uri.to_string(),
-            key: planned.key.clone(),
-            size: planned.size?,
-            version: planned.etag.clone()?,
+            key: planned.key.to_string(),
+            size: planned.size()?,
+            version: planned.etag.as_deref()?.to_string(),
             ino: meta.ino(),
             mtime: (meta.mtime(), meta.mtime_nsec()),
         })
@@ -67,9 +67,9 @@ impl Entry {
         };
         meta.is_file()
             && self.uri == uri
-            && self.key == planned.key
-            && Some(self.size) == planned.size
-            && Some(&self.version) == planned.etag.as_ref()
+            && *self.key == *planned.key
+            && Some(self.size) == planned.size()
+            && Some(self.version.as_str()) == planned.etag.as_deref()
             && meta.len() == self.size
             && meta.ino() == self.ino
             && (meta.mtime(), meta.mtime_nsec()) == self.mtime
@@ -121,7 +121,7 @@ pub(crate) fn vouches(
     uri: &str,
     path: &Path,
 ) -> Option<Entry> {
-    let entry = known.get(planned.path.to_str()?)?;
+    let entry = known.get(planned.path().to_str()?)?;
     entry.vouches_for(planned, uri, path).then(|| entry.clone())
 }
 
