@@ -263,8 +263,8 @@ pub fn download(
         uri,
         part_size: options.part_size,
     };
-    let known = manifest::read(dest);
-    let mut kept = Vec::new();
+    let mut known = manifest::read(dest);
+    let mut skipped = 0;
     let mut jobs = Vec::with_capacity(planned.len());
     let mut tasks = Vec::new();
     let mut sha256 = Vec::new();
@@ -273,7 +273,7 @@ pub fn download(
     for p in planned {
         let pin = pins.next().flatten();
         let path = dest::prepare(dest, p.path())?;
-        if let Some(entry) = manifest::vouches(&known, &p, uri, &path) {
+        if let Some(line) = known.vouches(&p, uri, &path) {
             // A file an earlier run wrote is hashed again when digests count: it was not
             // hashed on its way in, or not against these pins. Otherwise the manifest vouches
             // for it, the source's SHA-256 included (it was checked before the rename).
@@ -297,7 +297,8 @@ pub fn download(
                 None => {
                     log::debug!("{} is complete, skipping", path.display());
                     sha256.extend(digest.map(|d| (shown(&p), d)));
-                    kept.push(entry);
+                    known.keep(line);
+                    skipped += 1;
                     jobs.push(FileJob::kept(p));
                     continue;
                 }
@@ -315,13 +316,11 @@ pub fn download(
         tasks.extend(parts.into_iter().map(|part| Task { job: index, part }));
         jobs.push(job);
     }
-    drop(known);
-    let skipped = kept.len();
     if skipped > 0 {
         log::info!("{skipped} file(s) already complete in {}", dest.display());
     }
-    let manifest = manifest::Manifest::start(dest, &kept)?;
-    drop(kept);
+    let manifest = manifest::Manifest::start(dest, &known)?;
+    drop(known);
 
     // First parts of every file, then second parts, and so on: workers spread over several
     // large files rather than crowding one (writers to one file queue on its inode lock), and
