@@ -104,6 +104,9 @@ pub enum Error {
 pub enum Lookup {
     /// No answer at all (connection refused, DNS, timeout, TLS), after retries.
     Unreachable { url: String, cause: String },
+    /// The request could not be sent, and never will be: the URL is not one (a raw space or
+    /// DEL from `MODEL_REGISTRY_BASE_URL`, a URL too long). Not retried.
+    Unsendable { url: String, reason: String },
     /// The TLS handshake failed: the certificate is not trusted or not for this host.
     Tls { url: String, cause: String },
     /// The TLS handshake failed and the same host and port answer plain HTTP.
@@ -314,6 +317,9 @@ impl fmt::Display for Lookup {
             Lookup::Unreachable { url, cause } => {
                 write!(f, "registry unreachable: GET {}: {cause}", clip(url))
             }
+            Lookup::Unsendable { url, reason } => {
+                write!(f, "cannot send GET {}: {reason}", clip(url))
+            }
             Lookup::Tls { url, cause } => write!(f, "TLS failure: GET {}: {cause}", clip(url)),
             Lookup::PlainHttp { url, evidence } => {
                 write!(f, "{PLAIN_HTTP} GET {}: {evidence}", clip(url))
@@ -436,6 +442,36 @@ pub(crate) fn redact_password(url: &str) -> String {
 /// as `\u{..}`.
 pub(crate) fn one_line(s: &str) -> String {
     escape_controls(&s.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// The most characters of the error line after `error: `, and of the hint line: several quoted
+/// values (a model name, and the URL that holds it again) must not add up to a line no log
+/// viewer shows whole.
+pub(crate) const MAX_LINE: usize = 400;
+
+/// `line` on one line (`one_line`) of at most `MAX_LINE` characters: a longer one keeps its
+/// beginning (what failed, and where) and its end (why), and says how much was left out between.
+pub(crate) fn bounded_line(line: &str) -> String {
+    let line = one_line(line);
+    let count = line.chars().count();
+    if count <= MAX_LINE {
+        return line;
+    }
+    const TAIL: usize = MAX_LINE * 2 / 5;
+    let marker = |n: usize| format!(" …[{n} characters cut]… ");
+    // How many are cut depends on the marker's length, which depends on how many are cut.
+    let mut cut = count;
+    for _ in 0..2 {
+        cut = count - TAIL - (MAX_LINE - TAIL - marker(cut).chars().count());
+    }
+    let head = count - TAIL - cut;
+    let cut = marker(cut);
+    let head_end = line.char_indices().nth(head).map_or(line.len(), |(i, _)| i);
+    let tail_start = line
+        .char_indices()
+        .nth(count - TAIL)
+        .map_or(line.len(), |(i, _)| i);
+    format!("{}{cut}{}", &line[..head_end], &line[tail_start..])
 }
 
 /// How many characters of a value an error quotes before cutting it (`quote`, `clip`).
@@ -592,6 +628,19 @@ mod tests {
     fn escape_controls_keeps_spaces_and_escapes_line_ends() {
         assert_eq!(escape_controls("a  b"), "a  b");
         assert_eq!(escape_controls("a\nb\tc\u{85}"), "a\\u{a}b\\u{9}c\\u{85}");
+    }
+
+    #[test]
+    fn lines_are_bounded_and_keep_both_ends() {
+        assert_eq!(bounded_line("short\nline"), "short line");
+        let long = format!("what {} why", "x".repeat(10_000));
+        let line = bounded_line(&long);
+        assert!(line.chars().count() <= MAX_LINE, "{line}");
+        assert!(line.starts_with("what xxx"), "{line}");
+        assert!(line.ends_with("xxx why"), "{line}");
+        assert!(line.contains(" …[9634 characters cut]… "), "{line}");
+        let wide = "é".repeat(1000);
+        assert!(bounded_line(&wide).chars().count() <= MAX_LINE);
     }
 
     #[test]

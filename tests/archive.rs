@@ -553,3 +553,31 @@ fn an_archive_among_other_files_is_left_as_it_is() {
         files(&[("data.tar.gz", &archive), ("model.bin", b"weights")])
     );
 }
+
+/// An archive cut off in the middle of an entry (a download's bytes were fine, the archive
+/// was not) fails, and the entry never appears under its final name, whole or cut: entries are
+/// written under a temporary name, flushed and only then renamed. The entries before it stay.
+#[test]
+fn an_entry_cut_short_never_appears_under_its_name() {
+    let big = crate::support::bytes(100_000, 7);
+    let whole = Tar::new()
+        .file("a.txt", b"first")
+        .file("big.bin", &big)
+        .bytes();
+    // The first entry (header and one block), the second's header and half its data.
+    let (_tmp, src, dest) = setup("model.tar", &whole[..512 * 3 + 50_000]);
+    let out = extract(&src, &dest);
+    out.expect_code(1);
+    let mut left = tree(&dest);
+    left.remove("model.tar");
+    let sizes: Vec<_> = left.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
+    assert_eq!(sizes, [("a.txt", 5)]);
+    assert_eq!(left, files(&[("a.txt", b"first")]));
+    assert!(
+        out.last_line().starts_with(&format!(
+            "error: cannot extract '{}': entry 'big.bin': ",
+            dest.join("model.tar").display()
+        )),
+        "{out:#?}"
+    );
+}

@@ -245,6 +245,40 @@ fn a_huge_uri_gives_a_short_error_line() {
     }
 }
 
+/// A 100 KB model name is quoted twice (as the name, and inside the registry URL): the whole
+/// line is bounded too (400 characters after `error: `), keeping what, where and why.
+#[test]
+fn a_huge_model_name_gives_a_bounded_error_line() {
+    let long = "a".repeat(100 * 1024);
+    let port = closed_port();
+    let env = [("MODEL_REGISTRY_BASE_URL", format!("127.0.0.1:{port}"))];
+    let out = run_env(
+        &[&format!("model-registry://{long}"), "/tmp/unused-dest"],
+        &env,
+    );
+    out.expect_code(1);
+    let last = out.last_line();
+    assert!(
+        last.chars().count() <= 407,
+        "{} characters: {last}",
+        last.chars().count()
+    );
+    let what = format!(
+        "error: cannot resolve model '{}…' (102400 bytes)",
+        "a".repeat(120)
+    );
+    assert!(last.starts_with(&what), "{last}");
+    assert!(
+        last.contains(&format!("in model registry http://127.0.0.1:{port} …[")),
+        "{last}"
+    );
+    assert!(last.contains(" characters cut]… "), "{last}");
+    assert!(
+        last.ends_with("… (102473 bytes): not a valid request URL (http: uri too long)"),
+        "{last}"
+    );
+}
+
 /// A URL ureq refuses to build a request from (a raw space, a DEL) is final: trying again
 /// cannot help, and the line says what to change.
 #[test]

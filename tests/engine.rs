@@ -537,3 +537,129 @@ fn a_hard_link_at_a_temporary_name_is_never_written_through() {
     assert_eq!(tree(&dest)["big.bin"], big);
     assert_eq!(tree(&dest)["small.bin"], bytes(10, 21));
 }
+
+// The manifest's lines after the header, by path, as the program wrote them.
+fn manifest_lines(dest: &std::path::Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(dest.join(".mrsi-manifest")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("mrsi-manifest v1"));
+    lines
+        .map(|l| {
+            let entry: serde_json::Value = serde_json::from_str(l).unwrap();
+            (entry["path"].as_str().unwrap().to_string(), l.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_manifest_read_line_by_line_keeps_its_rules() {
+    let objects = [("m/a.bin", bytes(100, 22)), ("m/b.bin", bytes(200, 23))];
+    let tmp = TempDir::new("engine-manifest");
+    let dest = dest_in(&tmp);
+    download(
+        &Mem::new(&objects),
+        "m/",
+        "mem://",
+        &dest,
+        &options(1000, 2),
+        &(),
+    )
+    .unwrap();
+    // The lines the last run wrote for a.bin and b.bin.
+    let written = || {
+        let lines = manifest_lines(&dest);
+        (lines["a.bin"].clone(), lines["b.bin"].clone())
+    };
+    // What a rerun over `manifest` fetches, and how many files it skips.
+    let rerun = |manifest: String| {
+        std::fs::write(dest.join(".mrsi-manifest"), manifest).unwrap();
+        let source = Mem::new(&objects);
+        let summary = download(&source, "m/", "mem://", &dest, &options(1000, 2), &()).unwrap();
+        assert_eq!(tree(&dest)["a.bin"], bytes(100, 22));
+        let fetched: Vec<String> = source.reads().into_iter().map(|(k, _)| k).collect();
+        (fetched, summary.skipped)
+    };
+    // The same entry, for a file at another inode: it vouches for nothing on disk.
+    let stale = |line: &str| line.replacen("\"ino\":", "\"ino\":1", 1);
+    let header = "mrsi-manifest v1\n";
+    let none: Vec<String> = Vec::new();
+    let both = vec!["m/a.bin".to_string(), "m/b.bin".to_string()];
+
+    // Of two lines for one path, the last counts.
+    let (a, b) = written();
+    let old = stale(&a);
+    assert_eq!(
+        rerun(format!("{header}{a}\n{b}\n{old}\n")),
+        (vec!["m/a.bin".into()], 1)
+    );
+    let (a, b) = written();
+    let old = stale(&a);
+    assert_eq!(
+        rerun(format!("{header}{old}\n{a}\n{b}\n")),
+        (none.clone(), 2)
+    );
+    // The kept lines are carried into the next manifest, once each.
+    assert_eq!(written(), (a.clone(), b.clone()));
+    assert_eq!(manifest_lines(&dest).len(), 2);
+    // A partial last line (a run stopped mid-append) is skipped, the rest still counts.
+    assert_eq!(
+        rerun(format!("{header}{a}\n{b}\n{{\"path\":\"c")),
+        (none.clone(), 2)
+    );
+
+    // Not a manifest: a foreign header, a corrupt line, a line over 1 MiB, or over 64 MiB in
+    // all. Everything is fetched again.
+    let (a, b) = written();
+    assert_eq!(
+        rerun(format!("mrsi-manifest v2\n{a}\n{b}\n")),
+        (both.clone(), 0)
+    );
+    let (a, b) = written();
+    assert_eq!(rerun(format!("{header}{a}\n{{\n{b}\n")), (both.clone(), 0));
+    // Valid entries for another path, with a key of `len` bytes.
+    let long = |len: usize| {
+        let key = format!("m/{}", "k".repeat(len));
+        let entry = serde_json::json!({"path": "x", "uri": "mem://", "key": key, "size": 1,
+            "version": "\"e1\"", "ino": 1, "mtime": [0, 0]});
+        format!("{entry}\n")
+    };
+    let (a, b) = written();
+    let too_long = long(1 << 20);
+    assert_eq!(
+        rerun(format!("{header}{a}\n{b}\n{too_long}")),
+        (both.clone(), 0)
+    );
+    let (a, b) = written();
+    let padding = long(100 << 10).repeat(64 * 1024 / 100 + 1);
+    assert!(padding.len() > 64 << 20);
+    assert_eq!(rerun(format!("{header}{a}\n{b}\n{padding}")), (both, 0));
+    // Just under both limits, the same lines vouch.
+    let (a, b) = written();
+    let padding = long(1000 << 10).repeat(60);
+    assert!(padding.len() < (64 << 20) - 1000);
+    assert_eq!(rerun(format!("{header}{padding}{a}\n{b}\n")), (none, 2));
+}
+
+#[test]
+fn an_entry_too_long_for_the_manifest_is_not_noted() {
+    // A source URI of 1 MiB: its entries would make the manifest unreadable for a rerun, so
+    // they are left out, and only these files are fetched again.
+    let uri = format!("mem://{}", "u".repeat(1 << 20));
+    let objects = [("m/a.bin", bytes(100, 24))];
+    let tmp = TempDir::new("engine-manifest-long");
+    let dest = dest_in(&tmp);
+    download(
+        &Mem::new(&objects),
+        "m/",
+        &uri,
+        &dest,
+        &options(1000, 2),
+        &(),
+    )
+    .unwrap();
+    assert!(manifest_lines(&dest).is_empty());
+    let source = Mem::new(&objects);
+    let summary = download(&source, "m/", &uri, &dest, &options(1000, 2), &()).unwrap();
+    assert_eq!((summary.written, summary.skipped), (1, 0));
+    assert_eq!(tree(&dest)["a.bin"], bytes(100, 24));
+}

@@ -817,3 +817,25 @@ fn the_token_goes_only_to_the_configured_registry_or_a_listed_host() {
         );
     }
 }
+
+/// A registry URL that cannot be sent (a raw space in MODEL_REGISTRY_BASE_URL) says so, is not
+/// retried, and is not called "unreachable": no request was made. The words are the storage
+/// side's (`an_unsendable_url_is_not_retried`).
+#[test]
+fn an_unsendable_registry_url_says_what_is_wrong_and_is_not_retried() {
+    let port = closed_port();
+    let base = format!("http://127.0.0.1:{port}/a b");
+    let out = run(
+        &["--resolve", "model-registry://iris"],
+        &[("MODEL_REGISTRY_BASE_URL", &base)],
+    );
+    out.expect_code(1);
+    assert!(!out.stderr.contains("attempt"), "{out:#?}");
+    assert!(!out.stderr.contains("hint:"), "{out:#?}");
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot resolve model 'iris' (newest version) in model registry {base}: cannot send GET {base}/api/model_registry/v1alpha3/registered_model?name=iris: not a valid request URL (http: invalid uri character); write special characters as %XX"
+        )
+    );
+}

@@ -3,8 +3,10 @@
 //!
 //! Extraction follows the download's rules: every entry path passes `plan::safe_relative`
 //! (no `..`, no absolute paths), folders are created through `dest::prepare` (never through a
-//! link), files are written under a temporary name and renamed, and a symbolic link must point
-//! inside `DEST_DIR`. Hard links must name an earlier entry. Memory stays bounded: tar and gzip
+//! link), files are written under a temporary name, flushed to disk and renamed (a node crash
+//! never leaves a zero-filled entry under its final name), and a symbolic link must point
+//! inside `DEST_DIR`. The folders written into are flushed once each, at the end, before the
+//! archive is removed: one flush per folder rather than per entry. Hard links must name an earlier entry. Memory stays bounded: tar and gzip
 //! are read as streams; a zip's central directory is read, then each entry is streamed. Names
 //! are capped at `MAX_NAME` bytes and a tar's PAX headers at `MAX_PAX`. What an archive expands
 //! to is bounded (`MAX_RATIO`, `MIN_EXPANSION`, `MAX_ENTRIES`) by the sizes its entries declare,
@@ -12,6 +14,7 @@
 //! holds more than it declares.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
@@ -82,15 +85,25 @@ pub(crate) fn extract(archive: &Path, kind: Format, dest: &Path) -> Result<usize
         entries: 0,
         expanded: 0,
         limit: size.saturating_mul(MAX_RATIO).max(MIN_EXPANSION),
+        folders: HashSet::new(),
+        pending: Vec::new(),
     };
-    match kind {
-        Format::Tar => out.tar(BufReader::new(file))?,
+    let extracted = match kind {
+        Format::Tar => out.tar(BufReader::new(file)),
         // Every gzip member, not just the first: pigz and others write several.
-        Format::TarGz => out.tar(flate2::read::MultiGzDecoder::new(BufReader::new(file)))?,
-        Format::Zip => {
-            let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
-            out.zip(&mut zip)?;
-        }
+        Format::TarGz => out.tar(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
+        Format::Zip => zip::ZipArchive::new(file)
+            .map_err(|e| bad(e.to_string()))
+            .and_then(|mut zip| out.zip(&mut zip)),
+    };
+    // The entries complete before a failure are kept, as a download's files are.
+    let flushed = out.flush();
+    extracted?;
+    flushed?;
+    // The renames and links are on disk before the archive goes: a crash before this leaves
+    // the archive, to be extracted again.
+    for folder in &out.folders {
+        dest::sync_folder(folder)?;
     }
     std::fs::remove_file(archive).map_err(|e| Error::io("remove", archive, e))?;
     Ok(out.files)
@@ -104,7 +117,25 @@ struct Extractor<'a> {
     /// The bytes the entries so far declare, and the most they may.
     expanded: u64,
     limit: u64,
+    /// The folders entries were renamed or linked into, to flush at the end.
+    folders: HashSet<PathBuf>,
+    /// Files written under their temporary name, to flush and rename (`flush`).
+    pending: Vec<Pending>,
 }
+
+// An entry written under its temporary name, not yet flushed.
+struct Pending {
+    file: File,
+    temp: PathBuf,
+    path: PathBuf,
+}
+
+/// Entries flushed together: one flush per entry costs 4 to 5 ms on a virtual disk (10,000
+/// small files: 45 s instead of 1), but flushes running at once share the file system's journal
+/// commits.
+const BATCH: usize = 64;
+/// Threads flushing a batch.
+const FLUSHERS: usize = 16;
 
 impl Extractor<'_> {
     fn bad(&self, entry: &str, reason: &str) -> Error {
@@ -192,7 +223,8 @@ impl Extractor<'_> {
         if kind.is_dir() {
             self.dir(&relative)?;
         } else if kind.is_file() {
-            self.file(&name, &relative, entry, mode)?;
+            let size = entry.size();
+            self.file(&name, &relative, entry, size, mode)?;
         } else if kind.is_symlink() || kind.is_hard_link() {
             let target = entry
                 .link_name_bytes()
@@ -237,13 +269,15 @@ impl Extractor<'_> {
                     .map_err(|e| self.broken(e))?;
                 self.symlink(&name, &relative, &target)?;
             } else {
-                self.file(&name, &relative, &mut entry, mode)?;
+                let size = entry.size();
+                self.file(&name, &relative, &mut entry, size, mode)?;
             }
         }
         Ok(())
     }
 
-    fn dir(&self, relative: &Path) -> Result<(), Error> {
+    fn dir(&mut self, relative: &Path) -> Result<(), Error> {
+        self.flush()?;
         dest::make_dirs(self.dest, relative)
     }
 
@@ -252,19 +286,31 @@ impl Extractor<'_> {
         name: &str,
         relative: &Path,
         reader: &mut dyn Read,
+        size: u64,
         mode: Option<u32>,
     ) -> Result<(), Error> {
         let path = dest::prepare(self.dest, relative)?;
         if path == self.archive {
             return Err(self.bad(name, "it would overwrite the archive itself"));
         }
+        // The same name twice (a later entry replaces an earlier one): the first goes in first.
+        if self.pending.iter().any(|p| p.path == path) {
+            self.flush()?;
+        }
         let temp = dest::temp_path(&path);
         // Created afresh: a file or link planted at the temporary name is never written through.
         let mut file = dest::create_fresh(&temp)?;
-        io::copy(reader, &mut file).map_err(|e| {
+        let copied = io::copy(reader, &mut file).map_err(|e| {
             let _ = std::fs::remove_file(&temp);
             self.bad(name, &crate::error::one_line(&e.to_string()))
         })?;
+        // The tar reader ends an entry quietly where the archive ends: a cut archive must not
+        // leave a cut file under the entry's name.
+        if copied != size {
+            let _ = std::fs::remove_file(&temp);
+            let reason = format!("the archive ends {copied} bytes into its {size} bytes");
+            return Err(self.bad(name, &reason));
+        }
         if let Some(mode) = mode {
             use std::os::unix::fs::PermissionsExt;
             // Keep the execute bits; never set-id or sticky bits, and always owner-writable.
@@ -272,13 +318,53 @@ impl Extractor<'_> {
             file.set_permissions(perms)
                 .map_err(|e| Error::io("set permissions", &temp, e))?;
         }
-        drop(file);
-        std::fs::rename(&temp, &path).map_err(|e| Error::io("rename into place", &path, e))?;
+        self.pending.push(Pending { file, temp, path });
         self.files += 1;
+        if self.pending.len() >= BATCH {
+            self.flush()?;
+        }
         Ok(())
     }
 
-    fn symlink(&self, name: &str, relative: &Path, target: &str) -> Result<(), Error> {
+    // Flushes the pending entries to disk, on several threads at once, then renames each into
+    // place in the archive's order: no entry appears under its name before its bytes are on
+    // disk. Also before any entry that is not a plain file: a link or a folder may name them.
+    fn flush(&mut self) -> Result<(), Error> {
+        let pending = std::mem::take(&mut self.pending);
+        let chunk = pending.len().div_ceil(FLUSHERS).max(1);
+        std::thread::scope(|scope| {
+            let flushers: Vec<_> = pending
+                .chunks(chunk)
+                .map(|some| {
+                    scope.spawn(move || {
+                        some.iter()
+                            .try_for_each(|p| dest::sync_file(&p.file, &p.temp))
+                    })
+                })
+                .collect();
+            flushers
+                .into_iter()
+                .try_for_each(|f| f.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        })?;
+        for p in pending {
+            drop(p.file);
+            std::fs::rename(&p.temp, &p.path)
+                .map_err(|e| Error::io("rename into place", &p.path, e))?;
+            self.note_folder(&p.path);
+        }
+        Ok(())
+    }
+
+    fn note_folder(&mut self, path: &Path) {
+        if let Some(folder) = path.parent()
+            && !self.folders.contains(folder)
+        {
+            self.folders.insert(folder.to_path_buf());
+        }
+    }
+
+    fn symlink(&mut self, name: &str, relative: &Path, target: &str) -> Result<(), Error> {
+        self.flush()?;
         if target.len() as u64 > MAX_NAME {
             let reason = format!("a link target of more than {MAX_NAME} bytes");
             return Err(self.bad(name, &reason));
@@ -288,10 +374,14 @@ impl Extractor<'_> {
         }
         let path = dest::prepare(self.dest, relative)?;
         remove_existing(&path)?;
-        std::os::unix::fs::symlink(target, &path).map_err(|e| Error::io("create link", &path, e))
+        std::os::unix::fs::symlink(target, &path)
+            .map_err(|e| Error::io("create link", &path, e))?;
+        self.note_folder(&path);
+        Ok(())
     }
 
     fn hard_link(&mut self, name: &str, relative: &Path, target: &str) -> Result<(), Error> {
+        self.flush()?;
         let Some(target_rel) = self.entry_path(target)? else {
             return Err(self.bad(name, "a hard link to the archive's root"));
         };
@@ -305,6 +395,7 @@ impl Extractor<'_> {
         let path = dest::prepare(self.dest, relative)?;
         remove_existing(&path)?;
         std::fs::hard_link(&original, &path).map_err(|e| Error::io("create link", &path, e))?;
+        self.note_folder(&path);
         self.files += 1;
         Ok(())
     }
@@ -466,6 +557,8 @@ mod tests {
             entries: 0,
             expanded: 0,
             limit: MIN_EXPANSION,
+            folders: HashSet::new(),
+            pending: Vec::new(),
         };
         for _ in 0..MAX_ENTRIES {
             out.admit("f", 0).unwrap();

@@ -27,7 +27,8 @@
 //!    object may have a temporary name, so those names are this program's alone.
 //!
 //! Memory is bounded by workers × `http::BUFFER_SIZE` (plus ureq's buffers per connection),
-//! whatever the object sizes.
+//! whatever the object sizes, plus about 100 bytes and the key per file: a file's paths
+//! (final, temporary, journal) and the source URI are derived when needed, not stored per file.
 //!
 //! A signal (SIGTERM, SIGINT) the face notes in `INTERRUPTED` stops the transfers as a failure
 //! does: the temporary files and journals stay for a rerun, and `download` returns
@@ -50,7 +51,7 @@ use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 
 use crate::digest::{Algorithm, Digest, Sha256, hex, sha256_of_file};
@@ -197,10 +198,10 @@ pub fn download(
     })?;
     // No object may land under a temporary name: its file would be taken for a leftover.
     for p in &planned {
-        if let Some(name) = p.path.iter().find(|n| dest::is_temp_name(n)) {
+        if let Some(name) = p.path().iter().find(|n| dest::is_temp_name(n)) {
             return Err(Error::UnsafeKey {
                 uri: uri.to_string(),
-                key: p.key.clone(),
+                key: p.key.to_string(),
                 reason: format!(
                     "'{}' is named like this program's temporary files (.NAME{}, .NAME{})",
                     name.to_string_lossy(),
@@ -209,10 +210,10 @@ pub fn download(
                 ),
             });
         }
-        if p.path.as_os_str() == manifest::NAME {
+        if p.path().as_os_str() == manifest::NAME {
             return Err(Error::UnsafeKey {
                 uri: uri.to_string(),
-                key: p.key.clone(),
+                key: p.key.to_string(),
                 reason: format!(
                     "'{}' is this program's manifest in DEST_DIR",
                     manifest::NAME
@@ -232,22 +233,24 @@ pub fn download(
             uri: uri.to_string(),
         });
     }
-    let paths: Vec<PathBuf> = planned.iter().map(|p| p.path.clone()).collect();
-    let shown: Vec<String> = paths
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    let pins = options
-        .pins
-        .expected(&shown)
-        .map_err(|(path, reason)| Error::Verify {
-            uri: uri.to_string(),
-            path,
-            reason,
-        })?;
+    // Only pins need every path at once, to check them against the whole plan (a dry run
+    // included) before a byte is fetched; unpinned, nothing per file is held beside the plan.
+    let pins = match options.pins.pinned() {
+        true => {
+            let shown: Vec<String> = planned.iter().map(shown).collect();
+            let expected = options.pins.expected(&shown);
+            expected.map_err(|(path, reason)| Error::Verify {
+                uri: uri.to_string(),
+                path,
+                reason,
+            })?
+        }
+        false => Vec::new(),
+    };
     let hashing = options.pins.hashing();
     if options.dry_run {
         watch.plan(&planned, dest);
+        let paths = planned.iter().map(|p| p.path().to_path_buf()).collect();
         return Ok(Summary {
             paths,
             ..Summary::default()
@@ -255,20 +258,27 @@ pub fn download(
     }
 
     dest::create_root(dest)?;
-    let known = manifest::read(dest);
-    let mut kept = Vec::new();
-    let mut jobs = Vec::new();
-    let mut tasks = Vec::new();
+    let at = At {
+        dest,
+        uri,
+        part_size: options.part_size,
+    };
+    let mut known = manifest::read(dest);
     let mut skipped = 0;
+    let mut jobs = Vec::with_capacity(planned.len());
+    let mut tasks = Vec::new();
     let mut sha256 = Vec::new();
-    for ((p, pin), shown) in planned.into_iter().zip(pins).zip(shown) {
-        let path = dest::prepare(dest, &p.path)?;
-        if let Some(entry) = manifest::vouches(&known, &p, uri, &path) {
+    // Empty when nothing is pinned: each file's pin is then None.
+    let mut pins = pins.into_iter();
+    for p in planned {
+        let pin = pins.next().flatten();
+        let path = dest::prepare(dest, p.path())?;
+        if let Some(line) = known.vouches(&p, uri, &path) {
             // A file an earlier run wrote is hashed again when digests count: it was not
             // hashed on its way in, or not against these pins. Otherwise the manifest vouches
             // for it, the source's SHA-256 included (it was checked before the rename).
             let digest = match hashing {
-                true => Some(hash_kept(&path, p.size)?),
+                true => Some(hash_kept(&path, p.size())?),
                 false => None,
             };
             let wrong = digest.and_then(|actual| {
@@ -284,46 +294,51 @@ pub fn download(
                         path.display(),
                     );
                 }
-                _ => {
+                None => {
                     log::debug!("{} is complete, skipping", path.display());
-                    sha256.extend(digest.map(|d| (shown, d)));
-                    kept.push(entry);
+                    sha256.extend(digest.map(|d| (shown(&p), d)));
+                    known.keep(line);
                     skipped += 1;
+                    jobs.push(FileJob::kept(p));
                     continue;
                 }
             }
         }
-        let (mut job, ranges) = FileJob::prepare(p, path, uri, options.part_size)?;
-        job.hash = hashing.then_some((shown, pin));
-        let index = jobs.len();
-        tasks.extend(
-            ranges
-                .into_iter()
-                .enumerate()
-                .map(|(ordinal, range)| (ordinal, Task { job: index, range })),
-        );
+        let (mut job, parts) = FileJob::prepare(p, &path, options.part_size)?;
+        if hashing || job.planned.sha256.is_some() {
+            job.check = Some(Box::new(Check {
+                record: hashing,
+                pin,
+                streamed: Mutex::new(None),
+            }));
+        }
+        let index = u32::try_from(jobs.len()).expect("a listing holds fewer than 2^32 files");
+        tasks.extend(parts.into_iter().map(|part| Task { job: index, part }));
         jobs.push(job);
     }
     if skipped > 0 {
         log::info!("{skipped} file(s) already complete in {}", dest.display());
     }
-    let manifest = manifest::Manifest::start(dest, &kept)?;
+    let manifest = manifest::Manifest::start(dest, &known)?;
+    drop(known);
 
     // First parts of every file, then second parts, and so on: workers spread over several
     // large files rather than crowding one (writers to one file queue on its inode lock), and
     // small files, all first parts, go first.
-    tasks.sort_by_key(|(ordinal, _)| *ordinal);
-    let tasks: Vec<Task> = tasks.into_iter().map(|(_, task)| task).collect();
+    tasks.sort_by_key(|task| task.part);
     // A part counts its length; a file fetched in one piece, its listed size (if known).
     let total = tasks
         .iter()
-        .filter_map(|t| match &t.range {
-            Some(r) => Some(r.end - r.start),
-            None => jobs[t.job].planned.size,
+        .filter_map(|t| {
+            let job = &jobs[t.job as usize];
+            match job.range(t.part, at.part_size) {
+                Some(r) => Some(r.end - r.start),
+                None => job.planned.size(),
+            }
         })
         .sum();
     let started = std::time::Instant::now();
-    watch.start(total, jobs.len());
+    watch.start(total, jobs.len() - skipped);
     let tally = Tally {
         watch,
         bytes: AtomicU64::new(0),
@@ -333,12 +348,18 @@ pub fn download(
     // Files with nothing left to fetch (empty, or every part done by an earlier run).
     for job in jobs
         .iter()
-        .filter(|j| j.remaining.load(Ordering::Relaxed) == 0)
+        .filter(|j| !j.kept && j.remaining.load(Ordering::Relaxed) == 0)
     {
-        job.finish(None, &tally, &manifest)?;
+        job.finish(&at, None, &tally, &manifest)?;
     }
-    transfer(source, &jobs, &tasks, options.jobs, &tally, &manifest)?;
+    transfer(source, &at, &jobs, &tasks, options.jobs, &tally, &manifest)?;
+    drop(tasks);
 
+    // The jobs end here: the paths are all that is left of them.
+    let paths: Vec<PathBuf> = jobs
+        .into_iter()
+        .map(|j| j.planned.path().to_path_buf())
+        .collect();
     let mut stale = 0;
     for path in &paths {
         stale += dest::remove_temporaries(&dest.join(path))?;
@@ -360,60 +381,84 @@ pub fn download(
     Ok(summary)
 }
 
-// One file being written. Its temporary file is open only while a task writes it, so open
+// What every file of one download shares, so no file stores it: where files go, the source
+// URI (for messages) and the part size.
+struct At<'a> {
+    dest: &'a Path,
+    uri: &'a str,
+    part_size: u64,
+}
+
+// One file of the plan. Its temporary file is open only while a task writes it, so open
 // files stay within the number of workers however many files a model has.
 struct FileJob {
     planned: Planned,
-    // The source URI, for messages.
-    uri: String,
-    path: PathBuf,
-    temp: PathBuf,
-    // A parted file's temporary file, made when the job is prepared: its (device, inode),
-    // checked whenever a part opens it. None: the task that fetches the file creates it.
-    made: Option<Identity>,
-    // Which parts are done (the journal's identity), for objects fetched in parts.
-    journal: Option<Identity>,
-    part_size: u64,
+    // Set for a file fetched in parts: its temporary file and journal, made (or checked) when
+    // the job is prepared. None: the task that fetches the file creates its temporary file.
+    parted: Option<Box<Parted>>,
     // Tasks not yet finished.
-    remaining: AtomicUsize,
+    remaining: AtomicU32,
+    // The manifest vouches for the file on disk: nothing to fetch.
+    kept: bool,
     // Bytes written, for a stream of unknown size.
     written: AtomicU64,
-    // When digests are computed for the result: the path shown (relative to DEST_DIR) and
-    // what the bytes must hash to, if pinned. A file is hashed too, without being recorded,
-    // when its source listed a SHA-256 (`planned.sha256`).
-    hash: Option<(String, Option<Pin>)>,
+    // Set when the file is hashed (`Check`); boxed, as most runs hash nothing.
+    check: Option<Box<Check>>,
+}
+
+// A file that is hashed: when digests are computed for the result (`record`, under its path
+// relative to DEST_DIR), or because its source listed a SHA-256 (`planned.sha256`).
+struct Check {
+    record: bool,
+    // What the bytes must hash to, if pinned.
+    pin: Option<Pin>,
     // The SHA-256 of a file that arrived in one piece, hashed as it streamed.
     streamed: Mutex<Option<Sha256>>,
+}
+
+// A parted file's temporary file and journal, (device, inode) each, checked whenever a part
+// opens them.
+struct Parted {
+    made: Identity,
+    journal: Identity,
 }
 
 // A file's (device, inode): the same name may later hold another file.
 type Identity = (u64, u64);
 
-// What is left to fetch of a file: ranged parts, or one whole stream (`None`).
-type Pending = Vec<Option<Range<u64>>>;
-
-// A piece of work: one part of a file, or a whole stream (`range` None).
+// A piece of work: part `part` of a file fetched in parts, or (part 0) a whole stream. Small:
+// a run holds one per file.
 struct Task {
-    job: usize,
-    range: Option<Range<u64>>,
+    job: u32,
+    part: u32,
 }
 
 impl FileJob {
-    // Opens the temporary file and decides what is left to fetch: ranged parts for large
-    // objects (skipping those an earlier run finished, when its journal matches this object),
-    // one stream otherwise.
+    // A file the manifest vouches for.
+    fn kept(planned: Planned) -> FileJob {
+        FileJob {
+            planned,
+            parted: None,
+            remaining: AtomicU32::new(0),
+            kept: true,
+            written: AtomicU64::new(0),
+            check: None,
+        }
+    }
+
+    // Opens the temporary file and decides what is left to fetch: the parts (by number) of a
+    // large object (skipping those an earlier run finished, when its journal matches this
+    // object), or one stream (part 0) otherwise.
     fn prepare(
         planned: Planned,
-        path: PathBuf,
-        uri: &str,
+        path: &Path,
         part_size: u64,
-    ) -> Result<(FileJob, Pending), Error> {
-        let temp = dest::temp_path(&path);
-        let journal_path = dest::journal_path(&path);
-        let mut ranges: Pending = Vec::new();
-        let mut made = None;
-        let mut journal = None;
-        match (planned.size, planned.ranges) {
+    ) -> Result<(FileJob, Vec<u32>), Error> {
+        let temp = dest::temp_path(path);
+        let journal_path = dest::journal_path(path);
+        let mut pending = Vec::new();
+        let mut parted = None;
+        match (planned.size(), planned.ranges) {
             (Some(size), true) if size > part_size => {
                 let header = journal_header(size, part_size, planned.etag.as_deref());
                 // A journal counts only beside its temporary file, at full length, and only
@@ -430,69 +475,79 @@ impl FileJob {
                     .map(|(t, j)| ((t.dev(), t.ino()), (j.dev(), j.ino())));
                 let done =
                     found.map_or_else(HashSet::new, |_| read_journal(&journal_path, &header));
-                match found.filter(|_| !done.is_empty()) {
-                    Some((temp_id, journal_id)) => {
+                parted = Some(Box::new(match found.filter(|_| !done.is_empty()) {
+                    Some((made, journal)) => {
                         log::info!(
                             "resuming {}: {} part(s) already fetched",
                             path.display(),
                             done.len()
                         );
-                        made = Some(temp_id);
-                        journal = Some(journal_id);
+                        Parted { made, journal }
                     }
                     None => {
                         let file = dest::create_fresh(&temp)?;
                         file.set_len(size)
                             .map_err(|e| Error::io("allocate", &temp, e))?;
-                        made = Some(identity(&file, &temp)?);
+                        let made = identity(&file, &temp)?;
                         let mut j = dest::create_fresh(&journal_path)?;
                         writeln!(j, "{header}")
                             .map_err(|e| Error::io("write", &journal_path, e))?;
-                        journal = Some(identity(&j, &journal_path)?);
+                        let journal = identity(&j, &journal_path)?;
+                        Parted { made, journal }
                     }
-                }
-                let parts = size.div_ceil(part_size);
-                for i in 0..parts {
-                    if !done.contains(&i) {
-                        let start = i * part_size;
-                        ranges.push(Some(start..(start + part_size).min(size)));
-                    }
-                }
+                }));
+                let Ok(parts) = u32::try_from(size.div_ceil(part_size)) else {
+                    let reason = format!("{size} bytes are more than 2^32 parts of {part_size}");
+                    return Err(Error::io("plan", path, io::Error::other(reason)));
+                };
+                pending.extend((0..parts).filter(|i| !done.contains(&u64::from(*i))));
             }
             (Some(0), _) => {}
             // One plain GET for anything not split: a Range header on a whole object only
             // makes servers and proxies take their slower path. The size is checked at the end.
-            _ => ranges.push(None),
+            _ => pending.push(0),
         }
         let job = FileJob {
             planned,
-            uri: uri.to_string(),
-            path,
-            temp,
-            made,
-            journal,
-            part_size,
-            remaining: AtomicUsize::new(ranges.len()),
+            parted,
+            remaining: AtomicU32::new(pending.len() as u32),
+            kept: false,
             written: AtomicU64::new(0),
-            hash: None,
-            streamed: Mutex::new(None),
+            check: None,
         };
-        Ok((job, ranges))
+        Ok((job, pending))
+    }
+
+    // The bytes part `part` covers; None for a file fetched in one piece.
+    fn range(&self, part: u32, part_size: u64) -> Option<Range<u64>> {
+        self.parted.as_ref()?;
+        let size = self.planned.size()?;
+        let start = u64::from(part) * part_size;
+        Some(start..(start + part_size).min(size))
+    }
+
+    fn path(&self, at: &At<'_>) -> PathBuf {
+        at.dest.join(self.planned.path())
+    }
+
+    fn temp(&self, at: &At<'_>) -> PathBuf {
+        dest::temp_path(&self.path(at))
     }
 
     // The source broke its promise about this object (a short part, a wrong size).
-    fn broken(&self, reason: String) -> Error {
-        let what = format!("'{}' of '{}'", self.planned.key, self.uri);
+    fn broken(&self, at: &At<'_>, reason: String) -> Error {
+        let what = format!("'{}' of '{}'", self.planned.key, at.uri);
         failed("download", &what, (reason, None))
     }
 
     // Opens the temporary file for one task. A file fetched in one piece is created by the
     // worker that fetches it: creating thousands up front would put that cost (slow on a busy
     // ext4) before the first byte, on one thread.
-    fn open(&self) -> Result<File, Error> {
-        match self.made {
-            Some(made) => reopen(&self.temp, made, OpenOptions::new().write(true)),
-            None => dest::create_fresh(&self.temp),
+    fn open(&self, at: &At<'_>) -> Result<File, Error> {
+        let temp = self.temp(at);
+        match &self.parted {
+            Some(parted) => reopen(&temp, parted.made, OpenOptions::new().write(true)),
+            None => dest::create_fresh(&temp),
         }
     }
 
@@ -500,67 +555,70 @@ impl FileJob {
     // rename), and note the file in the manifest. `file` is the last task's, if any.
     fn finish(
         &self,
+        at: &At<'_>,
         file: Option<File>,
         tally: &Tally<'_>,
         manifest: &manifest::Manifest,
     ) -> Result<(), Error> {
         let file = match file {
             Some(file) => file,
-            None => self.open()?,
+            None => self.open(at)?,
         };
-        let expected = match self.planned.size {
+        let path = self.path(at);
+        let temp = dest::temp_path(&path);
+        let expected = match self.planned.size() {
             Some(size) => size,
             None => {
                 let written = self.written.load(Ordering::Relaxed);
                 file.set_len(written)
-                    .map_err(|e| Error::io("truncate", &self.temp, e))?;
+                    .map_err(|e| Error::io("truncate", &temp, e))?;
                 written
             }
         };
         let actual = file
             .metadata()
-            .map_err(|e| Error::io("inspect", &self.temp, e))?
+            .map_err(|e| Error::io("inspect", &temp, e))?
             .len();
         if actual != expected {
-            return Err(self.broken(format!(
-                "wrote {actual} bytes, the source listed {expected}"
-            )));
+            return Err(self.broken(
+                at,
+                format!("wrote {actual} bytes, the source listed {expected}"),
+            ));
         }
-        if self.hashes() {
-            let digest = self.digest(&file, actual)?;
+        if let Some(check) = &self.check {
+            let digest = self.digest(at, check, &file, actual)?;
             // The source's promise first: bytes that break it are a bad transfer, whatever
             // the pins say.
             let wrong = match source_mismatch(&self.planned, &digest) {
-                Some(reason) => Some(self.broken(reason)),
-                None => self.hash.as_ref().and_then(|(shown, pin)| {
-                    pin.filter(|pin| pin.digest != digest)
-                        .map(|pin| Error::Verify {
-                            uri: self.uri.clone(),
-                            path: Some(shown.clone()),
-                            reason: pin.mismatch(&digest),
-                        })
-                }),
+                Some(reason) => Some(self.broken(at, reason)),
+                None => check
+                    .pin
+                    .filter(|pin| pin.digest != digest)
+                    .map(|pin| Error::Verify {
+                        uri: at.uri.to_string(),
+                        path: Some(shown(&self.planned)),
+                        reason: pin.mismatch(&digest),
+                    }),
             };
             if let Some(e) = wrong {
                 // Not these bytes, not under any name; and the journal goes with the
                 // temporary file, or a rerun would take the bad parts for done ones.
-                dest::remove_temporaries(&self.path)?;
+                dest::remove_temporaries(&path)?;
                 return Err(e);
             }
-            if let Some((shown, _)) = &self.hash {
-                tally.digest(shown.clone(), digest);
+            if check.record {
+                tally.digest(shown(&self.planned), digest);
             }
         }
-        dest::sync_file(&file, &self.temp)?;
-        std::fs::rename(&self.temp, &self.path)
-            .map_err(|e| Error::io("rename into place", &self.path, e))?;
-        if self.journal.is_some() {
-            let journal = dest::journal_path(&self.path);
+        dest::sync_file(&file, &temp)?;
+        std::fs::rename(&temp, &path).map_err(|e| Error::io("rename into place", &path, e))?;
+        if self.parted.is_some() {
+            let journal = dest::journal_path(&path);
             std::fs::remove_file(&journal).map_err(|e| Error::io("remove", &journal, e))?;
         }
-        dest::sync_parent(&self.path)?;
-        log::debug!("wrote {} (flushed to disk)", self.path.display());
-        if let Some(entry) = manifest::Entry::of(&self.planned, &self.uri, &file) {
+        dest::sync_parent(&path)?;
+        log::debug!("wrote {} (flushed to disk)", path.display());
+        if let Some(entry) = manifest::Entry::of(&self.planned, at.uri, &file) {
             manifest.add(&entry)?;
         }
         tally.file_done();
@@ -569,15 +627,10 @@ impl FileJob {
 }
 
 impl FileJob {
-    // Whether the file is hashed: for the result, or against the source's SHA-256.
-    fn hashes(&self) -> bool {
-        self.hash.is_some() || self.planned.sha256.is_some()
-    }
-
     // The SHA-256 of the complete temporary file (`file`, `len` bytes): as it streamed, or
     // read back once in order (ranged parts, a file with nothing left to fetch).
-    fn digest(&self, file: &File, len: u64) -> Result<Sha256, Error> {
-        let streamed = self
+    fn digest(&self, at: &At<'_>, check: &Check, file: &File, len: u64) -> Result<Sha256, Error> {
+        let streamed = check
             .streamed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -586,26 +639,35 @@ impl FileJob {
             return Ok(digest);
         }
         // `file` is open for writing only; the name is reopened and must be the same file.
-        let reader = File::open(&self.temp).map_err(|e| Error::io("open", &self.temp, e))?;
-        if identity(&reader, &self.temp)? != identity(file, &self.temp)? {
+        let temp = self.temp(at);
+        let reader = File::open(&temp).map_err(|e| Error::io("open", &temp, e))?;
+        if identity(&reader, &temp)? != identity(file, &temp)? {
             let why = io::Error::other("the temporary file was replaced during the run");
-            return Err(Error::io("read", &self.temp, why));
+            return Err(Error::io("read", &temp, why));
         }
         // Said at debug level: a second read of the same file in one run would be a waste
         // worth seeing.
-        log::debug!("reading {} back to hash it", self.path.display());
-        sha256_of_file(&reader, len).map_err(|e| Error::io("read", &self.temp, e))
+        log::debug!("reading {} back to hash it", self.path(at).display());
+        sha256_of_file(&reader, len).map_err(|e| Error::io("read", &temp, e))
     }
+}
+
+// A file's path relative to DEST_DIR as pins and the result name it.
+fn shown(planned: &Planned) -> String {
+    planned.path().to_string_lossy().into_owned()
 }
 
 // Why bytes that hash to `actual` are not the object the source listed, when it listed a
 // SHA-256.
 fn source_mismatch(planned: &Planned, actual: &Sha256) -> Option<String> {
-    let listed = planned.sha256.filter(|listed| listed != actual)?;
+    let listed = planned
+        .sha256
+        .as_deref()
+        .filter(|listed| *listed != actual)?;
     Some(format!(
         "the bytes' SHA-256 is {}, the source listed {}",
         hex(actual),
-        hex(&listed)
+        hex(listed)
     ))
 }
 
@@ -673,6 +735,7 @@ fn read_journal(path: &Path, header: &str) -> HashSet<u64> {
 // further bytes) and is the one returned.
 fn transfer(
     source: &dyn Source,
+    at: &At<'_>,
     jobs: &[FileJob],
     tasks: &[Task],
     workers: usize,
@@ -705,11 +768,11 @@ fn transfer(
                     let Some(task) = tasks.get(i) else {
                         return;
                     };
-                    let job = &jobs[task.job];
+                    let job = &jobs[task.job as usize];
                     // The file closes when its task ends, or with the last task's `finish`.
-                    let result = run_task(source, job, task, &stop, tally).and_then(|file| {
+                    let result = run_task(source, at, job, task, &stop, tally).and_then(|file| {
                         if job.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
-                            job.finish(Some(file), tally, manifest)
+                            job.finish(at, Some(file), tally, manifest)
                         } else {
                             Ok(())
                         }
@@ -728,37 +791,38 @@ fn transfer(
 
 fn run_task(
     source: &dyn Source,
+    at: &At<'_>,
     job: &FileJob,
     task: &Task,
     stop: &AtomicBool,
     tally: &Tally<'_>,
 ) -> Result<File, Error> {
-    let start = task.range.as_ref().map_or(0, |r| r.start);
-    match &task.range {
+    let range = job.range(task.part, at.part_size);
+    let start = range.as_ref().map_or(0, |r| r.start);
+    match &range {
         Some(r) => log::debug!(
             "fetching '{}' of '{}' bytes {}-{}",
             job.planned.key,
-            job.uri,
+            at.uri,
             r.start,
             r.end - 1
         ),
-        None => log::debug!("fetching '{}' of '{}'", job.planned.key, job.uri),
+        None => log::debug!("fetching '{}' of '{}'", job.planned.key, at.uri),
     }
     // An object that arrives in one piece is hashed on the way, when its MD5 is known or its
     // SHA-256 is wanted; the parts of a large object arrive out of order, and hashing them
     // means reading the whole file again (`finish` does so for a SHA-256).
     let whole = start == 0
-        && task
-            .range
+        && range
             .as_ref()
-            .is_none_or(|r| Some(r.end) == job.planned.size);
-    let file = job.open()?;
+            .is_none_or(|r| Some(r.end) == job.planned.size());
+    let file = job.open(at)?;
     let mut writer = PartWriter {
         file: &file,
         pos: start,
         // A whole file of known size ends there too: a source that sends more must not fill
         // the disk before the size is checked.
-        end: task.range.as_ref().map(|r| r.end).or(job.planned.size),
+        end: range.as_ref().map(|r| r.end).or(job.planned.size()),
         overrun: false,
         stop,
         tally,
@@ -768,54 +832,63 @@ fn run_task(
             .md5
             .filter(|_| whole)
             .map(|_| Digest::new(Algorithm::Md5)),
-        sha256: (whole && job.hashes()).then(|| Digest::new(Algorithm::Sha256)),
+        sha256: (whole && job.check.is_some()).then(|| Digest::new(Algorithm::Sha256)),
     };
-    let result = source.read(&job.planned.key, task.range.clone(), &mut writer);
+    let result = source.read(&job.planned.key, range.clone(), &mut writer);
     // The writer's own failure is the cause; the source only saw its symptom.
     if writer.overrun {
-        return Err(job.broken(match &task.range {
-            Some(r) => format!(
-                "the source sent more than the part {}..{} holds",
-                r.start, r.end
-            ),
-            None => format!(
-                "the source sent more than the {} bytes it listed",
-                writer.end.unwrap_or_default()
-            ),
-        }));
+        return Err(job.broken(
+            at,
+            match &range {
+                Some(r) => format!(
+                    "the source sent more than the part {}..{} holds",
+                    r.start, r.end
+                ),
+                None => format!(
+                    "the source sent more than the {} bytes it listed",
+                    writer.end.unwrap_or_default()
+                ),
+            },
+        ));
     }
     if let Some(e) = writer.failed.take() {
-        return Err(Error::io("write", &job.temp, e));
+        return Err(Error::io("write", job.temp(at), e));
     }
     result?;
-    if let Some(digest) = writer.sha256.take() {
+    if let (Some(digest), Some(check)) = (writer.sha256.take(), &job.check) {
         let digest = digest.finish().try_into().expect("SHA-256 is 32 bytes");
-        *job.streamed.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest);
+        *check.streamed.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest);
     }
     if let (Some(context), Some(expected)) = (writer.md5.take(), job.planned.md5) {
         let actual = context.finish();
         if actual != expected {
-            return Err(job.broken(format!(
-                "the bytes' MD5 is {}, the source listed {} (ETag {})",
-                hex(&actual),
-                hex(&expected),
-                job.planned.etag.as_deref().unwrap_or("-")
-            )));
+            return Err(job.broken(
+                at,
+                format!(
+                    "the bytes' MD5 is {}, the source listed {} (ETag {})",
+                    hex(&actual),
+                    hex(&expected),
+                    job.planned.etag.as_deref().unwrap_or("-")
+                ),
+            ));
         }
     }
-    match &task.range {
+    match &range {
         Some(range) if writer.pos != range.end => {
-            return Err(job.broken(format!(
-                "the source stopped at byte {} of the part {}..{}",
-                writer.pos, range.start, range.end
-            )));
+            return Err(job.broken(
+                at,
+                format!(
+                    "the source stopped at byte {} of the part {}..{}",
+                    writer.pos, range.start, range.end
+                ),
+            ));
         }
-        Some(range) => {
-            if let Some(made) = job.journal {
+        Some(_) => {
+            if let Some(parted) = &job.parted {
                 // One write in append mode: workers finishing parts at once never interleave.
-                let path = dest::journal_path(&job.path);
-                let line = format!("{}\n", range.start / job.part_size);
-                reopen(&path, made, OpenOptions::new().append(true))?
+                let path = dest::journal_path(&job.path(at));
+                let line = format!("{}\n", task.part);
+                reopen(&path, parted.journal, OpenOptions::new().append(true))?
                     .write_all(line.as_bytes())
                     .map_err(|e| Error::io("write", &path, e))?;
             }

@@ -10,29 +10,50 @@
 //! - two keys that would land on the same path, or a file where another key needs a folder, fail
 //!   the plan too: one would silently overwrite the other.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::quote;
 use crate::fetch::Object;
 
-/// One file to write: where it comes from and where it goes.
+/// One file to write: where it comes from and where it goes. Kept small (72 bytes, and the key,
+/// ETag and a listed SHA-256 on the heap): a run holds one per file, and a model may have
+/// 200,000.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
     /// The object's key in the source.
-    pub(crate) key: String,
-    /// Where it goes, relative to `DEST_DIR`; always a safe relative path.
-    pub(crate) path: PathBuf,
-    /// Size in bytes, when the source knows it.
-    pub(crate) size: Option<u64>,
+    pub(crate) key: Box<str>,
+    // Where the path relative to `DEST_DIR` starts in `key`: it is always a suffix of the key,
+    // so it is not stored twice.
+    path_start: u32,
+    // Size in bytes (`size()`), when the source knows it (`sized`): apart, so the flag packs
+    // beside `ranges` instead of padding an `Option<u64>` to 16 bytes.
+    size: u64,
+    sized: bool,
     /// Checksum or ETag, when the source gives one; a resumed file must still match it.
-    pub(crate) etag: Option<String>,
+    pub(crate) etag: Option<Box<str>>,
     /// The source can read byte ranges of this object (parts, resume).
     pub(crate) ranges: bool,
     /// The MD5 of the bytes, when the source knows it.
     pub(crate) md5: Option<[u8; 16]>,
-    /// The SHA-256 of the bytes, when the source knows it.
-    pub(crate) sha256: Option<[u8; 32]>,
+    /// The SHA-256 of the bytes, when the source knows it (the Hub's LFS files): boxed, as
+    /// few files have one and the rest would carry 33 bytes for nothing.
+    pub(crate) sha256: Option<Box<[u8; 32]>>,
+}
+
+impl Planned {
+    /// Size in bytes, when the source knows it.
+    pub(crate) fn size(&self) -> Option<u64> {
+        self.sized.then_some(self.size)
+    }
+
+    /// Where it goes, relative to `DEST_DIR`; always a safe relative path.
+    pub(crate) fn path(&self) -> &Path {
+        Path::new(self.relative())
+    }
+
+    fn relative(&self) -> &str {
+        &self.key[self.path_start as usize..]
+    }
 }
 
 /// Why a listing cannot be planned.
@@ -47,7 +68,7 @@ pub(crate) struct PlanError {
 /// Maps a listing of everything whose key starts with `prefix` to the files to write, sorted
 /// by path.
 pub(crate) fn plan(prefix: &str, objects: Vec<Object>) -> Result<Vec<Planned>, PlanError> {
-    let mut by_path: BTreeMap<String, Planned> = BTreeMap::new();
+    let mut planned = Vec::with_capacity(objects.len());
     for object in objects {
         let Some(relative) = relative_key(prefix, &object.key) else {
             continue;
@@ -55,36 +76,51 @@ pub(crate) fn plan(prefix: &str, objects: Vec<Object>) -> Result<Vec<Planned>, P
         if relative.is_empty() || relative.ends_with('/') {
             continue; // a folder marker
         }
-        let path = safe_relative(relative).map_err(|reason| PlanError {
+        check_relative(relative).map_err(|reason| PlanError {
             key: object.key.clone(),
             reason,
         })?;
-        let relative = relative.to_string();
-        if let Some(other) = by_path.get(&relative) {
+        // A key longer than 4 GiB cannot come in a listing page (16 MiB at most).
+        let Ok(path_start) = u32::try_from(object.key.len() - relative.len()) else {
+            let reason = "the key is longer than 4 GiB".to_string();
             return Err(PlanError {
                 key: object.key,
-                reason: format!("it would land on the same path as {}", quote(&other.key)),
+                reason,
             });
-        }
-        by_path.insert(
-            relative,
-            Planned {
-                key: object.key,
-                path,
-                size: object.size,
-                etag: object.etag,
-                ranges: object.ranges,
-                md5: object.md5,
-                sha256: object.sha256,
-            },
-        );
+        };
+        planned.push(Planned {
+            key: object.key.into_boxed_str(),
+            path_start,
+            size: object.size.unwrap_or(0),
+            sized: object.size.is_some(),
+            etag: object.etag.map(String::into_boxed_str),
+            ranges: object.ranges,
+            md5: object.md5,
+            sha256: object.sha256,
+        });
+    }
+    // Stable: of two keys on one path, the one listed first stays first and the other is named.
+    planned.sort_by(|a, b| a.relative().cmp(b.relative()));
+    if let Some(pair) = planned
+        .windows(2)
+        .find(|pair| pair[0].relative() == pair[1].relative())
+    {
+        return Err(PlanError {
+            key: pair[1].key.to_string(),
+            reason: format!("it would land on the same path as {}", quote(&pair[0].key)),
+        });
     }
     // A file at `a` and another at `a/b`: `a` cannot be both.
-    for (path, planned) in &by_path {
+    let find = |path: &str| {
+        let found = planned.binary_search_by(|p| p.relative().cmp(path));
+        found.ok().map(|i| &planned[i])
+    };
+    for p in &planned {
+        let path = p.relative();
         for (i, _) in path.match_indices('/') {
-            if let Some(file) = by_path.get(&path[..i]) {
+            if let Some(file) = find(&path[..i]) {
                 return Err(PlanError {
-                    key: planned.key.clone(),
+                    key: p.key.to_string(),
                     reason: format!(
                         "it needs a folder where the object {} is a file",
                         quote(&file.key)
@@ -93,7 +129,7 @@ pub(crate) fn plan(prefix: &str, objects: Vec<Object>) -> Result<Vec<Planned>, P
             }
         }
     }
-    Ok(by_path.into_values().collect())
+    Ok(planned)
 }
 
 /// The part of `key` that names a path below `prefix`, or `None` when the key is not under the
@@ -116,13 +152,18 @@ pub(crate) fn relative_key<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
 /// Checks that `relative` (segments separated by `/`) stays inside the folder it is joined to,
 /// and turns it into a path. Used for object keys and for archive entries alike.
 pub(crate) fn safe_relative(relative: &str) -> Result<PathBuf, String> {
+    check_relative(relative)?;
+    Ok(PathBuf::from(relative))
+}
+
+// `safe_relative`'s check alone.
+fn check_relative(relative: &str) -> Result<(), String> {
     if relative.contains('\0') {
         return Err("a NUL byte cannot be in a file name".into());
     }
     if relative.starts_with('/') {
         return Err("an absolute path would leave DEST_DIR".into());
     }
-    let mut path = PathBuf::new();
     for segment in relative.split('/') {
         match segment {
             ".." => return Err("a '..' segment would leave DEST_DIR".into()),
@@ -131,10 +172,10 @@ pub(crate) fn safe_relative(relative: &str) -> Result<PathBuf, String> {
                     "'.' and empty segments are refused: two keys could name one file".into(),
                 );
             }
-            s => path.push(s),
+            _ => {}
         }
     }
-    Ok(path)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -155,7 +196,7 @@ mod tests {
     fn paths(prefix: &str, keys: &[&str]) -> Vec<String> {
         let objects = keys.iter().map(|k| obj(k, 1)).collect();
         let planned = plan(prefix, objects).unwrap().into_iter();
-        planned.map(|p| p.path.to_string_lossy().into()).collect()
+        planned.map(|p| p.path().to_string_lossy().into()).collect()
     }
 
     const STORE: &[&str] = &[
@@ -199,8 +240,8 @@ mod tests {
     fn zero_byte_objects_are_files_and_markers_are_not() {
         let planned = plan("m/", vec![obj("m/", 0), obj("m/empty", 0), obj("m/d/", 0)]).unwrap();
         assert_eq!(planned.len(), 1);
-        assert_eq!(planned[0].path, PathBuf::from("empty"));
-        assert_eq!(planned[0].size, Some(0));
+        assert_eq!(planned[0].path(), Path::new("empty"));
+        assert_eq!(planned[0].size(), Some(0));
     }
 
     #[test]
@@ -236,6 +277,12 @@ mod tests {
     }
 
     #[test]
+    fn a_planned_file_stays_small() {
+        // One per file of a run: 200,000 of them must fit a small pod with the rest.
+        assert!(size_of::<Planned>() <= 72, "{}", size_of::<Planned>());
+    }
+
+    #[test]
     fn sizes_and_etags_carry_over() {
         let planned = plan(
             "p/",
@@ -245,7 +292,7 @@ mod tests {
                 etag: Some("\"abc\"".into()),
                 ranges: false,
                 md5: Some([7; 16]),
-                sha256: Some([9; 32]),
+                sha256: Some(Box::new([9; 32])),
             }],
         )
         .unwrap();
@@ -253,12 +300,13 @@ mod tests {
             planned,
             vec![Planned {
                 key: "p/w.bin".into(),
-                path: "w.bin".into(),
-                size: Some(42),
+                path_start: 2,
+                size: 42,
+                sized: true,
                 etag: Some("\"abc\"".into()),
                 ranges: false,
                 md5: Some([7; 16]),
-                sha256: Some([9; 32]),
+                sha256: Some(Box::new([9; 32])),
             }]
         );
     }

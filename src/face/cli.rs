@@ -48,7 +48,8 @@ OPTIONS:
 
 A single downloaded .tar, .tar.gz, .tgz or .zip is extracted into DEST_DIR and removed.
 Files are written under hidden .NAME.mrsi-part names and renamed when complete; a rerun
-skips files already complete and resumes large ones.
+skips files already complete and resumes large ones. What a run completed is noted in
+DEST_DIR/.mrsi-manifest; one over 64 MiB, or with a line over 1 MiB, is ignored.
 
 ENVIRONMENT (empty counts as unset):
     MODEL_REGISTRY_BASE_URL        default registry, host[:port] or a URL with a path prefix

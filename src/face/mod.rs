@@ -19,7 +19,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::engine::{INTERRUPTED, interrupted};
-use crate::error::{Error, escape_controls, one_line};
+use crate::error::{Error, bounded_line, escape_controls};
 use crate::fetch::hf::is_hf_uri;
 use crate::settings::Settings;
 use cli::Command;
@@ -50,9 +50,9 @@ pub fn main() -> ExitCode {
                 eprintln!("{}", cli::USAGE);
             }
             if let Some(hint) = err.hint() {
-                eprintln!("hint: {hint}");
+                eprintln!("hint: {}", bounded_line(hint));
             }
-            eprintln!("error: {}", one_line(&err.to_string()));
+            eprintln!("error: {}", bounded_line(&err.to_string()));
             ExitCode::from(err.exit_code())
         }
     }

@@ -55,12 +55,12 @@ impl Watch for Progress {
     fn plan(&self, planned: &[Planned], dest: &Path) {
         let mut out = std::io::stdout().lock();
         for p in planned {
-            let size = p.size.map_or("?".to_string(), |s| s.to_string());
+            let size = p.size().map_or("?".to_string(), |s| s.to_string());
             // The path holds a key from a listing: its control characters are escaped.
-            let path = dest.join(&p.path);
+            let path = dest.join(p.path());
             let _ = writeln!(out, "{size}\t{}", escape_controls(&path.to_string_lossy()));
         }
-        let known: u64 = planned.iter().filter_map(|p| p.size).sum();
+        let known: u64 = planned.iter().filter_map(|p| p.size()).sum();
         log::info!(
             "dry run: {} file(s), {} bytes ({}) would be written to {}; nothing written",
             planned.len(),

@@ -460,7 +460,7 @@ pub(crate) fn objects(entries: Vec<TreeEntry>) -> Result<Vec<Object>, String> {
                 if entry.size.is_some_and(|s| s != lfs.size) {
                     return Err(format!("{path} has two sizes"));
                 }
-                (lfs.size, Some(lfs.oid), Some(sha256))
+                (lfs.size, Some(lfs.oid), Some(Box::new(sha256)))
             }
             None => {
                 let size = entry.size.ok_or_else(|| format!("{path} has no size"))?;
@@ -576,7 +576,7 @@ mod tests {
         assert_eq!(files[0].etag.as_deref(), Some("e7b0"));
         assert_eq!(files[0].sha256, None);
         assert_eq!(files[1].size, Some(90868376));
-        assert_eq!(files[1].sha256.unwrap()[..2], [0x53, 0xaa]);
+        assert_eq!(files[1].sha256.as_ref().unwrap()[..2], [0x53, 0xaa]);
         let bad = r#"[{"type":"file","oid":"x","size":1,"path":"w","lfs":{"oid":"abc","size":1}}]"#;
         let entries: Vec<TreeEntry> = serde_json::from_str(bad).unwrap();
         assert_eq!(

@@ -157,6 +157,9 @@ impl<'a> Client<'a> {
             match f {
                 Failure::Tls(cause) => Lookup::Tls { url, cause },
                 Failure::PlainHttp(evidence) => Lookup::PlainHttp { url, evidence },
+                // The storage side's words for a URL that cannot be sent (`http::status`): the
+                // request was never made, so the registry is not unreachable.
+                Failure::Other(reason) => Lookup::Unsendable { url, reason },
                 other => Lookup::Unreachable {
                     url,
                     cause: other.to_string(),
