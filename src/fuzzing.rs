@@ -141,18 +141,12 @@ pub fn listing(kind: Listing, data: &[u8]) {
         };
         let mut paths = HashSet::new();
         for file in &planned {
+            let path = file.path();
             assert!(
-                file.path
-                    .components()
-                    .all(|c| matches!(c, Component::Normal(_))),
-                "unsafe path planned: {:?}",
-                file.path
+                path.components().all(|c| matches!(c, Component::Normal(_))),
+                "unsafe path planned: {path:?}"
             );
-            assert!(
-                paths.insert(file.path.clone()),
-                "two files at {:?}",
-                file.path
-            );
+            assert!(paths.insert(path.to_path_buf()), "two files at {path:?}");
         }
     }
 }
