@@ -616,6 +616,9 @@ fn controller_6_registry_service_gone_first() {
     let ctl = Ctl::start(&kube, &[]);
     let path = isvc_path("team-a", "iris");
     registered(&kube, &path);
+    // The label write brings a read-only pass (SE and IS reads): let it end before the
+    // registry's call log is cleared, or its reads land after the clear.
+    ctl.wait_count("reconcile team-a/iris: unchanged", 1);
     kube.delete(&object_path(&svc));
     reg.clear_calls();
     kube.delete(&path);
