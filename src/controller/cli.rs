@@ -51,6 +51,9 @@ ENVIRONMENT (empty counts as unset; defaults are upstream's params.env):
     WORKERS                        reconcile threads, 1 to 16 (1)
     RESYNC_PERIOD                  every relevant InferenceService again (1h; 0 = off)
     FINALIZER_TIMEOUT              how long a deletion waits for the registry (2m)
+    WATCH_TIMEOUT_SECONDS          each watch's timeoutSeconds, 1 to 3600 (random 240 to
+                                   360); a silent watch is replaced after it plus 30 s or
+                                   plus itself, whichever is shorter
     MODEL_REGISTRY_AUTH            kube: send the Kubernetes token to the registry; none (kube)
     MODEL_REGISTRY_TOKEN           the registry's bearer token (beats MODEL_REGISTRY_AUTH)
     MODEL_REGISTRY_TOKEN_FILE      a file holding it, re-read each minute and after a 401

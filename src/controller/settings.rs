@@ -33,6 +33,8 @@ pub(crate) struct Settings {
     /// `None`: no periodic resync.
     pub(crate) resync: Option<Duration>,
     pub(crate) finalizer_timeout: Duration,
+    /// `WATCH_TIMEOUT_SECONDS`: each watch's `timeoutSeconds`; `None`: random in 240–360.
+    pub(crate) watch_timeout: Option<u64>,
     /// `MODEL_REGISTRY_AUTH=kube`: the Kubernetes token goes to the registry too.
     pub(crate) auth_kube: bool,
     /// `MODEL_REGISTRY_TOKEN` / `MODEL_REGISTRY_TOKEN_FILE`.
@@ -44,6 +46,11 @@ pub(crate) struct Settings {
     /// Things to say once logging is up.
     pub(crate) warnings: Vec<String>,
 }
+
+/// `WATCH_TIMEOUT_SECONDS`'s bounds: a watch the server ends after more than an hour is one
+/// whose half-dead connection goes unnoticed as long.
+const WATCH_TIMEOUT_RANGE_START: u64 = 1;
+const WATCH_TIMEOUT_RANGE_END: u64 = 3600;
 
 /// Upstream's params.env, the defaults when a variable is unset.
 const DEFAULTS: [(&str, &str); 9] = [
@@ -170,6 +177,19 @@ impl Settings {
             Some(v) => parse_duration(&v)
                 .ok_or_else(|| Error::env("FINALIZER_TIMEOUT", not_a_duration(&v)))?,
         };
+        let watch_timeout = match get("WATCH_TIMEOUT_SECONDS") {
+            None => None,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n @ WATCH_TIMEOUT_RANGE_START..=WATCH_TIMEOUT_RANGE_END) => Some(n),
+                _ => {
+                    let reason = format!(
+                        "{} is not a whole number of seconds from {WATCH_TIMEOUT_RANGE_START} to {WATCH_TIMEOUT_RANGE_END}",
+                        quote(&v)
+                    );
+                    return Err(Error::env("WATCH_TIMEOUT_SECONDS", reason));
+                }
+            },
+        };
         let auth_kube = match get("MODEL_REGISTRY_AUTH").as_deref() {
             None | Some("kube") => true,
             Some("none") => false,
@@ -204,6 +224,7 @@ impl Settings {
             workers,
             resync,
             finalizer_timeout,
+            watch_timeout,
             auth_kube,
             token,
             ca_file: get("MODEL_REGISTRY_CA_FILE").map(PathBuf::from),
@@ -238,6 +259,8 @@ impl Settings {
             "WORKERS": self.workers,
             "RESYNC_PERIOD_SECONDS": secs(self.resync),
             "FINALIZER_TIMEOUT_SECONDS": self.finalizer_timeout.as_secs(),
+            // null: a random 240-360 s per watch.
+            "WATCH_TIMEOUT_SECONDS": self.watch_timeout,
             "MODEL_REGISTRY_AUTH": if self.auth_kube { "kube" } else { "none" },
             "registry_token": token,
             "MODEL_REGISTRY_CA_FILE": self.ca_file,
@@ -340,6 +363,7 @@ mod tests {
         assert_eq!(s.workers, 1);
         assert_eq!(s.resync, Some(Duration::from_secs(3600)));
         assert_eq!(s.finalizer_timeout, Duration::from_secs(120));
+        assert_eq!(s.watch_timeout, None);
         assert!(s.auth_kube);
     }
 
@@ -366,6 +390,17 @@ mod tests {
         assert!(e.starts_with("invalid value in FINALIZER: "), "{e}");
         let e = read(&[("WORKERS", "17")]).unwrap_err().to_string();
         assert_eq!(e, "invalid value in WORKERS: '17' is not 1 to 16");
+        let e = read(&[("WATCH_TIMEOUT_SECONDS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid value in WATCH_TIMEOUT_SECONDS: '0' is not a whole number of seconds from 1 to 3600"
+        );
+        let s = read(&[("WATCH_TIMEOUT_SECONDS", "5")]).unwrap();
+        assert_eq!(s.watch_timeout, Some(5));
+        assert_eq!(s.to_json()["WATCH_TIMEOUT_SECONDS"], 5);
+        assert!(read(&[]).unwrap().to_json()["WATCH_TIMEOUT_SECONDS"].is_null());
         let e = read(&[("RESYNC_PERIOD", "soon")]).unwrap_err().to_string();
         assert!(e.starts_with("invalid value in RESYNC_PERIOD"), "{e}");
         let s = read(&[("SKIP_TLS_VERIFY", "yes"), ("RESYNC_PERIOD", "0")]).unwrap();

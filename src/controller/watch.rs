@@ -1,10 +1,12 @@
 //! List + watch of InferenceServices in one scope (all namespaces, or one), and the resync
 //! timer. The list is paged (`limit=500`, `continue`; a 410 on a later page starts again);
 //! its resourceVersion starts the watch, which asks for bookmarks and ends by itself after
-//! `timeoutSeconds` (240–360 s). A clean end re-watches at once; 410 (HTTP or an `ERROR`
-//! event), an oversized or non-JSON line, or a second `ERROR` in a row relists; transport
-//! errors, 5xx, 429 and a stream that outlives its deadline back off (0.8 s doubling to 30 s,
-//! ±20 %, reset after a watch that ran 60 s) and re-watch from the last resourceVersion.
+//! `timeoutSeconds` (240–360 s, or `WATCH_TIMEOUT_SECONDS`). A clean end re-watches at once;
+//! 410 (HTTP or an `ERROR` event), an oversized or non-JSON line, or a second `ERROR` in a row
+//! relists; transport errors, 5xx, 429 and a stream that outlives its deadline
+//! (`timeoutSeconds` plus a grace of 30 s, or of `timeoutSeconds` when that is shorter: a
+//! half-dead connection) back off (0.8 s doubling to 30 s, ±20 %, reset after a watch that
+//! ran 60 s) and re-watch from the last resourceVersion.
 //! 403/404 (RBAC, no CRD) say so at error level and retry every 30 s.
 //!
 //! Only relevant objects are queued: an id label or our finalizer. A `MODIFIED` whose digest
@@ -26,6 +28,8 @@ const FORBIDDEN_RETRY: Duration = Duration::from_secs(30);
 const BACKOFF_FIRST: Duration = Duration::from_millis(800);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 const HEALTHY_WATCH: Duration = Duration::from_secs(60);
+/// How long past its `timeoutSeconds` a watch may run before it counts as half-dead.
+const WATCH_GRACE: u64 = 30;
 
 /// The API path of the InferenceServices in a scope.
 pub(crate) fn collection(namespace: Option<&str>) -> String {
@@ -212,12 +216,15 @@ fn list(sh: &Shared, base: &str, namespace: Option<&str>) -> Result<String, End>
 
 // One watch request, read to its end.
 fn watch_once(sh: &Shared, base: &str, rv: &mut String) -> End {
-    let timeout = 240 + RandomState::new().hash_one(&*rv) % 121;
+    let timeout = sh
+        .settings
+        .watch_timeout
+        .unwrap_or_else(|| 240 + RandomState::new().hash_one(&*rv) % 121);
     let path = format!(
         "{base}?watch=1&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds={timeout}",
         crate::uri::percent_encode(rv)
     );
-    let limit = Duration::from_secs(timeout + 30);
+    let limit = Duration::from_secs(timeout + timeout.min(WATCH_GRACE));
     let mut stream = match sh.kube.stream(&path, limit) {
         Err(e) => return End::Retry("transport", e.to_string()),
         Ok(Err(reply)) => {

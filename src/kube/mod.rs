@@ -3,7 +3,7 @@
 //! server and credentials, `token` keeps a rotated token fresh, `yaml` reads a kubeconfig.
 //!
 //! Every call sends `Accept: application/json` and `User-Agent: mr-controller/<version>`, has
-//! 5 s to connect and 30 s in all (a watch: its own `timeoutSeconds` plus 30 s, so a
+//! 5 s to connect and 30 s in all (a watch: its own `timeoutSeconds` plus 30 s or less, so a
 //! half-dead stream ends). A 401 makes the token be read again and the call be sent once more.
 //! Redirects are not followed. Debug lines show the method, URL and status, never a header.
 
