@@ -948,6 +948,42 @@ fn controller_12_url_matrix() {
     ctl.stop();
 }
 
+/// Scenarios 12 and 18: a URL annotation carrying credentials (userinfo, a query) is refused
+/// as an invalid registry URL, and neither the log nor the Event repeats them.
+#[test]
+fn controller_18_credentials_in_a_url_annotation_are_not_repeated() {
+    let kube = Kube::start(Some(TOKEN));
+    let reg = registry(Some(TOKEN));
+    let ctl = Ctl::start(&kube, &[]);
+    for (name, url) in [
+        ("userinfo", "http://admin:hunter2-pass@127.0.0.1:1"),
+        ("user", "https://hunter2-token@127.0.0.1:1/mr"),
+        ("query", "http://127.0.0.1:1/mr?token=hunter2-query"),
+        ("scheme", "ftp://admin:hunter2-ftp@127.0.0.1:1"),
+    ] {
+        kube.create(isvc("team-a", name, json!({RM: "1"}), json!({URL: url})));
+        ctl.wait_log(&format!("reconcile team-a/{name}: invalid"));
+    }
+    let events = events(&kube);
+    let log = ctl.stop();
+    assert!(!log.contains("hunter2"), "{log}");
+    assert!(events.iter().all(|e| !e.contains("hunter2")), "{events:?}");
+    let invalid: Vec<&String> = events
+        .iter()
+        .filter(|e| {
+            e.starts_with("Warning InvalidRegistryURL: annotation modelregistry.kubeflow.org/url: ")
+        })
+        .collect();
+    assert_eq!(invalid.len(), 4, "{events:?}");
+    assert!(
+        invalid
+            .iter()
+            .any(|e| e.contains("'http://admin:<redacted>@127.0.0.1:1'")),
+        "{events:?}"
+    );
+    assert_eq!(reg.keys(), Vec::<String>::new());
+}
+
 /// Scenario 12, the external-address annotation without a scheme: the registry Service named
 /// by the name and namespace labels says `127.0.0.1:PORT`, which is reached as
 /// `https://127.0.0.1:PORT` (TLS checked against MODEL_REGISTRY_CA_FILE).

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::Shared;
 use super::settings::is_dns_label;
-use crate::error::{Error, quote};
+use crate::error::{Error, quote, redact_url};
 use crate::kube::unexpected;
 use crate::uri::BaseUrl;
 
@@ -136,14 +136,26 @@ pub(crate) fn registry_url(sh: &Shared, isvc: &Value) -> Result<BaseUrl, Missing
     }
 }
 
-/// `http(s)://host[:port][/prefix]`, a trailing `/` trimmed; nothing else.
+/// `http(s)://host[:port][/prefix]`, a trailing `/` trimmed; nothing else. Whoever may
+/// annotate an InferenceService writes this URL, and the reason goes to the log and an Event:
+/// it shows the URL without userinfo or query, where credentials would be.
 pub(crate) fn parse_url(url: &str) -> Result<BaseUrl, String> {
     let url = url.trim().trim_end_matches('/');
+    let shown = quote(&redact_url(url));
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(format!("{} is not an http(s):// URL", quote(url)));
+        return Err(format!("{shown} is not an http(s):// URL"));
     }
     if url.contains(['?', '#']) {
-        return Err(format!("{} has a query or fragment", quote(url)));
+        return Err(format!("{shown} has a query or fragment"));
+    }
+    if url
+        .split('/')
+        .nth(2)
+        .is_some_and(|authority| authority.contains('@'))
+    {
+        return Err(format!(
+            "{shown} carries userinfo (user@ or user:password@)"
+        ));
     }
     BaseUrl::parse(url, "http")
 }
@@ -164,7 +176,14 @@ mod tests {
         );
         assert!(parse_url("mr:8080").is_err());
         assert!(parse_url("ftp://mr").is_err());
-        assert!(parse_url("http://u:p@mr").is_err());
+        assert_eq!(
+            parse_url("http://u:secret@mr").unwrap_err(),
+            "'http://u:<redacted>@mr' carries userinfo (user@ or user:password@)"
+        );
+        assert_eq!(
+            parse_url("http://mr/x?token=secret").unwrap_err(),
+            "'http://mr/x?<redacted>' has a query or fragment"
+        );
         assert!(parse_url("http://mr:x").is_err());
     }
 }
