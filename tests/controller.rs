@@ -1008,11 +1008,10 @@ fn controller_12_external_address_without_a_scheme_is_https() {
     let ca = certs.ca.display().to_string();
     let ctl = Ctl::start(&kube, &[("MODEL_REGISTRY_CA_FILE", &ca)]);
     registered(&kube, &isvc_path("team-a", "iris"));
-    let log = ctl.stop();
-    assert!(
-        log.contains(&format!("registry=https://{address}")),
-        "{log}"
-    );
+    // The pass logs its line after the label write (and its Event): wait for it, or the
+    // stop can come first.
+    ctl.wait_log(&format!(" se=1 registry=https://{address}"));
+    ctl.stop();
     assert_eq!(reg.inference_services().len(), 1);
     assert!(
         kube.requests()
