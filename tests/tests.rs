@@ -29,5 +29,7 @@ mod archive;
 mod pipeline;
 // STORAGE_ALLOW_PATTERNS / STORAGE_IGNORE_PATTERNS on every kind of source.
 mod patterns;
+// oci:// against a real registry.
+mod oci;
 // Pinned digests and the JSON result.
 mod result;

@@ -5,6 +5,7 @@ pub mod azure;
 pub mod gcs;
 pub mod hub;
 pub mod listing;
+pub mod oci;
 pub mod proxy;
 pub mod replay;
 pub mod s3;
