@@ -1,9 +1,9 @@
-//! oci:// against Debian's docker-registry on 127.0.0.1, content pushed by ORAS.
+//! oci:// against Debian's docker-registry on 127.0.0.1, content pushed by ORAS and buildah.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::support::oci::{Registry, digest, htpasswd};
+use crate::support::oci::{Buildah, Registry, Step, digest, htpasswd};
 use crate::support::tls::make_certs;
 use crate::support::{TempDir, bytes, files, run_env, tree};
 
@@ -204,5 +204,263 @@ fn oci_tls_with_a_private_ca() {
     assert!(
         out.stderr
             .contains("hint: trust the server's CA with SSL_CERT_FILE")
+    );
+}
+
+const MODEL_TAR: &str = "application/vnd.cncf.model.weight.v1.tar";
+const MODEL_TAR_GZ: &str = "application/vnd.cncf.model.weight.v1.tar+gzip";
+
+/// A tar of `entries`, names written as given (`..` included: `set_path` would refuse it).
+fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, bytes) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_cksum();
+        builder.append(&header, *bytes).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn oci_modelpack_tar_layers_beside_raw_files() {
+    let registry = Registry::start();
+    let weights = bytes(1 << 20, 9);
+    let packed = gzip(&tar_of(&[
+        ("weights/model.bin", &weights),
+        ("README.md", b"hi"),
+    ]));
+    registry.push_typed(
+        "models/pack:v1",
+        &[
+            (
+                "config.json",
+                "application/vnd.cncf.model.weight.config.v1.raw",
+                b"{}",
+            ),
+            ("weights.tar.gz", MODEL_TAR_GZ, &packed),
+        ],
+    );
+    let uri = format!("oci://{}/models/pack:v1", registry.host());
+    let dest = TempDir::new("oci-pack");
+    let out = run_env(&[&uri, dest.path().to_str().unwrap()], &env(&registry));
+    out.expect_code(0);
+    assert_eq!(
+        tree(dest.path()),
+        files(&[
+            ("README.md", b"hi"),
+            ("config.json", b"{}"),
+            ("weights/model.bin", &weights)
+        ])
+    );
+    assert!(
+        out.stderr.contains("extracted 2 file(s) from 1 layer(s)"),
+        "{}",
+        out.stderr
+    );
+
+    // The patterns apply to what the layers hold.
+    let dest = TempDir::new("oci-pack-filtered");
+    let mut vars = env(&registry);
+    vars.push(("STORAGE_IGNORE_PATTERNS", "*.md".into()));
+    run_env(&[&uri, dest.path().to_str().unwrap()], &vars).expect_code(0);
+    assert!(!dest.path().join("README.md").exists());
+    assert!(dest.path().join("weights/model.bin").exists());
+}
+
+#[test]
+fn oci_hostile_tar_layers_land_nowhere() {
+    let registry = Registry::start();
+    let outside = TempDir::new("oci-hostile");
+    let dest = outside.path().join("dest");
+    let dest_arg = dest.to_str().unwrap();
+
+    // An entry that climbs out of DEST_DIR.
+    let escape = tar_of(&[("ok.txt", b"ok"), ("../evil.txt", b"x")]);
+    registry.push_typed("models/evil:v1", &[("w.tar", MODEL_TAR, &escape)]);
+    let uri = format!("oci://{}/models/evil:v1", registry.host());
+    let out = run_env(&[&uri, dest_arg], &env(&registry));
+    out.expect_code(1);
+    let layer = digest(&escape);
+    assert!(
+        out.last_line().starts_with(&format!(
+            "error: cannot extract 'layer {layer} of {uri}': entry '../evil.txt': "
+        )),
+        "{out:#?}"
+    );
+    assert!(!outside.path().join("evil.txt").exists());
+    assert!(
+        !dest.join("ok.txt").exists(),
+        "nothing of a failed layer lands"
+    );
+
+    // A bomb: a few bytes that declare 8 GiB.
+    let mut header = tar::Header::new_gnu();
+    header.set_path("zeros.bin").unwrap();
+    header.set_size(8 << 30);
+    header.set_cksum();
+    let mut bomb = header.as_bytes().to_vec();
+    bomb.extend(vec![0; 1 << 20]);
+    let bomb = gzip(&bomb);
+    registry.push_typed("models/bomb:v1", &[("b.tar.gz", MODEL_TAR_GZ, &bomb)]);
+    let uri = format!("oci://{}/models/bomb:v1", registry.host());
+    let out = run_env(&[&uri, dest_arg], &env(&registry));
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot extract 'layer {} of {uri}': entry 'zeros.bin': its 8589934592 bytes would take the extracted total past 1073741824 bytes (100 times the archive's size, at least 1 GiB)",
+            digest(&bomb)
+        )
+    );
+
+    // A tar layer changed in the registry: its files never reach a final name.
+    let good = tar_of(&[("model.bin", &bytes(4096, 1))]);
+    registry.push_typed("models/changed:v1", &[("m.tar", MODEL_TAR, &good)]);
+    let mut bad = good.clone();
+    bad[600] ^= 1;
+    std::fs::write(registry.blob(&digest(&good)), &bad).unwrap();
+    let uri = format!("oci://{}/models/changed:v1", registry.host());
+    let out = run_env(&[&uri, dest_arg], &env(&registry));
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: verification failed for 'layer {}' of '{uri}': the bytes' SHA-256 is {}, the source listed {}",
+            digest(&good),
+            &digest(&bad)[7..],
+            &digest(&good)[7..]
+        )
+    );
+    assert!(tree(&dest).is_empty(), "{:?}", tree(&dest));
+}
+
+#[test]
+fn oci_modelcar_image_layers_with_whiteouts() {
+    let buildah = Buildah::new();
+    let weights = bytes(2 << 20, 5);
+    buildah.image(
+        "localhost/modelcar",
+        "amd64",
+        &[
+            Step {
+                write: &[
+                    ("/models/config.json", b"{}"),
+                    ("/models/old.bin", b"old"),
+                    ("/models/dir/x.bin", b"x"),
+                    ("/etc/os-release", b"scratch"),
+                ],
+                remove: &[],
+            },
+            Step {
+                write: &[("/models/weights.bin", &weights)],
+                remove: &["/models/old.bin", "/models/dir"],
+            },
+        ],
+    );
+    let want = files(&[("config.json", b"{}"), ("weights.bin", &weights)]);
+    // One registry each: buildah would reuse the blobs it pushed to the same one, compressed.
+    let mut registry = None;
+    for compression in ["zstd", "gzip"] {
+        let pushed = Registry::start();
+        let manifest = buildah.push(
+            &["push"],
+            "localhost/modelcar",
+            &pushed,
+            "models/car:v1",
+            &[&format!("--compression-format={compression}")],
+        );
+        let stored = std::fs::read_to_string(pushed.blob(&manifest)).unwrap();
+        assert!(
+            stored.contains(&format!("layer.v1.tar+{compression}")),
+            "{stored}"
+        );
+        let uri = format!("oci://{}/models/car@{manifest}", pushed.host());
+        let dest = TempDir::new("oci-modelcar");
+        let out = run_env(&[&uri, dest.path().to_str().unwrap()], &env(&pushed));
+        out.expect_code(0);
+        assert_eq!(tree(dest.path()), want, "{compression}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("from 2 layer(s)"),
+            "{compression}: {}",
+            out.stderr
+        );
+        registry = Some(pushed);
+    }
+    let registry = registry.unwrap();
+
+    // OCI_MODEL_DIR names another folder: the whole image here.
+    let uri = format!("oci://{}/models/car:v1", registry.host());
+    let dest = TempDir::new("oci-modelcar-root");
+    let mut vars = env(&registry);
+    vars.push(("OCI_MODEL_DIR", "/".into()));
+    run_env(&[&uri, dest.path().to_str().unwrap()], &vars).expect_code(0);
+    assert_eq!(
+        tree(dest.path()),
+        files(&[
+            ("etc/os-release", b"scratch"),
+            ("models/config.json", b"{}"),
+            ("models/weights.bin", &weights)
+        ])
+    );
+}
+
+#[test]
+fn oci_image_index_by_platform() {
+    let registry = Registry::start();
+    let buildah = Buildah::new();
+    for arch in ["amd64", "arm64"] {
+        let write: &[(&str, &[u8])] = &[("/models/arch.txt", arch.as_bytes())];
+        buildah.image(
+            &format!("localhost/car-{arch}"),
+            arch,
+            &[Step { write, remove: &[] }],
+        );
+    }
+    buildah.run(&["manifest", "create", "localhost/car-list"]);
+    for arch in ["amd64", "arm64"] {
+        buildah.run(&[
+            "manifest",
+            "add",
+            "localhost/car-list",
+            &format!("containers-storage:localhost/car-{arch}"),
+        ]);
+    }
+    buildah.push(
+        &["manifest", "push", "--all"],
+        "localhost/car-list",
+        &registry,
+        "models/multi:v1",
+        &[],
+    );
+    let uri = format!("oci://{}/models/multi:v1", registry.host());
+    for (platform, want) in [(None, "amd64"), (Some("linux/arm64"), "arm64")] {
+        let dest = TempDir::new("oci-index");
+        let mut vars = env(&registry);
+        vars.extend(platform.map(|p| ("OCI_PLATFORM", p.to_string())));
+        let out = run_env(&[&uri, dest.path().to_str().unwrap()], &vars);
+        out.expect_code(0);
+        assert!(out.stderr.contains("index entry sha256:"), "{}", out.stderr);
+        assert_eq!(tree(dest.path()), files(&[("arch.txt", want.as_bytes())]));
+    }
+    let dest = TempDir::new("oci-index-none");
+    let mut vars = env(&registry);
+    vars.push(("OCI_PLATFORM", "linux/s390x".into()));
+    let out = run_env(&[&uri, dest.path().to_str().unwrap()], &vars);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot resolve {uri}: the image index has no manifest for linux/s390x (it has: linux/amd64, linux/arm64)"
+        )
     );
 }

@@ -54,6 +54,29 @@ pub struct Object {
     pub sha256: Option<[u8; 32]>,
 }
 
+/// How a layer's tar stream is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// A tar stream a source holds besides its objects (an OCI artifact's tar layer, a container
+/// image's layer), which the engine extracts into `DEST_DIR` after the objects, layer after
+/// layer, honouring whiteouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// The key `Source::read` takes for its bytes.
+    pub key: String,
+    pub size: u64,
+    /// What its bytes (as sent, compressed) must hash to.
+    pub sha256: [u8; 32],
+    pub compression: Compression,
+    /// Only the entries below this folder of the layer land, without it (`""`: all).
+    pub within: String,
+}
+
 /// A storage backend.
 pub trait Source: Sync {
     /// Every object whose key starts with `prefix`, as a plain string prefix; the engine
@@ -65,6 +88,11 @@ pub trait Source: Sync {
     /// in order, and returns once the last byte is written. A source retries and resumes on its
     /// own; an error from `out` ends the read at once.
     fn read(&self, key: &str, range: Option<Range<u64>>, out: &mut dyn Write) -> Result<(), Error>;
+
+    /// The layers to extract after the objects, in order; most sources have none.
+    fn layers(&self) -> &[Layer] {
+        &[]
+    }
 }
 
 /// `SCHEME://BUCKET[/KEY]` → bucket and key, the key as written (object names are not

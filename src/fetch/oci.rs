@@ -11,6 +11,11 @@
 //! - Listing: each layer with an `org.opencontainers.image.title` annotation (ORAS, ModelPack
 //!   raw files) is one object at that path, its digest as the SHA-256 the engine checks
 //!   while streaming (or reads back after ranged parts), so a tampered blob never lands.
+//! - Tar layers (a media type ending in `tar`, `tar+gzip`/`tar.gzip`, `tar+zstd`/`tar.zstd`:
+//!   ModelPack and KitOps layers even with a title, ORAS directories, untitled tars) are the
+//!   engine's `Layer`s, extracted after the files. A container image (its config is an image
+//!   config: a "modelcar") is all layers, applied in order, and only `OCI_MODEL_DIR` of it
+//!   lands.
 //! - Reading: `GET /v2/REPO/blobs/sha256:HEX` with `Range` for parts and resume. A blob
 //!   redirect to storage is followed hop by hop without the `Authorization` header.
 //! - Auth as registries do it: anonymous first; a `401` with a `Bearer` challenge gets a
@@ -33,7 +38,9 @@ use ureq::http::Response;
 
 use crate::digest::{Sha256, hex, sha256};
 use crate::error::{Error, clip, one_line, quote};
-use crate::fetch::{HINT_TLS, Object, Source, Words, failed, unreachable};
+use crate::fetch::{
+    Compression, HINT_TLS, Layer as Stream, Object, Source, Words, failed, unreachable,
+};
 use crate::http::{self, Failure, StatusError, Trust};
 use crate::settings::{Secret, Settings};
 use crate::uri::percent_encode;
@@ -53,6 +60,14 @@ const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const TITLE: &str = "org.opencontainers.image.title";
+// ORAS marks a directory it pushed as a tar+gzip layer with this annotation.
+const ORAS_UNPACK: &str = "io.deis.oras.content.unpack";
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+// Media types whose tar layers carry a title and are still tars (one per file or folder).
+const PACKED: [&str; 2] = ["application/vnd.cncf.model.", "application/vnd.kitops."];
 
 // The distribution registry refuses manifests over 4 MiB.
 const MANIFEST_LIMIT: u64 = 4 << 20;
@@ -75,6 +90,8 @@ pub(crate) struct OciSource {
     /// The SHA-256 of the manifest the files come from.
     pub(crate) manifest_digest: Sha256,
     files: Vec<Layer>,
+    /// Tar layers, extracted after the files in order.
+    streams: Vec<Stream>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +109,7 @@ struct Manifest {
     layers: Vec<Descriptor>,
     #[serde(default)]
     manifests: Vec<Descriptor>,
+    config: Option<Descriptor>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -154,12 +172,13 @@ impl OciSource {
             bearer: Mutex::new(None),
             manifest_digest: [0; 32],
             files: Vec::new(),
+            streams: Vec::new(),
         };
         let platform = oci.platform.clone().unwrap_or_else(running_platform);
         let (manifest, digest) = source.resolve(&platform)?;
         source.manifest_digest = digest;
         log::info!("{uri}: manifest sha256:{}", hex(&digest));
-        source.files = source.files_of(&manifest)?;
+        source.layers_of(&manifest, &oci.model_dir)?;
         Ok((source, String::new()))
     }
 
@@ -239,27 +258,58 @@ impl OciSource {
         Ok((manifest, digest))
     }
 
-    // The files the manifest's layers are.
-    fn files_of(&self, manifest: &Manifest) -> Result<Vec<Layer>, Error> {
-        let mut files = Vec::with_capacity(manifest.layers.len());
+    // The files and tar layers the manifest's layers are; an image's are all tar layers, of
+    // which only `model_dir` lands.
+    fn layers_of(&mut self, manifest: &Manifest, model_dir: &str) -> Result<(), Error> {
+        let config = manifest.config.as_ref().map(|c| c.media_type.as_str());
+        let image = config.is_some_and(|c| IMAGE_CONFIGS.contains(&c));
         for layer in &manifest.layers {
-            let Some(title) = layer.annotations.get(TITLE) else {
-                let reason = format!(
-                    "unsupported media type {} for a layer without an {TITLE} annotation: only files named by that annotation are fetched",
-                    quote(&layer.media_type)
-                );
-                return Err(failed("resolve", &self.shown, (reason, None)));
-            };
+            let title = layer.annotations.get(TITLE);
+            let shown = title.map_or(layer.digest.as_str(), String::as_str);
             let digest = reference::parse_digest(&layer.digest).map_err(|why| {
-                self.malformed("resolve", &format!("the layer {}: {why}", quote(title)))
+                self.malformed("resolve", &format!("the layer {}: {why}", quote(shown)))
             })?;
-            files.push(Layer {
-                path: title.clone(),
-                digest,
-                size: layer.size,
-            });
+            let tar = tar_compression(&layer.media_type);
+            // A titled tar is still a tar when its media type or ORAS says it was packed.
+            let packed = tar.is_some()
+                && (layer
+                    .annotations
+                    .get(ORAS_UNPACK)
+                    .is_some_and(|v| v == "true")
+                    || PACKED.iter().any(|p| layer.media_type.starts_with(p)));
+            match (title, tar) {
+                (Some(title), _) if !image && !packed => self.files.push(Layer {
+                    path: title.clone(),
+                    digest,
+                    size: layer.size,
+                }),
+                (_, Some(compression)) => self.streams.push(Stream {
+                    key: layer.digest.clone(),
+                    size: layer.size,
+                    sha256: digest,
+                    compression,
+                    within: match image {
+                        true => model_dir.to_string(),
+                        false => String::new(),
+                    },
+                }),
+                (None, None) => {
+                    let reason = format!(
+                        "unsupported media type {} for a layer: neither a tar nor a file named by an {TITLE} annotation",
+                        quote(&layer.media_type)
+                    );
+                    return Err(failed("resolve", &self.shown, (reason, None)));
+                }
+                (Some(_), None) => {
+                    let reason = format!(
+                        "unsupported media type {} for a layer of an image: only tar layers are applied",
+                        quote(&layer.media_type)
+                    );
+                    return Err(failed("resolve", &self.shown, (reason, None)));
+                }
+            }
         }
-        Ok(files)
+        Ok(())
     }
 
     // A GET that answers the registry's challenge once: the response, whatever its status.
@@ -457,6 +507,20 @@ fn status_of(mut response: Response<ureq::Body>) -> StatusError {
     }
 }
 
+// How a tar layer's media type says it is compressed; `None` for what is not a tar.
+fn tar_compression(media_type: &str) -> Option<Compression> {
+    let t = media_type.to_ascii_lowercase();
+    if t.ends_with("tar+gzip") || t.ends_with("tar.gzip") {
+        Some(Compression::Gzip)
+    } else if t.ends_with("tar+zstd") || t.ends_with("tar.zstd") {
+        Some(Compression::Zstd)
+    } else if t.ends_with(".tar") || t.ends_with("+tar") || t.ends_with(".diff.tar") {
+        Some(Compression::None)
+    } else {
+        None
+    }
+}
+
 // `linux/ARCH` of this process, in Go's architecture names.
 fn running_platform() -> String {
     let arch = match std::env::consts::ARCH {
@@ -515,14 +579,24 @@ impl Source for OciSource {
             .collect())
     }
 
+    fn layers(&self) -> &[Stream] {
+        &self.streams
+    }
+
     fn read(&self, key: &str, range: Option<Range<u64>>, out: &mut dyn Write) -> Result<(), Error> {
-        let Some(layer) = self.files.iter().find(|l| l.path == key) else {
+        let tar = self.streams.iter().find(|l| l.key == key).map(|l| Layer {
+            path: l.key.clone(),
+            digest: l.sha256,
+            size: l.size,
+        });
+        let Some(layer) = tar.or_else(|| self.files.iter().find(|l| l.path == key).cloned()) else {
             return Err(failed(
                 "download",
                 &self.shown,
                 (format!("{} is not in the manifest", quote(key)), None),
             ));
         };
+        let layer = &layer;
         let url = format!(
             "{}/v2/{}/blobs/sha256:{}",
             self.base,

@@ -20,7 +20,13 @@ pub(crate) struct OciSettings {
     pub(crate) insecure: Vec<String>,
     /// `OCI_PLATFORM` as `os/arch[/variant]`: which manifest of an image index is taken.
     pub(crate) platform: Option<String>,
+    /// `OCI_MODEL_DIR` without its leading `/`: the folder of a container image ("modelcar")
+    /// that lands in `DEST_DIR` (`models`; `""` for the whole image).
+    pub(crate) model_dir: String,
 }
+
+/// The folder of a modelcar image that holds the model, as KServe's modelcars have it.
+pub(crate) const MODEL_DIR: &str = "/models";
 
 pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<OciSettings, Error> {
     let mut auth_files = Vec::new();
@@ -66,10 +72,19 @@ pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<OciSettings, 
         }
         None => None,
     };
+    let model_dir = get("OCI_MODEL_DIR").unwrap_or_else(|| MODEL_DIR.into());
+    let trimmed = model_dir.trim().trim_matches('/');
+    if !trimmed.is_empty() {
+        crate::engine::plan::safe_relative(trimmed).map_err(|why| {
+            let reason = format!("{} is not a folder of the image: {why}", quote(&model_dir));
+            Error::env("OCI_MODEL_DIR", reason)
+        })?;
+    }
     Ok(OciSettings {
         auth_files,
         insecure,
         platform,
+        model_dir: trimmed.to_string(),
     })
 }
 
@@ -86,6 +101,21 @@ mod tests {
     fn defaults_and_overrides() {
         let s = read_with(&[]).unwrap();
         assert_eq!(s.platform, None);
+        assert_eq!(s.model_dir, "models");
+        assert_eq!(read_with(&[("OCI_MODEL_DIR", "/")]).unwrap().model_dir, "");
+        assert_eq!(
+            read_with(&[("OCI_MODEL_DIR", "/opt/model/")])
+                .unwrap()
+                .model_dir,
+            "opt/model"
+        );
+        let e = read_with(&[("OCI_MODEL_DIR", "/a/../b")]).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "invalid value in OCI_MODEL_DIR: '/a/../b' is not a folder of the image"
+            ),
+            "{e}"
+        );
         assert_eq!(s.auth_files, [(PathBuf::from(KSERVE_DOCKER_CONFIG), None)]);
         let s = read_with(&[
             ("REGISTRY_AUTH_FILE", "/run/auth.json"),

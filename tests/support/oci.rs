@@ -1,5 +1,7 @@
 //! Debian's `docker-registry` (the CNCF distribution registry) on 127.0.0.1, one per test,
-//! stopped by pid when dropped or restarted; content pushed by ORAS's Python SDK.
+//! stopped by pid when dropped or restarted; content pushed by ORAS's Python SDK, and images
+//! built and pushed by Debian's `buildah` (`Buildah`: vfs storage in a folder of the test's,
+//! no container is ever run).
 //!
 //! Content is pushed while the registry is open (plain HTTP, no auth); the test then restarts
 //! it on the same storage with what it checks: htpasswd, token auth pointed at a stub token
@@ -81,11 +83,20 @@ impl Registry {
     /// Pushes `files` (name, bytes) with ORAS as `REPO:TAG`; returns the manifest's digest
     /// (`sha256:...`).
     pub fn push_files(&self, target: &str, files: &[(&str, &[u8])]) -> String {
+        let typed: Vec<_> = files.iter().map(|(n, b)| (*n, "", *b)).collect();
+        self.push_typed(target, &typed)
+    }
+
+    /// `push_files` with each layer's media type (`""`: ORAS's default).
+    pub fn push_typed(&self, target: &str, files: &[(&str, &str, &[u8])]) -> String {
         let work = TempDir::new("oras-push");
         let mut names = Vec::new();
-        for (name, bytes) in files {
+        for (name, media_type, bytes) in files {
             std::fs::write(work.path().join(name), bytes).unwrap();
-            names.push(format!("{name:?}"));
+            match media_type.is_empty() {
+                true => names.push(format!("{name:?}")),
+                false => names.push(format!("{:?}", format!("{name}:{media_type}"))),
+            }
         }
         let script = format!(
             "import oras.client\nc = oras.client.OrasClient(hostname={host:?}, insecure=True)\nr = c.push(target={target:?}, files=[{files}], disable_path_validation=True)\nprint(r.headers['Docker-Content-Digest'])\n",
@@ -143,4 +154,95 @@ pub fn htpasswd(path: &Path, user: &str, password: &str) {
         .expect("htpasswd (the Debian package apache2-utils) must be installed: run `bash .ci/install-test-servers`");
     assert!(out.status.success());
     std::fs::write(path, out.stdout).unwrap();
+}
+
+const BUILDAH: &str = "/usr/bin/buildah";
+
+/// Debian's buildah with its own storage (vfs) in a temporary folder.
+pub struct Buildah {
+    dir: TempDir,
+}
+
+/// One layer of an image: files written (path in the image, bytes), then paths removed.
+pub struct Step<'a> {
+    pub write: &'a [(&'a str, &'a [u8])],
+    pub remove: &'a [&'a str],
+}
+
+impl Buildah {
+    pub fn new() -> Buildah {
+        assert!(
+            Path::new(BUILDAH).is_file(),
+            "{BUILDAH} is not installed: run `bash .ci/install-test-servers` (the Debian package buildah)"
+        );
+        Buildah {
+            dir: TempDir::new("buildah"),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> String {
+        let root = self.dir.path();
+        let out = Command::new(BUILDAH)
+            .arg("--storage-driver=vfs")
+            .arg(format!("--root={}", root.join("root").display()))
+            .arg(format!("--runroot={}", root.join("run").display()))
+            .args(args)
+            .output()
+            .expect("buildah runs");
+        assert!(
+            out.status.success(),
+            "buildah {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Builds the image `name` from scratch, one layer per step (a commit after each), for
+    /// `arch`.
+    pub fn image(&self, name: &str, arch: &str, steps: &[Step<'_>]) {
+        let mut from = "scratch".to_string();
+        for step in steps {
+            let container = self.run(&["from", "--arch", arch, &from]);
+            let root = PathBuf::from(self.run(&["mount", &container]));
+            for (path, bytes) in step.write {
+                let at = root.join(path.trim_start_matches('/'));
+                std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+                std::fs::write(at, bytes).unwrap();
+            }
+            for path in step.remove {
+                let at = root.join(path.trim_start_matches('/'));
+                match at.is_dir() {
+                    true => std::fs::remove_dir_all(at).unwrap(),
+                    false => std::fs::remove_file(at).unwrap(),
+                }
+            }
+            self.run(&["umount", &container]);
+            self.run(&["config", "--arch", arch, &container]);
+            self.run(&["commit", "-q", &container, name]);
+            self.run(&["rm", &container]);
+            from = name.to_string();
+        }
+    }
+
+    /// Pushes `name` (an image or a manifest list) to `registry` as `target`, with `extra`
+    /// options (`--compression-format=zstd`); returns the manifest's digest.
+    /// `verb` is `["push"]` for an image, `["manifest", "push", "--all"]` for a list.
+    pub fn push(
+        &self,
+        verb: &[&str],
+        name: &str,
+        registry: &Registry,
+        target: &str,
+        extra: &[&str],
+    ) -> String {
+        let digest = self.dir.path().join("digest");
+        let dest = format!("docker://{}/{target}", registry.host());
+        let file = format!("--digestfile={}", digest.display());
+        let mut args = verb.to_vec();
+        args.extend(["-q", "--tls-verify=false", &file]);
+        args.extend(extra);
+        args.extend([name, &dest]);
+        self.run(&args);
+        std::fs::read_to_string(digest).unwrap().trim().to_string()
+    }
 }
