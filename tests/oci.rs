@@ -5,6 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::support::oci::{Buildah, Registry, Step, digest, htpasswd};
 use crate::support::tls::make_certs;
+use crate::support::token::{SERVICE, TokenServer};
 use crate::support::{TempDir, bytes, files, run_env, tree};
 
 fn env(registry: &Registry) -> Vec<(&'static str, String)> {
@@ -463,4 +464,79 @@ fn oci_image_index_by_platform() {
             "error: cannot resolve {uri}: the image index has no manifest for linux/s390x (it has: linux/amd64, linux/arm64)"
         )
     );
+}
+
+#[test]
+fn oci_token_auth_anonymous_and_with_credentials() {
+    let mut registry = Registry::start();
+    registry.push_files("models/tok:v1", &[("a.txt", b"by token")]);
+    // Each restart is on a new port.
+    let uri_of = |registry: &Registry| format!("oci://{}/models/tok:v1", registry.host());
+
+    // Anonymous: the challenge's realm, service and scope, no credentials.
+    let anonymous = TempDir::new("oci-token-anon");
+    let tokens = TokenServer::start(anonymous.path(), None);
+    registry.restart(&tokens.registry_config(), None);
+    let uri = uri_of(&registry);
+    let dest = TempDir::new("oci-token");
+    let out = run_env(&[&uri, dest.path().to_str().unwrap()], &env(&registry));
+    out.expect_code(0);
+    assert_eq!(tree(dest.path()), files(&[("a.txt", b"by token")]));
+    let asked = tokens.asked();
+    assert!(!asked.is_empty());
+    assert!(asked.iter().all(|a| a.user.is_none()), "{asked:?}");
+    assert!(
+        asked[0]
+            .query
+            .contains("scope=repository%3Amodels%2Ftok%3Apull")
+            && asked[0].query.contains(&format!("service={SERVICE}")),
+        "{asked:?}"
+    );
+
+    // A token server that wants bob's password: given from a Docker config, and refused.
+    let secured = TempDir::new("oci-token-bob");
+    let tokens = TokenServer::start(secured.path(), Some(("bob", "t0ken-pw")));
+    registry.restart(&tokens.registry_config(), None);
+    let uri = uri_of(&registry);
+    let config = |name: &str, password: &str| {
+        let auth = STANDARD.encode(format!("bob:{password}"));
+        let file = secured.path().join(name);
+        let json = format!(
+            r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+            registry.host()
+        );
+        std::fs::write(&file, json).unwrap();
+        file
+    };
+    let mut vars = env(&registry);
+    vars.push((
+        "REGISTRY_AUTH_FILE",
+        config("right.json", "t0ken-pw").to_str().unwrap().into(),
+    ));
+    let dest = TempDir::new("oci-token-bob");
+    let out = run_env(&[&uri, dest.path().to_str().unwrap()], &vars);
+    out.expect_code(0);
+    assert_eq!(tree(dest.path()), files(&[("a.txt", b"by token")]));
+    assert!(
+        tokens
+            .asked()
+            .iter()
+            .all(|a| a.user.as_deref() == Some("bob"))
+    );
+    assert!(!out.stderr.contains("t0ken-pw"));
+
+    let wrong = config("wrong.json", "wrong-pw");
+    let mut vars = env(&registry);
+    vars.push(("REGISTRY_AUTH_FILE", wrong.to_str().unwrap().into()));
+    let out = run_env(&[&uri, dest.path().to_str().unwrap()], &vars);
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot resolve {uri}: unauthorized: the token server {} refused the credentials of 'bob' from '{}': HTTP 401 Unauthorized (server said: UNAUTHORIZED: bad credentials)",
+            tokens.realm(),
+            wrong.display()
+        )
+    );
+    assert!(!out.stderr.contains("wrong-pw"));
 }

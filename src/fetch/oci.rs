@@ -411,7 +411,8 @@ impl OciSource {
         })?;
         let status = response.status().as_u16();
         if status != 200 {
-            let error = StatusError::read(response);
+            // Token servers answer in the distribution API's error shape, as registries do.
+            let error = status_of(response);
             let reason = match &self.credentials {
                 Some((c, from)) => format!(
                     "unauthorized: {whom} refused the credentials of {} from {}: {error}",

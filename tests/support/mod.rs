@@ -11,6 +11,7 @@ pub mod replay;
 pub mod s3;
 pub mod server;
 pub mod tls;
+pub mod token;
 pub mod web;
 
 use std::path::{Path, PathBuf};
