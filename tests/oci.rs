@@ -4,8 +4,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::support::oci::{Buildah, Registry, Step, digest, htpasswd};
+use crate::support::server::{Server, read_head};
 use crate::support::tls::make_certs;
 use crate::support::token::{SERVICE, TokenServer};
+use crate::support::web::{Behaviour, Web};
 use crate::support::{TempDir, bytes, files, run_env, tree};
 
 fn env(registry: &Registry) -> Vec<(&'static str, String)> {
@@ -539,4 +541,76 @@ fn oci_token_auth_anonymous_and_with_credentials() {
         )
     );
     assert!(!out.stderr.contains("wrong-pw"));
+}
+
+/// A registry stub that demands a token, then sends blobs to `storage` with a redirect, as
+/// registries on object storage do.
+fn redirecting_registry(tokens: &TokenServer, storage: &Web, blob: &[u8]) -> Server {
+    let realm = tokens.realm();
+    let storage = storage.url();
+    let blob_digest = digest(blob);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": digest(b"{}"), "size": 2},
+        "layers": [{
+            "mediaType": "application/octet-stream", "digest": blob_digest, "size": blob.len(),
+            "annotations": {"org.opencontainers.image.title": "w.bin"}
+        }]
+    })
+    .to_string();
+    Server::start("127.0.0.1:0", move |mut stream| {
+        use std::io::Write;
+        let Some((_, target, headers)) = read_head(&stream) else {
+            return;
+        };
+        let bearer = headers
+            .get("authorization")
+            .is_some_and(|a| a.starts_with("Bearer "));
+        let answer = if !bearer {
+            format!(
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"{SERVICE}\",scope=\"repository:models/r:pull\"\r\nContent-Length: 0\r\n\r\n"
+            )
+        } else if target.ends_with("/manifests/v1") {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\n\r\n{manifest}",
+                manifest.len()
+            )
+        } else if target.contains("/blobs/") {
+            format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {storage}/w.bin?X-Signed=1\r\nContent-Length: 0\r\n\r\n"
+            )
+        } else {
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
+        };
+        let _ = stream.write_all(answer.as_bytes());
+    })
+}
+
+#[test]
+fn oci_token_never_reaches_the_blob_storage() {
+    let dir = TempDir::new("oci-redirect");
+    let tokens = TokenServer::start(dir.path(), None);
+    let blob = bytes(100_000, 4);
+    std::fs::create_dir(dir.path().join("storage")).unwrap();
+    std::fs::write(dir.path().join("storage/w.bin"), &blob).unwrap();
+    let storage = Web::start(&dir.path().join("storage"), Behaviour::default());
+    let registry = redirecting_registry(&tokens, &storage, &blob);
+    let host = registry.addr().to_string();
+    let uri = format!("oci://{host}/models/r:v1");
+    let dest = TempDir::new("oci-redirect-dest");
+    let out = run_env(
+        &[&uri, dest.path().to_str().unwrap()],
+        &[("OCI_INSECURE_REGISTRIES", host)],
+    );
+    out.expect_code(0);
+    assert_eq!(tree(dest.path()), files(&[("w.bin", &blob)]));
+    let seen = storage.seen();
+    assert!(!seen.is_empty(), "the blob came from the storage");
+    assert!(
+        seen.iter()
+            .all(|s| !s.headers.contains_key("authorization")),
+        "{seen:?}"
+    );
+    assert!(!tokens.asked().is_empty());
 }
