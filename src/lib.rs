@@ -46,7 +46,7 @@ pub use error::Error;
 pub use face::cli::Pair;
 pub use face::progress::Progress;
 pub use face::{init_logging, main};
-pub use fetch::{Object, Source};
+pub use fetch::{Compression, Layer, Object, Source};
 pub use http::{Trust, agent, get_resumable};
 pub use settings::{Settings, TlsSettings};
 pub use uri::percent_decode;
@@ -166,6 +166,10 @@ fn download_into(
 ) -> Result<(Summary, Option<usize>), Error> {
     let (source, prefix) = fetch::open(uri, settings)?;
     let shown = redact_url(uri);
+    let layers = source.layers();
+    if !layers.is_empty() {
+        return download_layers(&*source, &prefix, &shown, dest, options, watch);
+    }
     let summary = download(&*source, &prefix, &shown, dest, options, watch)?;
     let mut extracted = None;
     if let [only] = summary.paths.as_slice()
@@ -184,4 +188,39 @@ fn download_into(
         }
     }
     Ok((summary, extracted))
+}
+
+/// A source with layers (an OCI artifact's tar layers, an image): its objects, if any, then
+/// the layers extracted in order.
+fn download_layers(
+    source: &dyn Source,
+    prefix: &str,
+    shown: &str,
+    dest: &Path,
+    options: &Options,
+    watch: &dyn Watch,
+) -> Result<(Summary, Option<usize>), Error> {
+    let summary = match source.list(prefix)?.is_empty() {
+        true => Summary::default(),
+        false => download(source, prefix, shown, dest, options, watch)?,
+    };
+    let layers = source.layers();
+    if options.dry_run {
+        for layer in layers {
+            log::info!(
+                "dry run: layer {} ({} bytes) would be extracted into {}",
+                layer.key,
+                layer.size,
+                dest.display()
+            );
+        }
+        return Ok((summary, None));
+    }
+    let files = engine::layers::apply(source, layers, shown, dest, &options.filter)?;
+    log::info!(
+        "extracted {files} file(s) from {} layer(s) into {}",
+        layers.len(),
+        dest.display()
+    );
+    Ok((summary, Some(files)))
 }
