@@ -85,8 +85,10 @@ pub(crate) struct Outcome {
     pub(crate) resolution: Option<Resolution>,
     /// The download, once done.
     pub(crate) summary: Option<Summary>,
-    /// Files extracted from a lone archive.
+    /// Files extracted from a lone archive, or from a source's layers.
     pub(crate) extracted: Option<usize>,
+    /// The content address the source resolved to (an OCI manifest's `sha256:HEX`).
+    pub(crate) manifest_digest: Option<String>,
 }
 
 /// Processes each `SRC_URI DEST_DIR` pair in order; stops at the first failure. `watch`
@@ -148,29 +150,44 @@ pub(crate) fn run_noting(
         } else {
             pair.src.clone()
         };
-        let (summary, extracted) = download_into(&source, &pair.dest, options, settings, watch)?;
-        outcome.summary = Some(summary);
-        outcome.extracted = extracted;
+        download_into(&source, &pair.dest, options, settings, watch, outcome)?;
     }
     Ok(())
 }
 
 /// Downloads everything a storage URI names into `dest`, and extracts it when it is a lone
-/// archive.
+/// archive; notes in `outcome` what it came to.
 fn download_into(
     uri: &str,
     dest: &Path,
     options: &Options,
     settings: &Settings,
     watch: &dyn Watch,
-) -> Result<(Summary, Option<usize>), Error> {
+    outcome: &mut Outcome,
+) -> Result<(), Error> {
     let (source, prefix) = fetch::open(uri, settings)?;
+    // Known once the source is open: a failed download still says what it was pinned to.
+    outcome.manifest_digest = source.resolved_digest();
     let shown = redact_url(uri);
-    let layers = source.layers();
-    if !layers.is_empty() {
-        return download_layers(&*source, &prefix, &shown, dest, options, watch);
-    }
-    let summary = download(&*source, &prefix, &shown, dest, options, watch)?;
+    let (summary, extracted) = match source.layers().is_empty() {
+        true => download_objects(&*source, &prefix, &shown, dest, options, watch)?,
+        false => download_layers(&*source, &prefix, &shown, dest, options, watch)?,
+    };
+    outcome.summary = Some(summary);
+    outcome.extracted = extracted;
+    Ok(())
+}
+
+/// A source's objects, a lone archive among them extracted.
+fn download_objects(
+    source: &dyn Source,
+    prefix: &str,
+    shown: &str,
+    dest: &Path,
+    options: &Options,
+    watch: &dyn Watch,
+) -> Result<(Summary, Option<usize>), Error> {
+    let summary = download(source, prefix, shown, dest, options, watch)?;
     let mut extracted = None;
     if let [only] = summary.paths.as_slice()
         && let Some(kind) = archive::Format::of(only)

@@ -4,6 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::support::oci::{Buildah, Registry, Step, digest, htpasswd};
+use crate::support::replay::Replay;
 use crate::support::server::{Server, read_head};
 use crate::support::tls::make_certs;
 use crate::support::token::{SERVICE, TokenServer};
@@ -613,4 +614,61 @@ fn oci_token_never_reaches_the_blob_storage() {
         "{seen:?}"
     );
     assert!(!tokens.asked().is_empty());
+}
+
+#[test]
+fn oci_registry_artifact_pinned_by_digest_end_to_end_and_the_result() {
+    // The `oci-artifact` scenario resolves model-registry://iris to
+    // oci://{{oci_registry}}/models/iris@sha256:{{oci_digest}}: filled in with this registry
+    // and the manifest pushed to it.
+    let registry = Registry::start();
+    let weights = bytes(1 << 20, 5);
+    let manifest = registry.push_files(
+        "models/iris:v1",
+        &[("config.json", b"{}\n"), ("weights.bin", &weights)],
+    );
+    let want = files(&[("config.json", b"{}\n"), ("weights.bin", &weights)]);
+    let mr = Replay::start("oci-artifact");
+    mr.set("oci_registry", &registry.host());
+    mr.set("oci_digest", manifest.strip_prefix("sha256:").unwrap());
+    let tmp = TempDir::new("oci-e2e");
+    let dest = tmp.path().join("models");
+    let result = tmp.path().join("termination-log");
+    let mut vars = env(&registry);
+    vars.push(("MODEL_REGISTRY_BASE_URL", mr.authority()));
+    vars.push(("MRSI_RESULT_FILE", result.to_str().unwrap().to_string()));
+    let out = run_env(
+        &["--json", "model-registry://iris", dest.to_str().unwrap()],
+        &vars,
+    );
+    out.expect_code(0);
+    assert_eq!(tree(&dest), want);
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
+    assert_eq!(out.json(), written, "--json prints what the file holds");
+    let d = &written["downloads"][0];
+    assert_eq!(
+        d["model_registry"]["artifact_uri"],
+        format!("oci://{}/models/iris@{manifest}", registry.host())
+    );
+    assert_eq!(d["manifest_digest"], manifest.as_str());
+    assert_eq!(d["files"], 2);
+
+    // A tag: the result pins it after the fact, a failed download's included.
+    let uri = format!("oci://{}/models/iris:v1", registry.host());
+    let tagged = tmp.path().join("tagged");
+    let out = run_env(&["--json", &uri, tagged.to_str().unwrap()], &vars);
+    out.expect_code(0);
+    assert_eq!(
+        out.json()["downloads"][0]["manifest_digest"],
+        manifest.as_str()
+    );
+    std::fs::write(registry.blob(&digest(&weights)), bytes(1 << 20, 6)).unwrap();
+    let broken = tmp.path().join("broken");
+    let out = run_env(&["--json", &uri, broken.to_str().unwrap()], &vars);
+    out.expect_code(1);
+    let failed = out.json();
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["downloads"][0]["manifest_digest"], manifest.as_str());
+    assert!(!broken.join("weights.bin").exists());
 }

@@ -94,6 +94,12 @@ pub trait Source: Sync {
     fn layers(&self) -> &[Layer] {
         &[]
     }
+
+    /// The content address the URI resolved to, `sha256:HEX`, when the source has one (an
+    /// OCI manifest's digest): the result records it, so a tag is pinned after the fact.
+    fn resolved_digest(&self) -> Option<String> {
+        None
+    }
 }
 
 /// `SCHEME://BUCKET[/KEY]` → bucket and key, the key as written (object names are not

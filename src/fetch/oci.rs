@@ -88,7 +88,7 @@ pub(crate) struct OciSource {
     /// The last `Bearer` challenge, to fetch a fresh token when one expires.
     bearer: Mutex<Option<Challenge>>,
     /// The SHA-256 of the manifest the files come from.
-    pub(crate) manifest_digest: Sha256,
+    manifest_digest: Sha256,
     files: Vec<Layer>,
     /// Tar layers, extracted after the files in order.
     streams: Vec<Stream>,
@@ -582,6 +582,10 @@ impl Source for OciSource {
 
     fn layers(&self) -> &[Stream] {
         &self.streams
+    }
+
+    fn resolved_digest(&self) -> Option<String> {
+        Some(format!("sha256:{}", hex(&self.manifest_digest)))
     }
 
     fn read(&self, key: &str, range: Option<Range<u64>>, out: &mut dyn Write) -> Result<(), Error> {
