@@ -5,7 +5,8 @@
 //! - Opening resolves the reference to one manifest: `GET /v2/REPO/manifests/REF` accepting
 //!   OCI image manifests and indexes and Docker schema 2 manifests and lists. Its bytes are
 //!   hashed and checked against the digest the URI names (or the index entry that pointed at
-//!   it), so every later byte is pinned by content address. From an index, the manifest for
+//!   it), so every later byte is pinned by content address. What the bytes say is
+//!   `read_manifest`'s (pure: fuzzed as `oci_manifest`). From an index, the manifest for
 //!   `OCI_PLATFORM` (else the running platform, linux/amd64 here) is taken; an index of
 //!   artifacts without platforms must hold exactly one.
 //! - Listing: each layer with an `org.opencontainers.image.title` annotation (ORAS, ModelPack
@@ -94,8 +95,9 @@ pub(crate) struct OciSource {
     streams: Vec<Stream>,
 }
 
+/// A file of an artifact: a title-annotated layer.
 #[derive(Debug, Clone)]
-struct Layer {
+pub(crate) struct Layer {
     path: String,
     digest: Sha256,
     size: u64,
@@ -175,37 +177,41 @@ impl OciSource {
             streams: Vec::new(),
         };
         let platform = oci.platform.clone().unwrap_or_else(running_platform);
-        let (manifest, digest) = source.resolve(&platform)?;
-        source.manifest_digest = digest;
+        let (digest, files, streams) = source.resolve(&platform, &oci.model_dir)?;
         log::info!("{uri}: manifest sha256:{}", hex(&digest));
-        source.layers_of(&manifest, &oci.model_dir)?;
+        source.manifest_digest = digest;
+        (source.files, source.streams) = (files, streams);
         Ok((source, String::new()))
     }
 
-    // The manifest the reference names, through at most `MAX_DEPTH` indexes, and its digest.
-    fn resolve(&self, platform: &str) -> Result<(Manifest, Sha256), Error> {
+    // The manifest the reference names, through at most `MAX_DEPTH` indexes: its digest, its
+    // files and its tar layers.
+    fn resolve(
+        &self,
+        platform: &str,
+        model_dir: &str,
+    ) -> Result<(Sha256, Vec<Layer>, Vec<Stream>), Error> {
         let mut wanted = (self.reference.manifest_ref(), self.reference.digest);
         for _ in 0..MAX_DEPTH {
-            let (manifest, digest) = self.manifest(&wanted.0, wanted.1)?;
-            let media_type = manifest.media_type.as_deref().unwrap_or_default();
-            let is_index = media_type == OCI_INDEX
-                || media_type == DOCKER_LIST
-                || (media_type.is_empty() && !manifest.manifests.is_empty());
-            if !is_index {
-                return Ok((manifest, digest));
+            let (text, content_type, digest) = self.manifest(&wanted.0, wanted.1)?;
+            match read_manifest(&text, content_type, platform, model_dir, &self.shown)? {
+                Next::Contents(files, streams) => return Ok((digest, files, streams)),
+                Next::Entry(name, digest) => {
+                    log::info!("{}: index entry {name} chosen", self.shown);
+                    wanted = (name, Some(digest));
+                }
             }
-            let chosen = choose(&manifest.manifests, platform)
-                .map_err(|words| failed("resolve", &self.shown, words))?;
-            log::info!("{}: index entry {} chosen", self.shown, chosen.digest);
-            let digest = reference::parse_digest(&chosen.digest)
-                .map_err(|why| self.malformed("resolve", &format!("an index entry: {why}")))?;
-            wanted = (chosen.digest.clone(), Some(digest));
         }
         Err(self.malformed("resolve", "indexes nest deeper than an index of indexes"))
     }
 
-    // One manifest by tag or digest, its bytes checked against `expected`.
-    fn manifest(&self, what: &str, expected: Option<Sha256>) -> Result<(Manifest, Sha256), Error> {
+    // One manifest's bytes by tag or digest, checked against `expected`, with the media type
+    // the answer gave and their digest.
+    fn manifest(
+        &self,
+        what: &str,
+        expected: Option<Sha256>,
+    ) -> Result<(String, Option<String>, Sha256), Error> {
         let url = format!(
             "{}/v2/{}/manifests/{}",
             self.base,
@@ -238,78 +244,7 @@ impl OciSource {
             );
             return Err(failed("resolve", &self.shown, (reason, None)));
         }
-        let mut manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
-            self.malformed(
-                "resolve",
-                &format!("the manifest: {}", one_line(&e.to_string())),
-            )
-        })?;
-        if manifest.media_type.is_none() {
-            manifest.media_type = content_type;
-        }
-        let media_type = manifest.media_type.as_deref().unwrap_or_default();
-        if ![OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST, ""].contains(&media_type) {
-            let reason = format!(
-                "unsupported media type {} for a manifest",
-                quote(media_type)
-            );
-            return Err(failed("resolve", &self.shown, (reason, None)));
-        }
-        Ok((manifest, digest))
-    }
-
-    // The files and tar layers the manifest's layers are; an image's are all tar layers, of
-    // which only `model_dir` lands.
-    fn layers_of(&mut self, manifest: &Manifest, model_dir: &str) -> Result<(), Error> {
-        let config = manifest.config.as_ref().map(|c| c.media_type.as_str());
-        let image = config.is_some_and(|c| IMAGE_CONFIGS.contains(&c));
-        for layer in &manifest.layers {
-            let title = layer.annotations.get(TITLE);
-            let shown = title.map_or(layer.digest.as_str(), String::as_str);
-            let digest = reference::parse_digest(&layer.digest).map_err(|why| {
-                self.malformed("resolve", &format!("the layer {}: {why}", quote(shown)))
-            })?;
-            let tar = tar_compression(&layer.media_type);
-            // A titled tar is still a tar when its media type or ORAS says it was packed.
-            let packed = tar.is_some()
-                && (layer
-                    .annotations
-                    .get(ORAS_UNPACK)
-                    .is_some_and(|v| v == "true")
-                    || PACKED.iter().any(|p| layer.media_type.starts_with(p)));
-            match (title, tar) {
-                (Some(title), _) if !image && !packed => self.files.push(Layer {
-                    path: title.clone(),
-                    digest,
-                    size: layer.size,
-                }),
-                (_, Some(compression)) => self.streams.push(Stream {
-                    key: layer.digest.clone(),
-                    size: layer.size,
-                    sha256: digest,
-                    compression,
-                    within: match image {
-                        true => model_dir.to_string(),
-                        false => String::new(),
-                    },
-                }),
-                (None, None) => {
-                    let reason = format!(
-                        "unsupported media type {} for a layer: neither a tar nor a file named by an {TITLE} annotation",
-                        quote(&layer.media_type)
-                    );
-                    return Err(failed("resolve", &self.shown, (reason, None)));
-                }
-                (Some(_), None) => {
-                    let reason = format!(
-                        "unsupported media type {} for a layer of an image: only tar layers are applied",
-                        quote(&layer.media_type)
-                    );
-                    return Err(failed("resolve", &self.shown, (reason, None)));
-                }
-            }
-        }
-        Ok(())
+        Ok((text, content_type, digest))
     }
 
     // A GET that answers the registry's challenge once: the response, whatever its status.
@@ -431,8 +366,7 @@ impl OciSource {
     }
 
     fn malformed(&self, action: &'static str, why: &str) -> Error {
-        let reason = format!("the registry's answer is not what the distribution API gives: {why}");
-        failed(action, &self.shown, (reason, Some(HINT_REGISTRY)))
+        malformed(&self.shown, action, why)
     }
 
     fn error(&self, action: &'static str, failure: Failure) -> Error {
@@ -508,6 +442,147 @@ fn status_of(mut response: Response<ureq::Body>) -> StatusError {
     }
 }
 
+/// What a manifest's bytes say (`read_manifest`).
+pub(crate) enum Next {
+    /// An index: the entry for the platform, as written and read.
+    Entry(String, Sha256),
+    /// A manifest: its files and tar layers.
+    Contents(Vec<Layer>, Vec<Stream>),
+}
+
+/// What one manifest's bytes come to (pure): the entry of an index for `platform`, or the
+/// files and tar layers of a manifest. `content_type` is the media type the registry's answer
+/// gave; `uri` is for messages.
+pub(crate) fn read_manifest(
+    text: &str,
+    content_type: Option<String>,
+    platform: &str,
+    model_dir: &str,
+    uri: &str,
+) -> Result<Next, Error> {
+    let manifest = parse_manifest(text, content_type, uri)?;
+    let media_type = manifest.media_type.as_deref().unwrap_or_default();
+    let is_index = media_type == OCI_INDEX
+        || media_type == DOCKER_LIST
+        || (media_type.is_empty() && !manifest.manifests.is_empty());
+    if !is_index {
+        let (files, streams) = contents(&manifest, model_dir, uri)?;
+        return Ok(Next::Contents(files, streams));
+    }
+    let chosen =
+        choose(&manifest.manifests, platform).map_err(|words| failed("resolve", uri, words))?;
+    let digest = reference::parse_digest(&chosen.digest)
+        .map_err(|why| malformed(uri, "resolve", &format!("an index entry: {why}")))?;
+    Ok(Next::Entry(chosen.digest.clone(), digest))
+}
+
+// A manifest's bytes, checked to be a media type this source reads; `content_type` is taken
+// when the manifest names none.
+fn parse_manifest(text: &str, content_type: Option<String>, uri: &str) -> Result<Manifest, Error> {
+    let mut manifest: Manifest = serde_json::from_str(text).map_err(|e| {
+        malformed(
+            uri,
+            "resolve",
+            &format!("the manifest: {}", one_line(&e.to_string())),
+        )
+    })?;
+    if manifest.media_type.is_none() {
+        manifest.media_type = content_type;
+    }
+    let media_type = manifest.media_type.as_deref().unwrap_or_default();
+    if ![OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST, ""].contains(&media_type) {
+        let reason = format!(
+            "unsupported media type {} for a manifest",
+            quote(media_type)
+        );
+        return Err(failed("resolve", uri, (reason, None)));
+    }
+    Ok(manifest)
+}
+
+// The files and tar layers a manifest's layers are; an image's are all tar layers, of which
+// only `model_dir` lands.
+fn contents(
+    manifest: &Manifest,
+    model_dir: &str,
+    uri: &str,
+) -> Result<(Vec<Layer>, Vec<Stream>), Error> {
+    let config = manifest.config.as_ref().map(|c| c.media_type.as_str());
+    let image = config.is_some_and(|c| IMAGE_CONFIGS.contains(&c));
+    let (mut files, mut streams) = (Vec::new(), Vec::new());
+    for layer in &manifest.layers {
+        let title = layer.annotations.get(TITLE);
+        let shown = title.map_or(layer.digest.as_str(), String::as_str);
+        let digest = reference::parse_digest(&layer.digest).map_err(|why| {
+            malformed(
+                uri,
+                "resolve",
+                &format!("the layer {}: {why}", quote(shown)),
+            )
+        })?;
+        let tar = tar_compression(&layer.media_type);
+        // A titled tar is still a tar when its media type or ORAS says it was packed.
+        let packed = tar.is_some()
+            && (layer
+                .annotations
+                .get(ORAS_UNPACK)
+                .is_some_and(|v| v == "true")
+                || PACKED.iter().any(|p| layer.media_type.starts_with(p)));
+        match (title, tar) {
+            (Some(title), _) if !image && !packed => files.push(Layer {
+                path: title.clone(),
+                digest,
+                size: layer.size,
+            }),
+            (_, Some(compression)) => streams.push(Stream {
+                key: layer.digest.clone(),
+                size: layer.size,
+                sha256: digest,
+                compression,
+                within: match image {
+                    true => model_dir.to_string(),
+                    false => String::new(),
+                },
+            }),
+            (None, None) => {
+                let reason = format!(
+                    "unsupported media type {} for a layer: neither a tar nor a file named by an {TITLE} annotation",
+                    quote(&layer.media_type)
+                );
+                return Err(failed("resolve", uri, (reason, None)));
+            }
+            (Some(_), None) => {
+                let reason = format!(
+                    "unsupported media type {} for a layer of an image: only tar layers are applied",
+                    quote(&layer.media_type)
+                );
+                return Err(failed("resolve", uri, (reason, None)));
+            }
+        }
+    }
+    Ok((files, streams))
+}
+
+/// An artifact's files as the engine lists objects: each pinned by its layer's digest.
+pub(crate) fn objects(files: &[Layer]) -> Vec<Object> {
+    files
+        .iter()
+        .map(|l| Object {
+            key: l.path.clone(),
+            size: Some(l.size),
+            etag: Some(format!("sha256:{}", hex(&l.digest))),
+            ranges: true,
+            md5: None,
+            sha256: Some(Box::new(l.digest)),
+        })
+        .collect()
+}
+
+fn malformed(uri: &str, action: &'static str, why: &str) -> Error {
+    let reason = format!("the registry's answer is not what the distribution API gives: {why}");
+    failed(action, uri, (reason, Some(HINT_REGISTRY)))
+}
+
 // How a tar layer's media type says it is compressed; `None` for what is not a tar.
 fn tar_compression(media_type: &str) -> Option<Compression> {
     let t = media_type.to_ascii_lowercase();
@@ -566,18 +641,7 @@ fn choose<'a>(entries: &'a [Descriptor], platform: &str) -> Result<&'a Descripto
 
 impl Source for OciSource {
     fn list(&self, _prefix: &str) -> Result<Vec<Object>, Error> {
-        Ok(self
-            .files
-            .iter()
-            .map(|l| Object {
-                key: l.path.clone(),
-                size: Some(l.size),
-                etag: Some(format!("sha256:{}", hex(&l.digest))),
-                ranges: true,
-                md5: None,
-                sha256: Some(Box::new(l.digest)),
-            })
-            .collect())
+        Ok(objects(&self.files))
     }
 
     fn layers(&self) -> &[Stream] {
@@ -711,5 +775,56 @@ mod tests {
         let artifacts = [entry(None, "x")];
         assert_eq!(choose(&artifacts, "linux/amd64").unwrap().digest, "x");
         assert!(choose(&[entry(None, "x"), entry(None, "y")], "linux/amd64").is_err());
+    }
+
+    #[test]
+    fn what_a_manifest_comes_to() {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let artifact = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","layers":[
+            {{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":3,
+              "annotations":{{"{TITLE}":"sub/w.bin"}}}},
+            {{"mediaType":"application/vnd.cncf.model.weight.v1.tar+zstd","digest":"{}","size":9,
+              "annotations":{{"{TITLE}":"packed"}}}}]}}"#,
+            d('a'),
+            d('b')
+        );
+        let read = read_manifest(&artifact, None, "linux/amd64", "models", "oci://r/m");
+        let Ok(Next::Contents(files, streams)) = read else {
+            panic!("not contents");
+        };
+        let objects = objects(&files);
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].key, "sub/w.bin");
+        assert_eq!(objects[0].sha256.as_deref(), Some(&[0xaa; 32]));
+        assert_eq!(streams.len(), 1);
+        assert_eq!(
+            (streams[0].compression, streams[0].within.as_str()),
+            (Compression::Zstd, "")
+        );
+
+        // An index named only by the answer's Content-Type: the platform's entry.
+        let index = format!(
+            r#"{{"manifests":[{{"digest":"{}","size":1,"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#,
+            d('c')
+        );
+        let read = read_manifest(
+            &index,
+            Some(OCI_INDEX.into()),
+            "linux/amd64",
+            "m",
+            "oci://r/m",
+        );
+        let Ok(Next::Entry(name, digest)) = read else {
+            panic!("not an entry");
+        };
+        assert_eq!((name, digest), (d('c'), [0xcc; 32]));
+
+        let other = r#"{"mediaType":"application/vnd.oci.artifact.manifest.v1+json"}"#;
+        let e = read_manifest(other, None, "linux/amd64", "m", "oci://r/m").err();
+        assert_eq!(
+            e.unwrap().to_string(),
+            "cannot resolve oci://r/m: unsupported media type 'application/vnd.oci.artifact.manifest.v1+json' for a manifest"
+        );
     }
 }
