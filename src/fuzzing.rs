@@ -65,6 +65,29 @@ pub fn uri(data: &[u8]) {
     if let Err(e) = fetch::hf::HfUri::parse(text) {
         check_line(&e);
     }
+    match fetch::oci::Reference::parse(text) {
+        // Nothing in a reference can reshape the request paths built from it.
+        Ok(r) => {
+            assert!(
+                !r.registry.is_empty()
+                    && r.registry
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b)),
+                "registry {:?}",
+                r.registry
+            );
+            let path = format!("{}/manifests/{}", r.repository, r.manifest_ref());
+            assert!(
+                path.split('/')
+                    .all(|c| !c.is_empty() && c != "." && c != "..")
+                    && path
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/._-:".contains(&b)),
+                "request path {path:?}"
+            );
+        }
+        Err(e) => check_line(&e),
+    }
     if let Ok(base) = BaseUrl::parse(text, "http") {
         let _ = base.api("/api/model_registry/v1alpha3/registered_models");
     }
@@ -102,6 +125,56 @@ pub fn registry_json(data: &[u8]) {
         let chosen = &list.items[i];
         assert_eq!(chosen.artifact_type.as_deref(), Some("model-artifact"));
         assert!(!chosen.uri.as_deref().unwrap_or("").trim().is_empty());
+    }
+}
+
+/// An OCI manifest or index as a registry sends it (the first line, up to a NUL, is the
+/// answer's Content-Type; the rest the manifest's bytes), read as `oci://` reads it: an index
+/// names one entry by a valid digest; a manifest's files plan inside `DEST_DIR`, and its tar
+/// layers are pinned by digest and keep no folder but the model folder.
+pub fn oci_manifest(data: &[u8]) {
+    let (content_type, text) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (Some(String::from_utf8_lossy(&data[..i])), &data[i + 1..]),
+        None => (None, data),
+    };
+    let text = String::from_utf8_lossy(text);
+    let content_type = content_type.map(|t| t.into_owned());
+    let read = fetch::oci::read_manifest(
+        &text,
+        content_type,
+        "linux/amd64",
+        "models",
+        "oci://r.example/m:v1",
+    );
+    match read {
+        Err(e) => check_line(&e),
+        Ok(fetch::oci::Next::Entry(name, digest)) => {
+            assert_eq!(name, format!("sha256:{}", crate::digest::hex(&digest)));
+        }
+        Ok(fetch::oci::Next::Contents(files, layers)) => {
+            for layer in &layers {
+                assert!(
+                    layer.within.is_empty() || layer.within == "models",
+                    "within {:?}",
+                    layer.within
+                );
+                assert_eq!(
+                    layer.key,
+                    format!("sha256:{}", crate::digest::hex(&layer.sha256))
+                );
+            }
+            if let Ok(planned) = plan::plan("", fetch::oci::objects(&files)) {
+                let mut paths = HashSet::new();
+                for file in &planned {
+                    let path = file.path();
+                    assert!(
+                        path.components().all(|c| matches!(c, Component::Normal(_))),
+                        "unsafe path planned: {path:?}"
+                    );
+                    assert!(paths.insert(path.to_path_buf()), "two files at {path:?}");
+                }
+            }
+        }
     }
 }
 

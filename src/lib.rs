@@ -46,7 +46,7 @@ pub use error::Error;
 pub use face::cli::Pair;
 pub use face::progress::Progress;
 pub use face::{init_logging, main};
-pub use fetch::{Object, Source};
+pub use fetch::{Compression, Layer, Object, Source};
 pub use http::{Trust, agent, get_resumable};
 pub use settings::{Settings, TlsSettings};
 pub use uri::percent_decode;
@@ -85,8 +85,10 @@ pub(crate) struct Outcome {
     pub(crate) resolution: Option<Resolution>,
     /// The download, once done.
     pub(crate) summary: Option<Summary>,
-    /// Files extracted from a lone archive.
+    /// Files extracted from a lone archive, or from a source's layers.
     pub(crate) extracted: Option<usize>,
+    /// The content address the source resolved to (an OCI manifest's `sha256:HEX`).
+    pub(crate) manifest_digest: Option<String>,
 }
 
 /// Processes each `SRC_URI DEST_DIR` pair in order; stops at the first failure. `watch`
@@ -148,25 +150,44 @@ pub(crate) fn run_noting(
         } else {
             pair.src.clone()
         };
-        let (summary, extracted) = download_into(&source, &pair.dest, options, settings, watch)?;
-        outcome.summary = Some(summary);
-        outcome.extracted = extracted;
+        download_into(&source, &pair.dest, options, settings, watch, outcome)?;
     }
     Ok(())
 }
 
 /// Downloads everything a storage URI names into `dest`, and extracts it when it is a lone
-/// archive.
+/// archive; notes in `outcome` what it came to.
 fn download_into(
     uri: &str,
     dest: &Path,
     options: &Options,
     settings: &Settings,
     watch: &dyn Watch,
-) -> Result<(Summary, Option<usize>), Error> {
+    outcome: &mut Outcome,
+) -> Result<(), Error> {
     let (source, prefix) = fetch::open(uri, settings)?;
+    // Known once the source is open: a failed download still says what it was pinned to.
+    outcome.manifest_digest = source.resolved_digest();
     let shown = redact_url(uri);
-    let summary = download(&*source, &prefix, &shown, dest, options, watch)?;
+    let (summary, extracted) = match source.layers().is_empty() {
+        true => download_objects(&*source, &prefix, &shown, dest, options, watch)?,
+        false => download_layers(&*source, &prefix, &shown, dest, options, watch)?,
+    };
+    outcome.summary = Some(summary);
+    outcome.extracted = extracted;
+    Ok(())
+}
+
+/// A source's objects, a lone archive among them extracted.
+fn download_objects(
+    source: &dyn Source,
+    prefix: &str,
+    shown: &str,
+    dest: &Path,
+    options: &Options,
+    watch: &dyn Watch,
+) -> Result<(Summary, Option<usize>), Error> {
+    let summary = download(source, prefix, shown, dest, options, watch)?;
     let mut extracted = None;
     if let [only] = summary.paths.as_slice()
         && let Some(kind) = archive::Format::of(only)
@@ -184,4 +205,39 @@ fn download_into(
         }
     }
     Ok((summary, extracted))
+}
+
+/// A source with layers (an OCI artifact's tar layers, an image): its objects, if any, then
+/// the layers extracted in order.
+fn download_layers(
+    source: &dyn Source,
+    prefix: &str,
+    shown: &str,
+    dest: &Path,
+    options: &Options,
+    watch: &dyn Watch,
+) -> Result<(Summary, Option<usize>), Error> {
+    let summary = match source.list(prefix)?.is_empty() {
+        true => Summary::default(),
+        false => download(source, prefix, shown, dest, options, watch)?,
+    };
+    let layers = source.layers();
+    if options.dry_run {
+        for layer in layers {
+            log::info!(
+                "dry run: layer {} ({} bytes) would be extracted into {}",
+                layer.key,
+                layer.size,
+                dest.display()
+            );
+        }
+        return Ok((summary, None));
+    }
+    let files = engine::layers::apply(source, layers, shown, dest, &options.filter)?;
+    log::info!(
+        "extracted {files} file(s) from {} layer(s) into {}",
+        layers.len(),
+        dest.display()
+    );
+    Ok((summary, Some(files)))
 }

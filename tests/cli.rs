@@ -121,11 +121,11 @@ fn a_fragment_is_logged_as_written() {
 
 #[test]
 fn an_unsupported_scheme_is_named() {
-    let out = run(&["oci://registry/model:1", "/tmp/unused-dest"], &[]);
+    let out = run(&["hdfs://namenode/model", "/tmp/unused-dest"], &[]);
     out.expect_code(1);
     assert_eq!(
         out.last_line(),
-        "error: invalid URI 'oci://registry/model:1': unsupported storage scheme (supported: model-registry://, s3://, gs://, Azure Blob https://, http(s)://, hf://, file:// or a path)"
+        "error: invalid URI 'hdfs://namenode/model': unsupported storage scheme (supported: model-registry://, s3://, gs://, Azure Blob https://, http(s)://, hf://, oci://, file:// or a path)"
     );
 }
 

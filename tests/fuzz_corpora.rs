@@ -75,3 +75,8 @@ fn archive_inputs() {
     let scratch = crate::support::TempDir::new("fuzz-archive");
     replay("archive", |data| fuzzing::archive(data, scratch.path()));
 }
+
+#[test]
+fn oci_manifest_inputs() {
+    replay("oci_manifest", fuzzing::oci_manifest);
+}

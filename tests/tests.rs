@@ -29,6 +29,8 @@ mod archive;
 mod pipeline;
 // STORAGE_ALLOW_PATTERNS / STORAGE_IGNORE_PATTERNS on every kind of source.
 mod patterns;
+// oci:// against a real registry.
+mod oci;
 // Pinned digests and the JSON result.
 mod result;
 // Every saved fuzzer input, replayed through its target.

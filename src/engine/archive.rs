@@ -1,17 +1,20 @@
 //! Archives: when a download yields exactly one `.tar`, `.tar.gz`/`.tgz` or `.zip`, it is
-//! extracted into `DEST_DIR` and removed, as KServe does.
+//! extracted into `DEST_DIR` and removed, as KServe does; and the tar streams of a source's
+//! layers (`extract_layer`: plain, gzip or zstd, read as they arrive) are extracted by the same
+//! rules, with only what is below one folder kept and whiteouts handed back, not written.
 //!
 //! Extraction follows the download's rules: every entry path passes `plan::safe_relative`
 //! (no `..`, no absolute paths), folders are created through `dest::prepare` (never through a
 //! link), files are written under a temporary name, flushed to disk and renamed (a node crash
-//! never leaves a zero-filled entry under its final name), and a symbolic link must point
-//! inside `DEST_DIR`. The folders written into are flushed once each, at the end, before the
-//! archive is removed: one flush per folder rather than per entry. Hard links must name an earlier entry. Memory stays bounded: tar and gzip
-//! are read as streams; a zip's central directory is read, then each entry is streamed. Names
-//! are capped at `MAX_NAME` bytes and a tar's PAX headers at `MAX_PAX`. What an archive expands
-//! to is bounded (`MAX_RATIO`, `MIN_EXPANSION`, `MAX_ENTRIES`) by the sizes its entries declare,
-//! before each is written; tar reads exactly those sizes, and the zip crate fails an entry that
-//! holds more than it declares.
+//! never leaves a zero-filled entry under its final name), an entry the stream ends inside is
+//! an error, and a symbolic link must point inside `DEST_DIR`. The folders written into are
+//! flushed once each, at the end, before the archive is removed: one flush per folder rather
+//! than per entry. Hard links must name an earlier entry. Memory stays bounded: tar, gzip and
+//! zstd are read as streams; a zip's central directory is read, then each entry is streamed.
+//! Names are capped at `MAX_NAME` bytes and a tar's PAX headers at `MAX_PAX`. What an archive
+//! expands to is bounded (`MAX_RATIO`, `MIN_EXPANSION`, `MAX_ENTRIES`) by the sizes its entries
+//! declare, before each is written; tar reads exactly those sizes, and the zip crate fails an
+//! entry that holds more than it declares.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -23,6 +26,7 @@ use std::rc::Rc;
 use crate::engine::dest;
 use crate::engine::plan::safe_relative;
 use crate::error::Error;
+use crate::fetch::Compression;
 
 /// The most bytes an entry's name, a link's target or a GNU long name may have: Linux's PATH_MAX.
 const MAX_NAME: u64 = 4096;
@@ -78,20 +82,10 @@ pub(crate) fn extract(archive: &Path, kind: Format, dest: &Path) -> Result<usize
         .metadata()
         .map_err(|e| Error::io("inspect", archive, e))?
         .len();
-    let mut out = Extractor {
-        dest,
-        archive,
-        files: 0,
-        entries: 0,
-        expanded: 0,
-        limit: size.saturating_mul(MAX_RATIO).max(MIN_EXPANSION),
-        folders: HashSet::new(),
-        pending: Vec::new(),
-    };
+    let mut out = Extractor::new(dest, archive, size, None);
     let extracted = match kind {
-        Format::Tar => out.tar(BufReader::new(file)),
-        // Every gzip member, not just the first: pigz and others write several.
-        Format::TarGz => out.tar(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
+        Format::Tar => out.stream(&mut { file }, Compression::None),
+        Format::TarGz => out.stream(&mut { file }, Compression::Gzip),
         Format::Zip => zip::ZipArchive::new(file)
             .map_err(|e| bad(e.to_string()))
             .and_then(|mut zip| out.zip(&mut zip)),
@@ -109,6 +103,37 @@ pub(crate) fn extract(archive: &Path, kind: Format, dest: &Path) -> Result<usize
     Ok(out.files)
 }
 
+/// What a layer says to remove from the layers applied before it, below `DEST_DIR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Whiteout {
+    /// `.wh.NAME`: this file or folder.
+    Path(PathBuf),
+    /// `.wh..wh..opq`: everything in this folder (`""`: everything).
+    Opaque(PathBuf),
+}
+
+/// Extracts the tar stream `reader` (`size` bytes as sent, compressed as `compression`) into
+/// `dest` as a layer: only entries below `within` (a relative folder, `""` for all) land, with
+/// that prefix removed, and whiteouts are returned rather than written. `shown` names the
+/// stream in errors. Returns the number of files written and the whiteouts, in order.
+///
+/// Every file is flushed to disk before it is renamed, as an archive's entries are; `dest` is a
+/// staging folder whose files the caller moves into place, so it flushes the folders it moves
+/// them into. On failure nothing is flushed: the caller discards the staging folder.
+pub(crate) fn extract_layer(
+    reader: &mut dyn Read,
+    compression: Compression,
+    size: u64,
+    within: &Path,
+    shown: &Path,
+    dest: &Path,
+) -> Result<(usize, Vec<Whiteout>), Error> {
+    let mut out = Extractor::new(dest, shown, size, Some(within));
+    out.stream(reader, compression)?;
+    out.flush()?;
+    Ok((out.files, out.whiteouts))
+}
+
 struct Extractor<'a> {
     dest: &'a Path,
     archive: &'a Path,
@@ -121,6 +146,9 @@ struct Extractor<'a> {
     folders: HashSet<PathBuf>,
     /// Files written under their temporary name, to flush and rename (`flush`).
     pending: Vec<Pending>,
+    /// For a layer: the folder whose contents land, and the whiteouts seen.
+    within: Option<&'a Path>,
+    whiteouts: Vec<Whiteout>,
 }
 
 // An entry written under its temporary name, not yet flushed.
@@ -137,7 +165,53 @@ const BATCH: usize = 64;
 /// Threads flushing a batch.
 const FLUSHERS: usize = 16;
 
-impl Extractor<'_> {
+impl<'a> Extractor<'a> {
+    fn new(dest: &'a Path, archive: &'a Path, size: u64, within: Option<&'a Path>) -> Self {
+        Extractor {
+            dest,
+            archive,
+            files: 0,
+            entries: 0,
+            expanded: 0,
+            limit: size.saturating_mul(MAX_RATIO).max(MIN_EXPANSION),
+            folders: HashSet::new(),
+            pending: Vec::new(),
+            within,
+            whiteouts: Vec::new(),
+        }
+    }
+
+    // For a layer: an entry's path below `within`, `None` when it lies elsewhere (or is
+    // `within` itself); a whiteout is noted and `None`. For an archive: the path as it is.
+    fn landing(&mut self, name: &str, relative: PathBuf) -> Result<Option<PathBuf>, Error> {
+        let Some(within) = self.within else {
+            return Ok(Some(relative));
+        };
+        let file = relative.file_name().and_then(|f| f.to_str()).unwrap_or("");
+        if let Some(removed) = file.strip_prefix(".wh.") {
+            let parent = relative.parent().unwrap_or(Path::new(""));
+            let whiteout = if removed == ".wh..opq" {
+                opaque_below(within, parent)
+            } else if matches!(removed, "" | "." | "..") {
+                return Err(self.bad(name, "a whiteout that names no file"));
+            } else {
+                let gone = parent.join(removed);
+                match gone.strip_prefix(within) {
+                    Ok(r) if r != Path::new("") => Some(Whiteout::Path(r.to_path_buf())),
+                    // `within` itself, or a folder above it: all that was below is gone.
+                    _ if within.starts_with(&gone) => Some(Whiteout::Opaque(PathBuf::new())),
+                    _ => None,
+                }
+            };
+            self.whiteouts.extend(whiteout);
+            return Ok(None);
+        }
+        Ok(match relative.strip_prefix(within) {
+            Ok(r) if r != Path::new("") => Some(r.to_path_buf()),
+            _ => None,
+        })
+    }
+
     fn bad(&self, entry: &str, reason: &str) -> Error {
         Error::Archive {
             path: self.archive.to_path_buf(),
@@ -190,7 +264,24 @@ impl Extractor<'_> {
             .map_err(|reason| self.bad(name, &reason))
     }
 
-    fn tar(&mut self, reader: impl Read) -> Result<(), Error> {
+    // A tar stream, decompressed as it is read.
+    fn stream(&mut self, reader: &mut dyn Read, compression: Compression) -> Result<(), Error> {
+        let reader = BufReader::new(reader);
+        match compression {
+            Compression::None => self.tar(&mut { reader }),
+            // Every gzip member, not just the first: pigz and others write several.
+            Compression::Gzip => self.tar(&mut flate2::read::MultiGzDecoder::new(reader)),
+            Compression::Zstd => self.tar(&mut Zstd {
+                source: reader,
+                frame: ruzstd::decoding::FrameDecoder::new(),
+                open: false,
+            }),
+        }
+    }
+
+    // One `&mut dyn Read` for every stream: the tar reader is compiled once, not once per
+    // decoder (which cost ~60 KiB of the static binary).
+    fn tar(&mut self, reader: &mut dyn Read) -> Result<(), Error> {
         let headers = Rc::new(RefCell::new(Headers::default()));
         let mut archive = tar::Archive::new(Watched {
             inner: reader,
@@ -216,6 +307,9 @@ impl Extractor<'_> {
             .map_err(|_| self.broken("an entry name is not UTF-8"))?;
         self.admit(&name, entry.size())?;
         let Some(relative) = self.entry_path(&name)? else {
+            return Ok(());
+        };
+        let Some(relative) = self.landing(&name, relative)? else {
             return Ok(());
         };
         let mode = entry.header().mode().ok();
@@ -385,6 +479,13 @@ impl Extractor<'_> {
         let Some(target_rel) = self.entry_path(target)? else {
             return Err(self.bad(name, "a hard link to the archive's root"));
         };
+        let target_rel = match self.within {
+            Some(within) => match target_rel.strip_prefix(within) {
+                Ok(r) if r != Path::new("") => r.to_path_buf(),
+                _ => return Err(self.bad(name, "a hard link to a file outside the folder kept")),
+            },
+            None => target_rel,
+        };
         let original = dest::prepare(self.dest, &target_rel)?;
         if !std::fs::symlink_metadata(&original).is_ok_and(|m| m.is_file()) {
             return Err(self.bad(
@@ -489,6 +590,61 @@ impl<R: Read> Read for Watched<R> {
     }
 }
 
+// What `.wh..wh..opq` in `folder` removes below `within`.
+fn opaque_below(within: &Path, folder: &Path) -> Option<Whiteout> {
+    if within.starts_with(folder) {
+        return Some(Whiteout::Opaque(PathBuf::new()));
+    }
+    let below = folder.strip_prefix(within).ok()?;
+    Some(Whiteout::Opaque(below.to_path_buf()))
+}
+
+/// A zstd stream of one or more frames (skippable frames skipped), decoded as it is read.
+/// ruzstd refuses windows over 128 MiB, which bounds its memory whatever the stream says.
+struct Zstd<R> {
+    source: R,
+    frame: ruzstd::decoding::FrameDecoder,
+    open: bool,
+}
+
+impl<R: io::BufRead> Read for Zstd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use ruzstd::decoding::BlockDecodingStrategy;
+        use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+        loop {
+            if self.open {
+                while self.frame.can_collect() == 0 && !self.frame.is_finished() {
+                    self.frame
+                        .decode_blocks(&mut self.source, BlockDecodingStrategy::UptoBlocks(1))
+                        .map_err(io::Error::other)?;
+                }
+                let n = self.frame.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                self.open = false;
+            }
+            if self.source.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            match self.frame.reset(&mut self.source) {
+                Ok(()) => self.open = true,
+                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
+                    length,
+                    ..
+                })) => {
+                    let skipped =
+                        io::copy(&mut (&mut self.source).take(length.into()), &mut io::sink())?;
+                    if skipped < u64::from(length) {
+                        return Err(io::Error::other("a skippable zstd frame is cut short"));
+                    }
+                }
+                Err(e) => return Err(io::Error::other(e)),
+            }
+        }
+    }
+}
+
 fn remove_existing(path: &Path) -> Result<(), Error> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.is_dir() => {
@@ -550,16 +706,7 @@ mod tests {
 
     #[test]
     fn entries_are_counted() {
-        let mut out = Extractor {
-            dest: Path::new("/d"),
-            archive: Path::new("/d/m.tar"),
-            files: 0,
-            entries: 0,
-            expanded: 0,
-            limit: MIN_EXPANSION,
-            folders: HashSet::new(),
-            pending: Vec::new(),
-        };
+        let mut out = Extractor::new(Path::new("/d"), Path::new("/d/m.tar"), 0, None);
         for _ in 0..MAX_ENTRIES {
             out.admit("f", 0).unwrap();
         }
@@ -567,6 +714,139 @@ mod tests {
             out.admit("f", 0).unwrap_err().to_string(),
             "cannot extract '/d/m.tar': more than 1000000 entries"
         );
+    }
+
+    fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, bytes) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(match name.ends_with('/') {
+                true => tar::EntryType::Directory,
+                false => tar::EntryType::Regular,
+            });
+            // Written raw: `set_path` refuses `..`, which a hostile layer holds.
+            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_cksum();
+            builder.append(&header, *bytes).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn layers_keep_one_folder_and_hand_back_whiteouts() {
+        let dest = std::env::temp_dir().join(format!("mrsi-layer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::create_dir_all(&dest).unwrap();
+        let tar = tar_of(&[
+            ("./etc/passwd", b"root"),
+            ("models/", b""),
+            ("models/a.txt", b"a"),
+            ("models/sub/.wh.old.bin", b""),
+            ("models/gone/.wh..wh..opq", b""),
+            ("etc/.wh.models", b""),
+            ("usr/.wh.x", b""),
+            (".wh..wh..opq", b""),
+        ]);
+        // Two zstd frames with a skippable frame between them: decoded as one stream.
+        let (one, two) = tar.split_at(700);
+        let mut zst =
+            ruzstd::encoding::compress_to_vec(one, ruzstd::encoding::CompressionLevel::Fastest);
+        zst.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3]);
+        zst.extend(ruzstd::encoding::compress_to_vec(
+            two,
+            ruzstd::encoding::CompressionLevel::Fastest,
+        ));
+        let shown = Path::new("layer");
+        let (files, whiteouts) = extract_layer(
+            &mut zst.as_slice(),
+            Compression::Zstd,
+            zst.len() as u64,
+            Path::new("models"),
+            shown,
+            &dest,
+        )
+        .unwrap();
+        assert_eq!(files, 1);
+        assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"a");
+        assert!(!dest.join("etc").exists());
+        assert_eq!(
+            whiteouts,
+            [
+                Whiteout::Path("sub/old.bin".into()),
+                Whiteout::Opaque("gone".into()),
+                Whiteout::Opaque("".into()),
+            ]
+        );
+        std::fs::remove_dir_all(&dest).unwrap();
+
+        // A layer that climbs out of DEST_DIR, and one that declares more than it may expand to.
+        let evil = tar_of(&[("models/../../evil", b"x")]);
+        let e = extract_layer(
+            &mut evil.as_slice(),
+            Compression::None,
+            1024,
+            Path::new(""),
+            shown,
+            &dest,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot extract 'layer': entry 'models/../../evil'"),
+            "{e}"
+        );
+        let mut header = tar::Header::new_gnu();
+        header.set_path("bomb").unwrap();
+        header.set_size(2 << 30);
+        header.set_cksum();
+        let e = extract_layer(
+            &mut header.as_bytes().as_slice(),
+            Compression::None,
+            512,
+            Path::new(""),
+            shown,
+            &dest,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("would take the extracted total past 1073741824 bytes"),
+            "{e}"
+        );
+        assert!(!dest.exists() || std::fs::read_dir(&dest).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn a_layer_cut_inside_an_entry_is_an_error() {
+        let dest = std::env::temp_dir().join(format!("mrsi-cut-layer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::create_dir_all(&dest).unwrap();
+        let tar = tar_of(&[("whole.bin", &[1; 10]), ("cut.bin", &[2; 1000])]);
+        // The second entry's header and 300 of its 1000 bytes.
+        let cut = &tar[..512 * 3 + 300];
+        let e = extract_layer(
+            &mut { cut },
+            Compression::None,
+            cut.len() as u64,
+            Path::new(""),
+            Path::new("layer"),
+            &dest,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot extract 'layer': entry 'cut.bin': the archive ends 300 bytes into its 1000 bytes"
+        );
+        // Nothing of the cut entry under any name, and the whole one not renamed either: a
+        // failed layer is not flushed, and the caller discards its staging folder.
+        let names: Vec<_> = std::fs::read_dir(&dest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [".whole.bin.mrsi-part"]);
+        std::fs::remove_dir_all(&dest).unwrap();
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The download engine: from a source and a prefix to complete files under `DEST_DIR`.
 //! Its parts: `filter` (pure: the file patterns), `plan` (pure: listing → files), `verify`
 //! (pure: pinned digests), `dest` (safe writes, temporary names), `archive` (extracting a lone
-//! archive).
+//! archive, or a layer's tar stream), `layers` (a source's layers applied in order).
 //! It knows nothing about protocols; every backend plugs in through `fetch::Source`.
 //!
 //! 1. List, filter (`filter`: `STORAGE_ALLOW_PATTERNS`, `STORAGE_IGNORE_PATTERNS`) and plan
@@ -40,6 +40,7 @@
 pub(crate) mod archive;
 pub(crate) mod dest;
 pub(crate) mod filter;
+pub(crate) mod layers;
 pub(crate) mod manifest;
 pub(crate) mod plan;
 pub(crate) mod verify;

@@ -32,6 +32,7 @@ ARGS:
                 s3://BUCKET[/PREFIX], gs://BUCKET[/PREFIX],
                 https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX][?SAS],
                 hf://OWNER/REPO[:REVISION] (a Hugging Face Hub repository),
+                oci://REGISTRY[:PORT]/REPOSITORY[:TAG|@sha256:DIGEST] (an OCI artifact or image),
                 http(s)://HOST/PATH/FILE, file:///PATH or a local path
     DEST_DIR    where the files go; created if missing (KServe: /mnt/models)
 
@@ -135,6 +136,15 @@ ENVIRONMENT (empty counts as unset):
     HF_TOKEN_PATH                  file holding the token (default HF_HOME/token)
     HF_HOME                        where the saved token is looked for (default
                                    $XDG_CACHE_HOME/huggingface or ~/.cache/huggingface)
+
+  OCI registries (oci://):
+    REGISTRY_AUTH_FILE             Docker config / auth.json with registry credentials
+    DOCKER_CONFIG                  folder with config.json or a mounted .dockerconfigjson
+    KSERVE_OCI_DOCKER_CONFIG       KServe's (default /mnt/oci-fetch-auth/config.json)
+    OCI_INSECURE_REGISTRIES        host[:port],... reached over plain HTTP
+    OCI_PLATFORM                   os/arch[/variant] taken from an image index
+    OCI_MODEL_DIR                  an image's folder that lands in DEST_DIR (default /models)
+                                   (default: the running platform)
 
 EXIT STATUS:
     0 success, 1 failure at run time, 2 bad command line, 143 SIGTERM, 130 SIGINT.

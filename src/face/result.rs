@@ -16,7 +16,9 @@
 //!
 //! URIs are shown as in the log: no query string, no password (`error::redact_url`). The
 //! digest of a download is `engine::verify::of_download` over its files' SHA-256, present only
-//! when they were computed (pinned digests, or `MRSI_SHA256`).
+//! when they were computed (pinned digests, or `MRSI_SHA256`). An `oci://` download also has
+//! `manifest_digest`, the `sha256:...` of the manifest its files came from, once it was
+//! resolved (a failed download included).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -119,6 +121,10 @@ fn build(outcomes: &[Outcome], error: Option<&Error>, seconds: f64, cut: Option<
             }
             if let Some(n) = o.extracted {
                 d.insert("extracted".into(), n.into());
+            }
+            // A content address, not free text: never cut.
+            if let Some(digest) = &o.manifest_digest {
+                d.insert("manifest_digest".into(), digest.as_str().into());
             }
             Value::Object(d)
         })
@@ -232,6 +238,7 @@ mod tests {
                 ..Summary::default()
             }),
             extracted: None,
+            manifest_digest: None,
         }
     }
 
@@ -278,6 +285,8 @@ mod tests {
             artifact_id: "3".into(),
             artifact_uri: "https://h/x?sig=SECRET".into(),
         });
+        let manifest = format!("sha256:{}", "ab".repeat(32));
+        o.manifest_digest = Some(manifest.clone());
         let error = Error::Empty {
             uri: "x".repeat(9000),
         };
@@ -296,6 +305,8 @@ mod tests {
             v["downloads"][0]["model_registry"]["artifact_uri"],
             "https://h/x?<redacted>"
         );
+        // A content address is kept whole while free text is cut.
+        assert_eq!(v["downloads"][0]["manifest_digest"], manifest);
         // A hostile registry's values: control characters (six bytes each in JSON) and
         // four-byte characters, in every field and in the file names.
         let hostile = |n: usize| "\u{1}😀\"".repeat(n);

@@ -13,6 +13,7 @@ pub(crate) mod gauth;
 pub(crate) mod gcs;
 pub(crate) mod hf;
 pub(crate) mod local;
+pub(crate) mod oci;
 pub(crate) mod s3;
 pub(crate) mod sts;
 pub(crate) mod web;
@@ -54,6 +55,29 @@ pub struct Object {
     pub sha256: Option<Box<[u8; 32]>>,
 }
 
+/// How a layer's tar stream is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// A tar stream a source holds besides its objects (an OCI artifact's tar layer, a container
+/// image's layer), which the engine extracts into `DEST_DIR` after the objects, layer after
+/// layer, honouring whiteouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// The key `Source::read` takes for its bytes.
+    pub key: String,
+    pub size: u64,
+    /// What its bytes (as sent, compressed) must hash to.
+    pub sha256: [u8; 32],
+    pub compression: Compression,
+    /// Only the entries below this folder of the layer land, without it (`""`: all).
+    pub within: String,
+}
+
 /// A storage backend.
 pub trait Source: Sync {
     /// Every object whose key starts with `prefix`, as a plain string prefix; the engine
@@ -65,6 +89,17 @@ pub trait Source: Sync {
     /// in order, and returns once the last byte is written. A source retries and resumes on its
     /// own; an error from `out` ends the read at once.
     fn read(&self, key: &str, range: Option<Range<u64>>, out: &mut dyn Write) -> Result<(), Error>;
+
+    /// The layers to extract after the objects, in order; most sources have none.
+    fn layers(&self) -> &[Layer] {
+        &[]
+    }
+
+    /// The content address the URI resolved to, `sha256:HEX`, when the source has one (an
+    /// OCI manifest's digest): the result records it, so a tag is pinned after the fact.
+    fn resolved_digest(&self) -> Option<String> {
+        None
+    }
 }
 
 /// `SCHEME://BUCKET[/KEY]` → bucket and key, the key as written (object names are not
@@ -287,6 +322,8 @@ pub(crate) enum StorageKind {
     Local,
     /// `hf://OWNER/REPO[:REVISION]`: a Hugging Face Hub repository
     Hf,
+    /// `oci://REGISTRY/REPOSITORY[:TAG|@DIGEST]`: an OCI artifact or image
+    Oci,
 }
 
 impl StorageKind {
@@ -301,6 +338,7 @@ impl StorageKind {
             "gs" => Some(StorageKind::Gcs),
             "file" => Some(StorageKind::Local),
             "hf" => Some(StorageKind::Hf),
+            "oci" => Some(StorageKind::Oci),
             "https" if is_azure_blob_host(host_of(rest)) => Some(StorageKind::Azure),
             "http" | "https" => Some(StorageKind::Http),
             _ => None,
@@ -332,7 +370,7 @@ pub(crate) fn can_fetch(uri: &str) -> bool {
 }
 
 /// The artifact URIs this program fetches, for the hint after a refused one.
-pub(crate) const SCHEMES_HINT: &str = "supported artifact URIs: s3://, gs://, https://ACCOUNT.blob.core.windows.net/..., http(s)://, file://, hf://";
+pub(crate) const SCHEMES_HINT: &str = "supported artifact URIs: s3://, gs://, https://ACCOUNT.blob.core.windows.net/..., http(s)://, file://, hf://, oci://";
 
 /// Picks and sets up the backend for a storage URI (not a `model-registry://` one): a source
 /// ready to be listed, and the prefix its URI names.
@@ -351,8 +389,9 @@ pub(crate) fn open(uri: &str, settings: &Settings) -> Result<(Box<dyn Source>, S
         Some(StorageKind::Gcs) => opened(gcs::GcsSource::open(uri, settings)?),
         Some(StorageKind::Azure) => opened(azure::AzureSource::open(uri, settings)?),
         Some(StorageKind::Hf) => opened(hf::HfSource::open(uri, settings)?),
+        Some(StorageKind::Oci) => opened(oci::OciSource::open(uri, settings)?),
         None => {
-            let reason = "unsupported storage scheme (supported: model-registry://, s3://, gs://, Azure Blob https://, http(s)://, hf://, file:// or a path)";
+            let reason = "unsupported storage scheme (supported: model-registry://, s3://, gs://, Azure Blob https://, http(s)://, hf://, oci://, file:// or a path)";
             return Err(Error::uri(redact_url(uri), reason));
         }
     })
@@ -361,7 +400,16 @@ pub(crate) fn open(uri: &str, settings: &Settings) -> Result<(Box<dyn Source>, S
 // `s3:/bucket` or `model-registry:iris`, a known scheme with fewer than two slashes, reads as
 // a local path that does not exist: the URI that was meant (`file:/p` is `file:///p`).
 fn one_slash_typo(uri: &str) -> Option<String> {
-    const SCHEMES: [&str; 7] = ["model-registry", "s3", "gs", "file", "http", "https", "hf"];
+    const SCHEMES: [&str; 8] = [
+        "model-registry",
+        "s3",
+        "gs",
+        "file",
+        "http",
+        "https",
+        "hf",
+        "oci",
+    ];
     let (scheme, rest) = uri.split_once(':')?;
     if rest.starts_with("//") || !SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
         return None;
@@ -474,7 +522,8 @@ mod tests {
             ("/mnt/pvc/iris", Some(Local)),
             ("ftp://example.com/model", None),
             ("hdfs://nn/model", None),
-            ("oci://registry/model", None),
+            ("oci://registry/model", Some(Oci)),
+            ("oci+fetch://registry/model", None),
         ];
         for (uri, want) in cases {
             assert_eq!(StorageKind::of(uri), want, "{uri}");

@@ -10,6 +10,7 @@ mod download;
 mod gcs;
 mod hf;
 mod net;
+mod oci;
 mod registry;
 mod s3;
 mod tls;
@@ -26,6 +27,7 @@ pub(crate) use gcs::GcsSettings;
 pub(crate) use hf::HfSettings;
 pub use net::NetSettings;
 pub(crate) use net::canonical;
+pub(crate) use oci::OciSettings;
 pub(crate) use registry::RegistrySettings;
 pub(crate) use s3::{S3Credentials, S3Settings};
 pub use tls::TlsSettings;
@@ -54,6 +56,8 @@ pub struct Settings {
     pub(crate) pins: Pins,
     /// The Hugging Face Hub or a mirror of it.
     pub(crate) hf: HfSettings,
+    /// OCI registries (`oci://`): credentials files, plain-HTTP registries, platform.
+    pub(crate) oci: OciSettings,
 }
 
 /// A value that must never be printed: `Debug` and `Display` show `(redacted)`.
@@ -132,6 +136,7 @@ impl Settings {
             filter,
             pins,
             hf: hf::read(&get)?,
+            oci: oci::read(&get)?,
         })
     }
 }

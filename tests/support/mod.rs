@@ -6,12 +6,14 @@ pub mod gcs;
 pub mod hub;
 pub mod kube;
 pub mod listing;
+pub mod oci;
 pub mod proxy;
 pub mod registry_fake;
 pub mod replay;
 pub mod s3;
 pub mod server;
 pub mod tls;
+pub mod token;
 pub mod web;
 
 use std::path::{Path, PathBuf};

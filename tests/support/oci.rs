@@ -1,0 +1,248 @@
+//! Debian's `docker-registry` (the CNCF distribution registry) on 127.0.0.1, one per test,
+//! stopped by pid when dropped or restarted; content pushed by ORAS's Python SDK, and images
+//! built and pushed by Debian's `buildah` (`Buildah`: vfs storage in a folder of the test's,
+//! no container is ever run).
+//!
+//! Content is pushed while the registry is open (plain HTTP, no auth); the test then restarts
+//! it on the same storage with what it checks: htpasswd, token auth pointed at a stub token
+//! server, or TLS with a CA made at test time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::s3::servers_dir;
+use super::tls::Certs;
+use super::{TempDir, closed_port};
+
+pub const ORAS: &str = "oras-py-0.2.43";
+const REGISTRY: &str = "/usr/bin/docker-registry";
+
+pub struct Registry {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+impl Registry {
+    /// An open registry (plain HTTP, anonymous) on an empty storage folder.
+    pub fn start() -> Registry {
+        let mut registry = Registry {
+            child: None,
+            port: 0,
+            dir: TempDir::new("oci-registry"),
+        };
+        registry.restart("", None);
+        registry
+    }
+
+    /// Stops the running server and starts another on the same storage, a new port, with
+    /// `extra` (YAML at the top level: `auth:`), and TLS with `certs` when given.
+    pub fn restart(&mut self, extra: &str, certs: Option<&Certs>) {
+        self.stop();
+        assert!(
+            Path::new(REGISTRY).is_file(),
+            "{REGISTRY} is not installed: run `bash .ci/install-test-servers` (the Debian package docker-registry)"
+        );
+        self.port = closed_port();
+        let root = self.dir.path();
+        let tls = match certs {
+            Some(certs) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                certs.cert.display(),
+                certs.key.display()
+            ),
+            None => String::new(),
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{}\n{tls}{extra}",
+            root.join("data").display(),
+            self.port
+        );
+        let path = root.join("config.yml");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(REGISTRY)
+            .arg("serve")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(root.join("registry.log")).unwrap())
+            .spawn()
+            .expect("cannot start docker-registry");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes `files` (name, bytes) with ORAS as `REPO:TAG`; returns the manifest's digest
+    /// (`sha256:...`).
+    pub fn push_files(&self, target: &str, files: &[(&str, &[u8])]) -> String {
+        let typed: Vec<_> = files.iter().map(|(n, b)| (*n, "", *b)).collect();
+        self.push_typed(target, &typed)
+    }
+
+    /// `push_files` with each layer's media type (`""`: ORAS's default).
+    pub fn push_typed(&self, target: &str, files: &[(&str, &str, &[u8])]) -> String {
+        let work = TempDir::new("oras-push");
+        let mut names = Vec::new();
+        for (name, media_type, bytes) in files {
+            std::fs::write(work.path().join(name), bytes).unwrap();
+            match media_type.is_empty() {
+                true => names.push(format!("{name:?}")),
+                false => names.push(format!("{:?}", format!("{name}:{media_type}"))),
+            }
+        }
+        let script = format!(
+            "import oras.client\nc = oras.client.OrasClient(hostname={host:?}, insecure=True)\nr = c.push(target={target:?}, files=[{files}], disable_path_validation=True)\nprint(r.headers['Docker-Content-Digest'])\n",
+            host = self.host(),
+            target = format!("{}/{target}", self.host()),
+            files = names.join(", ")
+        );
+        let out = Command::new("python3")
+            .current_dir(work.path())
+            .env("PYTHONPATH", servers_dir().join(ORAS))
+            .args(["-c", &script])
+            .output()
+            .expect("python3 runs oras");
+        assert!(
+            out.status.success(),
+            "oras push failed (is {ORAS} installed? run `bash .ci/install-test-servers`): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Where the registry keeps the blob `sha256:HEX`.
+    pub fn blob(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let dir = self.dir.path().join("data/docker/registry/v2/blobs/sha256");
+        dir.join(&hex[..2]).join(hex).join("data")
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The SHA-256 of `bytes` as `sha256:HEX`.
+pub fn digest(bytes: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// An htpasswd file with one bcrypt entry (`htpasswd` from apache2-utils).
+pub fn htpasswd(path: &Path, user: &str, password: &str) {
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", user, password])
+        .output()
+        .expect("htpasswd (the Debian package apache2-utils) must be installed: run `bash .ci/install-test-servers`");
+    assert!(out.status.success());
+    std::fs::write(path, out.stdout).unwrap();
+}
+
+const BUILDAH: &str = "/usr/bin/buildah";
+
+/// Debian's buildah with its own storage (vfs) in a temporary folder.
+pub struct Buildah {
+    dir: TempDir,
+}
+
+/// One layer of an image: files written (path in the image, bytes), then paths removed.
+pub struct Step<'a> {
+    pub write: &'a [(&'a str, &'a [u8])],
+    pub remove: &'a [&'a str],
+}
+
+impl Buildah {
+    pub fn new() -> Buildah {
+        assert!(
+            Path::new(BUILDAH).is_file(),
+            "{BUILDAH} is not installed: run `bash .ci/install-test-servers` (the Debian package buildah)"
+        );
+        Buildah {
+            dir: TempDir::new("buildah"),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> String {
+        let root = self.dir.path();
+        let out = Command::new(BUILDAH)
+            .arg("--storage-driver=vfs")
+            .arg(format!("--root={}", root.join("root").display()))
+            .arg(format!("--runroot={}", root.join("run").display()))
+            .args(args)
+            .output()
+            .expect("buildah runs");
+        assert!(
+            out.status.success(),
+            "buildah {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Builds the image `name` from scratch, one layer per step (a commit after each), for
+    /// `arch`.
+    pub fn image(&self, name: &str, arch: &str, steps: &[Step<'_>]) {
+        let mut from = "scratch".to_string();
+        for step in steps {
+            let container = self.run(&["from", "--arch", arch, &from]);
+            let root = PathBuf::from(self.run(&["mount", &container]));
+            for (path, bytes) in step.write {
+                let at = root.join(path.trim_start_matches('/'));
+                std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+                std::fs::write(at, bytes).unwrap();
+            }
+            for path in step.remove {
+                let at = root.join(path.trim_start_matches('/'));
+                match at.is_dir() {
+                    true => std::fs::remove_dir_all(at).unwrap(),
+                    false => std::fs::remove_file(at).unwrap(),
+                }
+            }
+            self.run(&["umount", &container]);
+            self.run(&["config", "--arch", arch, &container]);
+            self.run(&["commit", "-q", &container, name]);
+            self.run(&["rm", &container]);
+            from = name.to_string();
+        }
+    }
+
+    /// Pushes `name` (an image or a manifest list) to `registry` as `target`, with `extra`
+    /// options (`--compression-format=zstd`); returns the manifest's digest.
+    /// `verb` is `["push"]` for an image, `["manifest", "push", "--all"]` for a list.
+    pub fn push(
+        &self,
+        verb: &[&str],
+        name: &str,
+        registry: &Registry,
+        target: &str,
+        extra: &[&str],
+    ) -> String {
+        let digest = self.dir.path().join("digest");
+        let dest = format!("docker://{}/{target}", registry.host());
+        let file = format!("--digestfile={}", digest.display());
+        let mut args = verb.to_vec();
+        args.extend(["-q", "--tls-verify=false", &file]);
+        args.extend(extra);
+        args.extend([name, &dest]);
+        self.run(&args);
+        std::fs::read_to_string(digest).unwrap().trim().to_string()
+    }
+}
