@@ -515,7 +515,7 @@ fn a_hard_link_at_a_temporary_name_is_never_written_through() {
         ("big", vec![7; 3000], ".big.bin.mrsi-part"),
         (
             "journal",
-            b"mrsi-parts v1 size=3000 part=1000 etag=\"e1\"\n0\n".to_vec(),
+            b"mrsi-parts v2 size=3000 etag=\"e1\"\n0 1000\n".to_vec(),
             ".big.bin.mrsi-parts",
         ),
     ];

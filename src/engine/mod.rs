@@ -11,8 +11,8 @@
 //! 4. Each file is written under a hidden temporary name, flushed to disk and renamed once its
 //!    size matches, then its folder is flushed: neither a failure nor a node crash leaves a
 //!    partial (or zero-filled) file under a final name. Each file renamed is noted in the
-//!    manifest. Parts done are noted in a journal next to
-//!    the temporary file, so a rerun fetches only the missing parts of a large object.
+//!    manifest. Byte ranges flushed to disk are noted in a journal next to the temporary
+//!    file (`part`), so a rerun fetches only what a large object is missing.
 //! 5. After success, temporary files a killed run left for this plan's files are removed; no
 //!    object may have a temporary name, so those names are this program's alone.
 //!
@@ -29,11 +29,11 @@
 pub(crate) mod archive;
 pub(crate) mod dest;
 pub(crate) mod manifest;
+pub(crate) mod part;
 pub(crate) mod plan;
 
-use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -280,9 +280,8 @@ struct FileJob {
     // A parted file's temporary file, made when the job is prepared: its (device, inode),
     // checked whenever a part opens it. None: the task that fetches the file creates it.
     made: Option<Identity>,
-    // Which parts are done (the journal's identity), for objects fetched in parts.
+    // Which byte ranges are on disk (the journal's identity), for objects fetched in parts.
     journal: Option<Identity>,
-    part_size: u64,
     // Tasks not yet finished.
     remaining: AtomicUsize,
     // Bytes written, for a stream of unknown size.
@@ -290,7 +289,7 @@ struct FileJob {
 }
 
 // A file's (device, inode): the same name may later hold another file.
-type Identity = (u64, u64);
+pub(crate) type Identity = (u64, u64);
 
 // What is left to fetch of a file: ranged parts, or one whole stream (`None`).
 type Pending = Vec<Option<Range<u64>>>;
@@ -318,7 +317,7 @@ impl FileJob {
         let mut journal = None;
         match (planned.size, planned.ranges) {
             (Some(size), true) if size > part_size => {
-                let header = journal_header(size, part_size, planned.etag.as_deref());
+                let header = part::header(size, planned.etag.as_deref());
                 // A journal counts only beside its temporary file, at full length, and only
                 // when both are plain files with no other name: a link (symbolic or hard)
                 // would send the writes elsewhere.
@@ -332,13 +331,13 @@ impl FileJob {
                     .zip(own(&journal_path))
                     .map(|(t, j)| ((t.dev(), t.ino()), (j.dev(), j.ino())));
                 let done =
-                    found.map_or_else(HashSet::new, |_| read_journal(&journal_path, &header));
+                    found.map_or_else(Vec::new, |_| part::read(&journal_path, &header, size));
                 match found.filter(|_| !done.is_empty()) {
                     Some((temp_id, journal_id)) => {
                         log::info!(
-                            "resuming {}: {} part(s) already fetched",
+                            "resuming {}: {} of {size} bytes already on disk",
                             path.display(),
-                            done.len()
+                            done.iter().map(|r| r.end - r.start).sum::<u64>()
                         );
                         made = Some(temp_id);
                         journal = Some(journal_id);
@@ -354,13 +353,7 @@ impl FileJob {
                         journal = Some(identity(&j, &journal_path)?);
                     }
                 }
-                let parts = size.div_ceil(part_size);
-                for i in 0..parts {
-                    if !done.contains(&i) {
-                        let start = i * part_size;
-                        ranges.push(Some(start..(start + part_size).min(size)));
-                    }
-                }
+                ranges.extend(part::missing(size, part_size, &done).into_iter().map(Some));
             }
             (Some(0), _) => {}
             // One plain GET for anything not split: a Range header on a whole object only
@@ -374,7 +367,6 @@ impl FileJob {
             temp,
             made,
             journal,
-            part_size,
             remaining: AtomicUsize::new(ranges.len()),
             written: AtomicU64::new(0),
         };
@@ -451,7 +443,7 @@ fn identity(file: &File, path: &Path) -> Result<Identity, Error> {
 
 // Opens a file this run made (or checked) earlier; refuses one replaced since, or given a
 // second name, which would send the writes elsewhere.
-fn reopen(path: &Path, made: Identity, options: &OpenOptions) -> Result<File, Error> {
+pub(crate) fn reopen(path: &Path, made: Identity, options: &OpenOptions) -> Result<File, Error> {
     let file = options.open(path).map_err(|e| Error::io("open", path, e))?;
     let meta = file.metadata().map_err(|e| Error::io("inspect", path, e))?;
     if (meta.dev(), meta.ino()) != made || meta.nlink() != 1 {
@@ -459,35 +451,6 @@ fn reopen(path: &Path, made: Identity, options: &OpenOptions) -> Result<File, Er
         return Err(Error::io("write", path, why));
     }
     Ok(file)
-}
-
-// The journal's first line: a journal from another object (size, part size or ETag differ)
-// is not trusted.
-fn journal_header(size: u64, part_size: u64, etag: Option<&str>) -> String {
-    format!(
-        "mrsi-parts v1 size={size} part={part_size} etag={}",
-        etag.unwrap_or("-")
-    )
-}
-
-// Part numbers an earlier run finished, from a journal whose header matches; only whole
-// lines count (a run killed mid-write leaves a partial last line).
-fn read_journal(path: &Path, header: &str) -> HashSet<u64> {
-    let mut text = String::new();
-    if File::open(path)
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .is_err()
-    {
-        return HashSet::new();
-    }
-    let mut lines = text.split_inclusive('\n');
-    if lines.next().map(str::trim_end) != Some(header) {
-        return HashSet::new();
-    }
-    lines
-        .filter(|l| l.ends_with('\n'))
-        .filter_map(|l| l.trim_end().parse().ok())
-        .collect()
 }
 
 // Runs the tasks on `workers` threads. The first error stops the others (their writers refuse
@@ -574,8 +537,10 @@ fn run_task(
             .as_ref()
             .is_none_or(|r| Some(r.end) == job.planned.size);
     let file = job.open()?;
+    let journal_path = dest::journal_path(&job.path);
     let mut writer = PartWriter {
         file: &file,
+        temp: &job.temp,
         pos: start,
         // A whole file of known size ends there too: a source that sends more must not fill
         // the disk before the size is checked.
@@ -589,6 +554,11 @@ fn run_task(
             .md5
             .filter(|_| whole)
             .map(|_| md5::Context::new()),
+        // A part of a journalled file records its progress as it goes.
+        progress: job
+            .journal
+            .filter(|_| task.range.is_some())
+            .map(|made| part::Progress::new(&journal_path, made, start)),
     };
     let result = source.read(&job.planned.key, task.range.clone(), &mut writer);
     // The writer's own failure is the cause; the source only saw its symptom.
@@ -605,7 +575,7 @@ fn run_task(
         }));
     }
     if let Some(e) = writer.failed.take() {
-        return Err(Error::io("write", &job.temp, e));
+        return Err(e);
     }
     result?;
     if let (Some(context), Some(expected)) = (writer.md5.take(), job.planned.md5) {
@@ -627,13 +597,8 @@ fn run_task(
             )));
         }
         Some(range) => {
-            if let Some(made) = job.journal {
-                // One write in append mode: workers finishing parts at once never interleave.
-                let path = dest::journal_path(&job.path);
-                let line = format!("{}\n", range.start / job.part_size);
-                reopen(&path, made, OpenOptions::new().append(true))?
-                    .write_all(line.as_bytes())
-                    .map_err(|e| Error::io("write", &path, e))?;
+            if let Some(progress) = &mut writer.progress {
+                progress.checkpoint(&file, &job.temp, range.end, true)?;
             }
         }
         None => job.written.store(writer.pos, Ordering::Relaxed),
@@ -648,15 +613,18 @@ fn hex(bytes: &[u8]) -> String {
 // Writes a part at its offset in the shared temporary file.
 struct PartWriter<'a> {
     file: &'a File,
+    temp: &'a Path,
     pos: u64,
     end: Option<u64>,
     // The source sent past `end`.
     overrun: bool,
     stop: &'a AtomicBool,
     tally: &'a Tally<'a>,
-    failed: Option<io::Error>,
+    // Why writing (or recording progress) failed.
+    failed: Option<Error>,
     // The running MD5 of an object written in one piece.
     md5: Option<md5::Context>,
+    progress: Option<part::Progress<'a>>,
 }
 
 impl Write for PartWriter<'_> {
@@ -680,13 +648,20 @@ impl Write for PartWriter<'_> {
             ));
         }
         if let Err(e) = self.file.write_all_at(buf, self.pos) {
-            self.failed = Some(io::Error::new(e.kind(), e.to_string()));
-            return Err(e);
+            let kind = e.kind();
+            self.failed = Some(Error::io("write", self.temp, e));
+            return Err(io::Error::new(kind, "writing failed"));
         }
         if let Some(md5) = &mut self.md5 {
             md5.consume(buf);
         }
         self.pos += buf.len() as u64;
+        if let Some(progress) = &mut self.progress
+            && let Err(e) = progress.checkpoint(self.file, self.temp, self.pos, false)
+        {
+            self.failed = Some(e);
+            return Err(io::Error::other("recording progress failed"));
+        }
         self.tally.wrote(buf.len() as u64);
         Ok(buf.len())
     }
