@@ -35,7 +35,7 @@ pub(crate) mod plan;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -43,6 +43,7 @@ use std::thread;
 
 use crate::error::Error;
 use crate::fetch::{Source, failed};
+use crate::http::ALIGN;
 use plan::Planned;
 
 /// Parallel transfers when `-j` is not given: enough requests in flight to keep an object
@@ -389,6 +390,16 @@ impl FileJob {
         }
     }
 
+    // The temporary file of a parted file opened for direct I/O: whole aligned blocks go
+    // from the buffer to the disk, with no copy into the page cache, no page to allocate and
+    // none to write back (measured: about half the kernel time of buffered writes). None
+    // where the file system refuses it (tmpfs before Linux 6.6, some FUSE file systems).
+    fn open_direct(&self) -> Option<File> {
+        let mut options = OpenOptions::new();
+        options.write(true).custom_flags(libc::O_DIRECT);
+        reopen(&self.temp, self.made?, &options).ok()
+    }
+
     // All tasks done: check the size, flush to disk, rename into place, flush the folder (the
     // rename), and note the file in the manifest. `file` is the last task's, if any.
     fn finish(
@@ -540,6 +551,7 @@ fn run_task(
     let journal_path = dest::journal_path(&job.path);
     let mut writer = PartWriter {
         file: &file,
+        direct: task.range.as_ref().and_then(|_| job.open_direct()),
         temp: &job.temp,
         pos: start,
         // A whole file of known size ends there too: a source that sends more must not fill
@@ -613,6 +625,8 @@ fn hex(bytes: &[u8]) -> String {
 // Writes a part at its offset in the shared temporary file.
 struct PartWriter<'a> {
     file: &'a File,
+    // The same file for direct I/O, used for writes that meet its alignment.
+    direct: Option<File>,
     temp: &'a Path,
     pos: u64,
     end: Option<u64>,
@@ -647,7 +661,7 @@ impl Write for PartWriter<'_> {
                 "the source sent more bytes than it listed",
             ));
         }
-        if let Err(e) = self.file.write_all_at(buf, self.pos) {
+        if let Err(e) = self.write_at(buf) {
             let kind = e.kind();
             self.failed = Some(Error::io("write", self.temp, e));
             return Err(io::Error::new(kind, "writing failed"));
@@ -668,5 +682,26 @@ impl Write for PartWriter<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+impl PartWriter<'_> {
+    // Writes `buf` at `pos`: straight to disk when it is whole blocks from aligned memory
+    // (`http::get_resumable` writes in such blocks), else through the page cache. A file
+    // system that refuses a direct write (EINVAL) gets buffered writes from then on.
+    fn write_at(&mut self, buf: &[u8]) -> io::Result<()> {
+        let aligned = |n: usize| n.is_multiple_of(ALIGN);
+        let fits =
+            aligned(buf.as_ptr() as usize) && aligned(buf.len()) && aligned(self.pos as usize);
+        if let Some(direct) = self.direct.as_ref().filter(|_| fits) {
+            match direct.write_all_at(buf, self.pos) {
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                    log::debug!("{}: no direct I/O ({e})", self.temp.display());
+                    self.direct = None;
+                }
+                done => return done,
+            }
+        }
+        self.file.write_all_at(buf, self.pos)
     }
 }
