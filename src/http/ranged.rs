@@ -1,6 +1,7 @@
 //! The resumable download: a GET of a whole body or a byte range that survives dropped
 //! connections and servers that ignore `Range`.
 
+use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
 use std::ops::Range;
 use std::thread;
@@ -68,7 +69,7 @@ pub(crate) fn get_resumable_seeing(
         seen,
         pos: range.as_ref().map_or(0, |r| r.start),
         end: range.map(|r| r.end),
-        buf: Aligned::new(),
+        buf: BUFFER.take().unwrap_or_else(Aligned::allocate),
         out,
     };
     let mut attempt = 1;
@@ -124,14 +125,29 @@ struct Transfer<'a> {
     out: &'a mut dyn Write,
 }
 
-// `BUFFER_SIZE` bytes starting at a multiple of `ALIGN` in memory.
+// The buffer goes back to its thread when the download ends.
+impl Drop for Transfer<'_> {
+    fn drop(&mut self) {
+        BUFFER.set(Some(std::mem::take(&mut self.buf)));
+    }
+}
+
+thread_local! {
+    // Each thread's buffer, kept from one download to the next: a fresh one per GET meant
+    // allocating and zeroing 260 KiB, 3% of the CPU on 64 KiB objects.
+    static BUFFER: Cell<Option<Aligned>> = const { Cell::new(None) };
+}
+
+// `BUFFER_SIZE` bytes starting at a multiple of `ALIGN` in memory (empty by default: a
+// placeholder while the buffer is away).
+#[derive(Default)]
 struct Aligned {
     vec: Vec<u8>,
     at: usize,
 }
 
 impl Aligned {
-    fn new() -> Aligned {
+    fn allocate() -> Aligned {
         let vec = vec![0u8; BUFFER_SIZE + ALIGN];
         let at = vec.as_ptr().align_offset(ALIGN);
         Aligned { vec, at }
