@@ -17,14 +17,14 @@
 //!    manifest. Byte ranges flushed to disk are noted in a journal next to the temporary
 //!    file (`part`, every 8 MiB of a part), so a rerun fetches only what a large object is
 //!    missing. The whole aligned blocks of a part go straight to disk (`O_DIRECT`), the rest
-//!    through the page cache.
+//!    through the page cache, and all of a file that is read back to be hashed (step 5).
 //! 5. A file's SHA-256 is computed before its rename, at most once, when something expects
 //!    one: the source (`Object::sha256`, the Hub's LFS files) or a pin, or when digests are
 //!    asked for (then every file's, for the result). It is hashed while it streams when it
 //!    arrives in one piece, in the same pass as its MD5; by reading it back once, in order,
 //!    when it came in ranged parts (they arrive out of order, from several workers) or was
-//!    kept from an earlier run (a buffered read sees bytes written with `O_DIRECT`: the
-//!    kernel drops the cached pages a direct write covers). A mismatch leaves no file under the final name, and
+//!    kept from an earlier run (whose direct writes it sees: the kernel drops the cached
+//!    pages a direct write covers). A mismatch leaves no file under the final name, and
 //!    neither the temporary file nor its journal.
 //! 6. After success, temporary files a killed run left for this plan's files are removed; no
 //!    object may have a temporary name, so those names are this program's alone.
@@ -832,7 +832,12 @@ fn run_task(
         .map(|parted| (dest::journal_path(&job.path(at)), parted.journal));
     let mut writer = PartWriter {
         file: &file,
-        direct: range.as_ref().and_then(|_| job.open_direct(&temp)),
+        // Not for a file read back to be hashed: bytes written directly are not in the page
+        // cache, and reading a GiB back from disk cost 2.7 CPU s against 0.86 from the cache
+        // (`benches/checks.rs`), far more than the 0.1 CPU s O_DIRECT saves on writing it.
+        direct: (range.as_ref())
+            .filter(|_| job.check.is_none())
+            .and_then(|_| job.open_direct(&temp)),
         temp: &temp,
         pos: start,
         // A whole file of known size ends there too: a source that sends more must not fill
