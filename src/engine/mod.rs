@@ -1004,3 +1004,111 @@ impl PartWriter<'_> {
         self.file.write_all_at(buf, self.pos)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::sha256;
+
+    // A folder of its own under the system's temporary folder, for one test.
+    fn folder(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mrsi-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    // `len` bytes of `byte` starting at a multiple of `ALIGN` in memory, as
+    // `http::get_resumable` hands them over.
+    fn aligned(len: usize, byte: u8) -> (Vec<u8>, usize) {
+        let vec = vec![byte; len + ALIGN];
+        let at = vec.as_ptr().align_offset(ALIGN);
+        (vec, at)
+    }
+
+    // Writes `blocks` in order from byte 0 of `file` through a part's writer, with `direct`
+    // as its direct handle; whether the writer still holds it afterwards.
+    fn write_part(file: &File, temp: &Path, direct: Option<File>, blocks: &[&[u8]]) -> bool {
+        let stop = AtomicBool::new(false);
+        let tally = Tally {
+            watch: &(),
+            bytes: AtomicU64::new(0),
+            files: AtomicUsize::new(0),
+            sha256: Mutex::new(Vec::new()),
+        };
+        let mut writer = PartWriter {
+            file,
+            direct,
+            temp,
+            pos: 0,
+            end: None,
+            overrun: false,
+            stop: &stop,
+            tally: &tally,
+            failed: None,
+            md5: None,
+            sha256: None,
+            progress: None,
+        };
+        for block in blocks {
+            writer.write_all(block).unwrap();
+        }
+        assert!(writer.failed.is_none());
+        writer.direct.is_some()
+    }
+
+    #[test]
+    fn bytes_written_directly_are_what_the_read_back_sees() {
+        // The file's old bytes are in the page cache when the direct write comes: the
+        // read-back that hashes the file (a resumed part, a kept file) must not see them.
+        let dir = folder("direct");
+        let temp = dir.join(".f.mrsi-part");
+        std::fs::write(&temp, vec![0x11; 3 << 20]).unwrap();
+        assert_eq!(std::fs::read(&temp).unwrap(), vec![0x11; 3 << 20]);
+        let file = OpenOptions::new().write(true).open(&temp).unwrap();
+        let made = identity(&file, &temp).unwrap();
+        let direct = open_direct(&temp, made);
+        assert!(
+            direct.is_some(),
+            "{} refuses O_DIRECT: run the tests where TMPDIR takes it",
+            dir.display()
+        );
+        let (one, at) = aligned(1 << 20, 0x22);
+        let (two, at2) = aligned(1 << 20, 0x33);
+        // Two whole aligned blocks go straight to disk, a short tail through the page cache.
+        let blocks: [&[u8]; 3] = [
+            &one[at..at + (1 << 20)],
+            &two[at2..at2 + (1 << 20)],
+            &[0x44; 1000],
+        ];
+        assert!(
+            write_part(&file, &temp, direct, &blocks),
+            "a direct write was refused"
+        );
+        let mut expected = vec![0x22; 1 << 20];
+        expected.extend(vec![0x33; 1 << 20]);
+        expected.extend(vec![0x44; 1000]);
+        expected.extend(vec![0x11; (1 << 20) - 1000]);
+        let reader = File::open(&temp).unwrap();
+        assert_eq!(sha256_of_file(&reader, 3 << 20).unwrap(), sha256(&expected));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_refusing_direct_io_is_written_through_the_page_cache() {
+        // procfs refuses O_DIRECT at open, and a write of bytes that are not a number to
+        // `coredump_filter` fails with EINVAL, as a direct write refused by the file system.
+        let refusing = Path::new("/proc/self/coredump_filter");
+        let meta = std::fs::metadata(refusing).unwrap();
+        assert!(open_direct(refusing, (meta.dev(), meta.ino())).is_none());
+        let dir = folder("refused");
+        let temp = dir.join(".f.mrsi-part");
+        let file = dest::create_fresh(&temp).unwrap();
+        let (block, at) = aligned(256 << 10, b'x');
+        let block = &block[at..at + (256 << 10)];
+        let einval = OpenOptions::new().write(true).open(refusing).unwrap();
+        let kept = write_part(&file, &temp, Some(einval), &[block, block]);
+        assert!(!kept, "the handle refusing direct writes was kept");
+        assert_eq!(std::fs::read(&temp).unwrap(), vec![b'x'; 512 << 10]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
