@@ -2,15 +2,26 @@
 //! parallel signed `curl --aws-sigv4` GETs, on the same s3rver on 127.0.0.1.
 //!
 //!     bash .ci/install-test-servers && cargo bench --bench s3
+//!     BENCH_QUICK=1 cargo bench --bench s3    # small sets, one round: checks the harness
 //!
-//! Two sets: a model folder of 3 × 384 MiB shards plus small JSON files (1.13 GiB), and 2,000
-//! files of 64 KiB. Runs alternate between the tools, and who goes first rotates each round,
-//! so that a slow moment of the machine is shared out. Each run starts from an empty destination. For
-//! each tool and set it prints the median MiB/s, client CPU seconds (user + system) per GiB,
-//! the peak RSS (GNU time's %M: the largest process), and our ratio to s5cmd.
+//! Two sets: a model folder of 4 × 512 MiB shards plus 20 small files (2 GiB), and 2,000
+//! files of 64 KiB. Three cases, each run on both sets:
+//! - `http`: plain HTTP;
+//! - `https`: the same through TLS with a private CA, terminated by s3rver itself (node's
+//!   OpenSSL, AES-GCM): no proxy hop to add its own copies, and the server's cost is the
+//!   same whichever client asks, while the client CPU measured is the client's alone;
+//! - `1 core`: plain HTTP with every client pinned to CPU 0 (`taskset -c 0`), as under
+//!   KServe's default 1-CPU limit, and the server moved to the other CPUs.
+//!
+//! Runs alternate between the tools, and who goes first rotates each round, so that a slow
+//! moment of the machine is shared out. Each run starts from an empty destination. For each
+//! case, set and tool it prints the median MiB/s, the median client CPU seconds (user +
+//! system) per GiB, the peak RSS (GNU time's %M: the largest process), and our ratios to
+//! s5cmd (speed, and CPU per GiB), then the whole table again at the end.
 //!
 //! On a 2-core machine the server and the client share the cores, so the CPU a client spends
-//! per GiB decides how fast it can go. `BENCH_ROUNDS` sets the runs per tool and set (3).
+//! per GiB decides how fast it can go. `BENCH_ROUNDS` sets the counted runs per tool, set and
+//! case (3; 1 with `BENCH_QUICK`); `BENCH_CASES` picks cases (`http,https,1core`).
 
 #[allow(dead_code)]
 #[path = "../tests/support/mod.rs"]
@@ -21,6 +32,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use support::s3::{S3rver, installed};
+use support::tls::{Certs, make_certs};
 use support::{TempDir, bytes};
 
 const MIB: u64 = 1 << 20;
@@ -40,36 +52,46 @@ impl Set {
     }
 }
 
-fn sets() -> Vec<Set> {
-    let mut model: Vec<(String, u64)> = (1..=3)
+// The full sets, or (quick) a 200-file set and 2 × 96 MiB shards: still ranged parts.
+fn sets(quick: bool) -> Vec<Set> {
+    let (shards, shard_size, smalls) = if quick {
+        (2, 96 * MIB, 200)
+    } else {
+        (4, 512 * MIB, 2000)
+    };
+    let mut model: Vec<(String, u64)> = (1..=shards)
         .map(|i| {
             (
-                format!("model/model-0000{i}-of-00003.safetensors"),
-                384 * MIB,
+                format!("model/model-0000{i}-of-0000{shards}.safetensors"),
+                shard_size,
             )
         })
         .collect();
-    for name in [
-        "config.json",
-        "generation_config.json",
-        "tokenizer_config.json",
-    ] {
-        model.push((format!("model/{name}"), 2_000));
+    for i in 0..19 {
+        model.push((format!("model/config-{i:02}.json"), 2_000 + i * 100));
     }
     model.push(("model/tokenizer.json".into(), 1_800_000));
-    let small = (0..2000)
+    let small = (0..smalls)
         .map(|i| (format!("small/{:02}/f{i:04}.bin", i % 20), 64 * 1024))
         .collect();
     // The many-files set first: deleting the large set's gigabytes leaves the file system
     // busy (freeing and discarding blocks) for a while afterwards.
     vec![
         Set {
-            name: "2,000 x 64 KiB",
+            name: if quick {
+                "200 x 64 KiB"
+            } else {
+                "2,000 x 64 KiB"
+            },
             prefix: "small",
             files: small,
         },
         Set {
-            name: "model folder (3 x 384 MiB + 4 small)",
+            name: if quick {
+                "model (2 x 96 MiB + 20 small)"
+            } else {
+                "model (4 x 512 MiB + 20 small)"
+            },
             prefix: "model",
             files: model,
         },
@@ -117,17 +139,20 @@ struct Measure {
     rss_kib: u64,
 }
 
-// Runs `cmd` under GNU time; returns wall, user + system CPU and peak RSS.
-fn timed(cmd: Command, what: &str) -> Measure {
+// Runs `cmd` under GNU time (pinned to CPU 0 with `one_core`); returns wall, user + system
+// CPU and peak RSS.
+fn timed(cmd: Command, what: &str, one_core: bool) -> Measure {
     let report = std::env::temp_dir().join(format!("mrsi-bench-time-{}", std::process::id()));
     let mut timed = Command::new("/usr/bin/time");
-    timed
-        .arg("-f")
-        .arg("%U %S %M")
-        .arg("-o")
-        .arg(&report)
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
+    // Only `cmd`'s variables (see `clean`): a Command made anew inherits the whole
+    // environment, and the machine's own AWS_CA_BUNDLE overrode s5cmd's CA.
+    timed.env_clear();
+    timed.arg("-f").arg("%U %S %M").arg("-o").arg(&report);
+    if one_core {
+        // taskset execs the client: GNU time measures the client itself.
+        timed.args(["taskset", "-c", "0"]);
+    }
+    timed.arg(cmd.get_program()).args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
         match v {
             Some(v) => timed.env(k, v),
@@ -169,7 +194,15 @@ fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
-fn command(tool: Tool, s3: &S3rver, set: &Set, dest: &Path, curl_config: &Path) -> Command {
+// `ca`: the private CA that signed the server's certificate (TLS cases).
+fn command(
+    tool: Tool,
+    s3: &S3rver,
+    set: &Set,
+    dest: &Path,
+    curl_config: &Path,
+    ca: Option<&Path>,
+) -> Command {
     let mut cmd;
     match tool {
         Tool::Ours => {
@@ -177,12 +210,19 @@ fn command(tool: Tool, s3: &S3rver, set: &Set, dest: &Path, curl_config: &Path) 
             cmd.arg(format!("s3://bench/{}", set.prefix)).arg(dest);
             cmd.env("AWS_ENDPOINT_URL", s3.endpoint())
                 .env("RUST_LOG", "warn");
+            if let Some(ca) = ca {
+                cmd.env("AWS_CA_BUNDLE", ca);
+            }
         }
         Tool::S5cmd => {
             cmd = clean(installed("bin/s5cmd"));
             cmd.args(["--endpoint-url", &s3.endpoint(), "cp"])
                 .arg(format!("s3://bench/{}/*", set.prefix))
                 .arg(format!("{}/", dest.display()));
+            if let Some(ca) = ca {
+                // The AWS SDK for Go takes AWS_CA_BUNDLE; Go's own roots, SSL_CERT_FILE.
+                cmd.env("AWS_CA_BUNDLE", ca).env("SSL_CERT_FILE", ca);
+            }
         }
         Tool::Curl => {
             cmd = clean("curl");
@@ -193,6 +233,9 @@ fn command(tool: Tool, s3: &S3rver, set: &Set, dest: &Path, curl_config: &Path) 
                 .arg("--create-dirs")
                 .arg("--config")
                 .arg(curl_config);
+            if let Some(ca) = ca {
+                cmd.arg("--cacert").arg(ca);
+            }
         }
     }
     cmd
@@ -236,18 +279,76 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn main() {
-    // `cargo bench` passes `--bench`; a filter argument is not supported.
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    installed("bin/s5cmd");
-    let s3 = S3rver::start();
+// Pins every thread of process `pid` to `cpus` (a taskset list).
+fn pin(pid: u32, cpus: &str) {
+    let ok = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "taskset -a -p -c {cpus} {pid} failed");
+}
+
+// What the machine is, for the table's caption.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / (1u64 << 20) as f64);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{} CPUs ({model}), {mem_gib:.0} GiB RAM, Linux {}",
+        cpus(),
+        kernel.trim()
+    )
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[derive(Clone, Copy)]
+struct Case {
+    name: &'static str,
+    tls: bool,
+    one_core: bool,
+}
+
+const CASES: [Case; 3] = [
+    Case {
+        name: "http",
+        tls: false,
+        one_core: false,
+    },
+    Case {
+        name: "https",
+        tls: true,
+        one_core: false,
+    },
+    Case {
+        name: "1core",
+        tls: false,
+        one_core: true,
+    },
+];
+
+// Starts s3rver (over TLS with `certs`) and puts every set into its bucket `bench`.
+fn server(certs: Option<&Certs>, sets: &[Set]) -> S3rver {
+    let s3 = match certs {
+        Some(certs) => S3rver::start_tls(certs),
+        None => S3rver::start(),
+    };
     s3.bucket("bench");
-    let sets = sets();
     let started = Instant::now();
-    for set in &sets {
+    for set in sets {
         seed(&s3, set);
     }
     eprintln!(
@@ -255,92 +356,141 @@ fn main() {
         s3.endpoint(),
         started.elapsed().as_secs_f64()
     );
+    s3
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is not supported.
+    let quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0");
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 1 } else { 3 });
+    let wanted = std::env::var("BENCH_CASES").unwrap_or_else(|_| "http,https,1core".into());
+    let cases: Vec<Case> = CASES
+        .into_iter()
+        .filter(|c| wanted.split(',').any(|w| w.trim() == c.name))
+        .collect();
+    assert!(
+        !cases.is_empty(),
+        "BENCH_CASES={wanted}: no case among http, https, 1core"
+    );
     // ext4 avoids reusing inodes deleted in the last half minute, and searching past them
     // makes creating files slow: a run started right after seeding, or after another
-    // benchmark's clean-up, creates its 2,000 files at half speed.
-    sync();
-    std::thread::sleep(std::time::Duration::from_secs(35));
+    // set's clean-up, creates its 2,000 files at half speed.
+    let settle = std::time::Duration::from_secs(if quick { 1 } else { 35 });
+    installed("bin/s5cmd");
+    let sets = sets(quick);
     let work = TempDir::new("bench-s3");
+    let certs = make_certs(work.path());
+    let plain = cases.iter().any(|c| !c.tls).then(|| server(None, &sets));
+    let tls = cases
+        .iter()
+        .any(|c| c.tls)
+        .then(|| server(Some(&certs), &sets));
+    let machine = machine();
+    eprintln!("machine: {machine}");
     let tools = [Tool::Ours, Tool::S5cmd, Tool::Curl];
-    println!(
-        "\n{:<38} {:<32} {:>9} {:>12} {:>10}",
-        "set", "tool", "MiB/s", "CPU s/GiB", "peak RSS"
-    );
-    for (i, set) in sets.iter().enumerate() {
-        if i > 0 {
-            // Let the previous set's deletions settle (see above).
-            sync();
-            std::thread::sleep(std::time::Duration::from_secs(35));
+    let mut table = vec![format!(
+        "| case | set | tool | MiB/s | client CPU s/GiB | peak RSS | vs s5cmd: speed, CPU/GiB |\n|---|---|---|---|---|---|---|"
+    )];
+    for case in &cases {
+        let s3 = if case.tls {
+            tls.as_ref()
+        } else {
+            plain.as_ref()
         }
-        let gib = set.bytes() as f64 / (1u64 << 30) as f64;
-        let mut results: Vec<Vec<Measure>> = tools.iter().map(|_| Vec::new()).collect();
-        // Each run writes into a folder of its own. Deleting thousands of files just before a
-        // run makes ext4 slow to allocate inodes for a while (it avoids reusing recently
-        // deleted ones), which would tax whichever tool runs next: the many-files set is
-        // deleted only after all its runs. Dirty pages are flushed before each run, so no
-        // run pays for the previous one's writeback.
-        let many_files = set.files.len() > 100;
-        let mut run = 0;
-        // Round 0 warms up (server caches, the connection path) and is not counted.
-        for round in 0..=rounds {
-            // Who goes first rotates, so no tool always follows the same one.
-            for step in 0..tools.len() {
-                let t = (round + step) % tools.len();
-                let tool = tools[t];
-                run += 1;
-                let dest: PathBuf = work.path().join(format!("{}-{run}", set.prefix));
-                std::fs::create_dir_all(&dest).unwrap();
-                let config = work.path().join("curl.cfg");
-                curl_config(&s3, set, &dest, &config);
-                sync();
-                let m = timed(command(tool, &s3, set, &dest, &config), tool.name());
-                check(set, &dest, tool);
-                let counted = round > 0;
-                eprintln!(
-                    "{} / {}{}: {:.2} s, {:.2} CPU s, {} KiB",
-                    set.prefix,
-                    tool.name(),
-                    if counted { "" } else { " (warm-up)" },
-                    m.seconds,
-                    m.cpu,
-                    m.rss_kib
-                );
-                if counted {
-                    results[t].push(m);
-                }
-                if !many_files {
-                    std::fs::remove_dir_all(&dest).unwrap();
+        .unwrap();
+        let ca = case.tls.then_some(certs.ca.as_path());
+        let server_pid = s3.pid();
+        if case.one_core && cpus() > 1 {
+            // The client has CPU 0 to itself, as a pod under a 1-CPU limit would; the server
+            // (elsewhere in real life) takes the others.
+            pin(server_pid, &format!("1-{}", cpus() - 1));
+        }
+        for set in &sets {
+            sync();
+            std::thread::sleep(settle);
+            let gib = set.bytes() as f64 / (1u64 << 30) as f64;
+            let mut results: Vec<Vec<Measure>> = tools.iter().map(|_| Vec::new()).collect();
+            // Each run writes into a folder of its own. Deleting thousands of files just
+            // before a run makes ext4 slow to allocate inodes for a while (it avoids reusing
+            // recently deleted ones), which would tax whichever tool runs next: the
+            // many-files set is deleted only after all its runs. Dirty pages are flushed
+            // before each run, so no run pays for the previous one's writeback.
+            let many_files = set.files.len() > 100;
+            let mut run = 0;
+            // Round 0 warms up (server caches, the connection path) and is not counted.
+            for round in 0..=rounds {
+                // Who goes first rotates, so no tool always follows the same one.
+                for step in 0..tools.len() {
+                    let t = (round + step) % tools.len();
+                    let tool = tools[t];
+                    run += 1;
+                    let dest: PathBuf = work.path().join(format!("{}-{run}", set.prefix));
+                    std::fs::create_dir_all(&dest).unwrap();
+                    let config = work.path().join("curl.cfg");
+                    curl_config(s3, set, &dest, &config);
+                    sync();
+                    let cmd = command(tool, s3, set, &dest, &config, ca);
+                    let m = timed(cmd, tool.name(), case.one_core);
+                    check(set, &dest, tool);
+                    let counted = round > 0;
+                    eprintln!(
+                        "{} / {} / {}{}: {:.2} s, {:.2} CPU s, {} KiB",
+                        case.name,
+                        set.prefix,
+                        tool.name(),
+                        if counted { "" } else { " (warm-up)" },
+                        m.seconds,
+                        m.cpu,
+                        m.rss_kib
+                    );
+                    if counted {
+                        results[t].push(m);
+                    }
+                    if !many_files {
+                        std::fs::remove_dir_all(&dest).unwrap();
+                    }
                 }
             }
+            for run in 1..=run {
+                let _ = std::fs::remove_dir_all(work.path().join(format!("{}-{run}", set.prefix)));
+            }
+            // (MiB/s, CPU s/GiB, peak RSS MiB) per tool.
+            let rows: Vec<(f64, f64, f64)> = results
+                .iter()
+                .map(|runs| {
+                    let speed = median(
+                        runs.iter()
+                            .map(|m| set.bytes() as f64 / MIB as f64 / m.seconds)
+                            .collect(),
+                    );
+                    let cpu = median(runs.iter().map(|m| m.cpu / gib).collect());
+                    let rss = runs.iter().map(|m| m.rss_kib).max().unwrap_or(0);
+                    (speed, cpu, rss as f64 / 1024.0)
+                })
+                .collect();
+            let s5cmd = rows[1];
+            for (tool, row) in tools.iter().zip(&rows) {
+                let line = format!(
+                    "| {} | {} | {} | {:.0} | {:.2} | {:.1} MiB | {:.2}×, {:.2}× |",
+                    case.name,
+                    set.name,
+                    tool.name(),
+                    row.0,
+                    row.1,
+                    row.2,
+                    row.0 / s5cmd.0,
+                    row.1 / s5cmd.1
+                );
+                println!("{line}");
+                table.push(line);
+            }
         }
-        for run in 1..=run {
-            let _ = std::fs::remove_dir_all(work.path().join(format!("{}-{run}", set.prefix)));
+        if case.one_core && cpus() > 1 {
+            pin(server_pid, &format!("0-{}", cpus() - 1));
         }
-        let mut speeds = Vec::new();
-        for (t, &tool) in tools.iter().enumerate() {
-            let runs = &results[t];
-            let speed = median(
-                runs.iter()
-                    .map(|m| set.bytes() as f64 / MIB as f64 / m.seconds)
-                    .collect(),
-            );
-            let cpu = median(runs.iter().map(|m| m.cpu / gib).collect());
-            let rss = runs.iter().map(|m| m.rss_kib).max().unwrap_or(0);
-            speeds.push(speed);
-            println!(
-                "{:<38} {:<32} {:>9.0} {:>12.2} {:>7.1} MiB",
-                set.name,
-                tool.name(),
-                speed,
-                cpu,
-                rss as f64 / 1024.0
-            );
-        }
-        println!(
-            "{:<38} {:<32} {:>9.2}x s5cmd\n",
-            set.name,
-            "ratio",
-            speeds[0] / speeds[1]
-        );
     }
+    println!("\n{} rounds; {machine}\n{}", rounds, table.join("\n"));
 }

@@ -831,14 +831,67 @@ fn a_signal_stops_the_run_with_its_own_line_and_leaves_it_resumable() {
         assert!(temp.exists(), "{out:#?}");
         assert!(!site.dest().join("big.bin").exists());
     }
-    // A rerun on a fast server fetches only the large part and completes the file.
+    // A rerun on a fast server fetches only the large part (less than 8 MiB of it came in the
+    // runs above, too little for a checkpoint) and completes the file.
     let web = Web::start(&site.www(), Behaviour::default());
     let uri = format!("{}/big.bin", web.url());
     let out = run(&[&uri, &site.dest_str()], &[]);
     out.expect_code(0);
-    assert!(out.stderr.contains("1 part(s) already fetched"), "{out:#?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "{} of {} bytes already on disk",
+            data.len() - (64 << 20),
+            data.len()
+        )),
+        "{out:#?}"
+    );
     assert_eq!(std::fs::read(site.dest().join("big.bin")).unwrap(), data);
     assert_eq!(names(&site.dest()), vec![".mrsi-manifest", "big.bin"]);
+}
+
+#[test]
+fn a_rerun_after_sigkill_fetches_at_most_a_checkpoint_per_part_again() {
+    // Two ranged parts of 64 MiB, paced (64 KiB per millisecond at most, per connection) so
+    // that the client keeps up and little waits in socket buffers. Progress is recorded per
+    // 8 MiB flushed to disk: before, a part counted only when all 64 MiB were done, and a
+    // rerun after a kill mid-way fetched all 128 MiB again.
+    const CHECKPOINT: u64 = 8 << 20;
+    let size = 128u64 << 20;
+    let data = bytes(size as usize, 12);
+    let site = Site::new(&[("big.bin", &data)]);
+    let slow = Behaviour {
+        pace: Some(std::time::Duration::from_millis(1)),
+        ..Behaviour::default()
+    };
+    let web = Web::start(&site.www(), slow);
+    let uri = format!("{}/big.bin", web.url());
+    // Killed once the journal holds two ranges after its header: mid-way, whatever the speed.
+    let journal = site.dest().join(".big.bin.mrsi-parts");
+    let recorded = || {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        text.lines().count() >= 3
+    };
+    let out = signalled_run(&[&uri, &site.dest_str()], recorded, "-KILL");
+    assert_eq!(out.code, -1, "{out:#?}");
+    let first = web.sent();
+    assert!(first < size, "the first run finished: {out:#?}");
+    assert!(!site.dest().join("big.bin").exists());
+
+    let web = Web::start(&site.www(), Behaviour::default());
+    let uri = format!("{}/big.bin", web.url());
+    let out = run(&[&uri, &site.dest_str()], &[]);
+    out.expect_code(0);
+    assert_eq!(std::fs::read(site.dest().join("big.bin")).unwrap(), data);
+    // What the first run never got, plus at most a checkpoint per part in flight (2), plus
+    // 1 MiB for what sat in buffers (socket, the reader's 256 KiB) when the kill came.
+    let again = web.sent();
+    let bound = (size - first) + 2 * CHECKPOINT + (1 << 20);
+    assert!(
+        again <= bound,
+        "the rerun fetched {again} bytes; the first run had been sent {first} of {size}: \
+         at most {bound} may be fetched again"
+    );
+    assert!(out.stderr.contains("bytes already on disk"), "{out:#?}");
 }
 
 #[test]

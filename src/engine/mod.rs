@@ -1,7 +1,8 @@
 //! The download engine: from a source and a prefix to complete files under `DEST_DIR`.
 //! Its parts: `filter` (pure: the file patterns), `plan` (pure: listing → files), `verify`
-//! (pure: pinned digests), `dest` (safe writes, temporary names), `archive` (extracting a lone
-//! archive, or a layer's tar stream), `layers` (a source's layers applied in order).
+//! (pure: pinned digests), `dest` (safe writes, temporary names), `part` (the journal of a
+//! file fetched in parts), `archive` (extracting a lone archive, or a layer's tar stream),
+//! `layers` (a source's layers applied in order).
 //! It knows nothing about protocols; every backend plugs in through `fetch::Source`.
 //!
 //! 1. List, filter (`filter`: `STORAGE_ALLOW_PATTERNS`, `STORAGE_IGNORE_PATTERNS`) and plan
@@ -14,15 +15,18 @@
 //! 4. Each file is written under a hidden temporary name, flushed to disk and renamed once its
 //!    size matches, then its folder is flushed: neither a failure nor a node crash leaves a
 //!    partial (or zero-filled) file under a final name. Each file renamed is noted in the
-//!    manifest. Parts done are noted in a journal next to
-//!    the temporary file, so a rerun fetches only the missing parts of a large object.
+//!    manifest. Byte ranges flushed to disk are noted in a journal next to the temporary
+//!    file (`part`, every 8 MiB of a part), so a rerun fetches only what a large object is
+//!    missing. The whole aligned blocks of a part go straight to disk (`O_DIRECT`), the rest
+//!    through the page cache, and all of a file that is read back to be hashed (step 5).
 //! 5. A file's SHA-256 is computed before its rename, at most once, when something expects
 //!    one: the source (`Object::sha256`, the Hub's LFS files) or a pin, or when digests are
 //!    asked for (then every file's, for the result). It is hashed while it streams when it
 //!    arrives in one piece, in the same pass as its MD5; by reading it back once, in order,
 //!    when it came in ranged parts (they arrive out of order, from several workers) or was
-//!    kept from an earlier run. A mismatch leaves no file under the final name, and neither
-//!    the temporary file nor its journal.
+//!    kept from an earlier run (whose direct writes it sees: the kernel drops the cached
+//!    pages a direct write covers). A mismatch leaves no file under the final name, and
+//!    neither the temporary file nor its journal.
 //! 6. After success, temporary files a killed run left for this plan's files are removed; no
 //!    object may have a temporary name, so those names are this program's alone.
 //!
@@ -42,14 +46,14 @@ pub(crate) mod dest;
 pub(crate) mod filter;
 pub(crate) mod layers;
 pub(crate) mod manifest;
+pub(crate) mod part;
 pub(crate) mod plan;
 pub(crate) mod verify;
 
-use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -58,6 +62,7 @@ use std::thread;
 use crate::digest::{Algorithm, Digest, Sha256, hex, sha256_of_file};
 use crate::error::Error;
 use crate::fetch::{Source, failed};
+use crate::http::ALIGN;
 pub use filter::Filter;
 use plan::Planned;
 use verify::Pin;
@@ -65,7 +70,7 @@ pub use verify::Pins;
 
 /// Parallel transfers when `-j` is not given: enough requests in flight to keep an object
 /// store busy on many small files (measured: 8 left s3rver idle between requests, 32 gained
-/// nothing more), at about 150 KiB of buffers each.
+/// nothing more), at about 350 KiB of buffers each (`http::BUFFER_SIZE` and ureq's).
 pub(crate) const DEFAULT_JOBS: usize = 16;
 /// Objects larger than this are fetched as ranged parts of this size: large enough that the
 /// cost of a request (signing, the server's lookup) is noise, small enough that a 1 GiB file
@@ -422,13 +427,17 @@ struct Check {
 struct Parted {
     made: Identity,
     journal: Identity,
+    // The byte ranges still missing when an earlier run left some on disk (cut where parts
+    // end): a task's `part` numbers one of them. None for a fresh file, whose parts are all
+    // missing and derived from their number.
+    resumed: Option<Box<[Range<u64>]>>,
 }
 
 // A file's (device, inode): the same name may later hold another file.
-type Identity = (u64, u64);
+pub(crate) type Identity = (u64, u64);
 
-// A piece of work: part `part` of a file fetched in parts, or (part 0) a whole stream. Small:
-// a run holds one per file.
+// A piece of work: part `part` of a file fetched in parts (the `part`-th missing range of a
+// resumed one), or (part 0) a whole stream. Small: a run holds one per file.
 struct Task {
     job: u32,
     part: u32,
@@ -448,8 +457,8 @@ impl FileJob {
     }
 
     // Opens the temporary file and decides what is left to fetch: the parts (by number) of a
-    // large object (skipping those an earlier run finished, when its journal matches this
-    // object), or one stream (part 0) otherwise.
+    // large object (only the ranges an earlier run did not flush to disk, when its journal
+    // matches this object), or one stream (part 0) otherwise.
     fn prepare(
         planned: Planned,
         path: &Path,
@@ -461,7 +470,7 @@ impl FileJob {
         let mut parted = None;
         match (planned.size(), planned.ranges) {
             (Some(size), true) if size > part_size => {
-                let header = journal_header(size, part_size, planned.etag.as_deref());
+                let header = part::header(size, planned.etag.as_deref());
                 // A journal counts only beside its temporary file, at full length, and only
                 // when both are plain files with no other name: a link (symbolic or hard)
                 // would send the writes elsewhere.
@@ -475,15 +484,28 @@ impl FileJob {
                     .zip(own(&journal_path))
                     .map(|(t, j)| ((t.dev(), t.ino()), (j.dev(), j.ino())));
                 let done =
-                    found.map_or_else(HashSet::new, |_| read_journal(&journal_path, &header));
+                    found.map_or_else(Vec::new, |_| part::read(&journal_path, &header, size));
+                let Ok(parts) = u32::try_from(size.div_ceil(part_size)) else {
+                    let reason = format!("{size} bytes are more than 2^32 parts of {part_size}");
+                    return Err(Error::io("plan", path, io::Error::other(reason)));
+                };
                 parted = Some(Box::new(match found.filter(|_| !done.is_empty()) {
                     Some((made, journal)) => {
                         log::info!(
-                            "resuming {}: {} part(s) already fetched",
+                            "resuming {}: {} of {size} bytes already on disk",
                             path.display(),
-                            done.len()
+                            done.iter().map(|r| r.end - r.start).sum::<u64>()
                         );
-                        Parted { made, journal }
+                        let missing = part::missing(size, part_size, &done);
+                        // At most a gap per part and one per range read (a journal is capped).
+                        let gaps = u32::try_from(missing.len()).unwrap_or(u32::MAX);
+                        pending.extend(0..gaps);
+                        let resumed = Some(missing.into_boxed_slice());
+                        Parted {
+                            made,
+                            journal,
+                            resumed,
+                        }
                     }
                     None => {
                         let file = dest::create_fresh(&temp)?;
@@ -494,14 +516,14 @@ impl FileJob {
                         writeln!(j, "{header}")
                             .map_err(|e| Error::io("write", &journal_path, e))?;
                         let journal = identity(&j, &journal_path)?;
-                        Parted { made, journal }
+                        pending.extend(0..parts);
+                        Parted {
+                            made,
+                            journal,
+                            resumed: None,
+                        }
                     }
                 }));
-                let Ok(parts) = u32::try_from(size.div_ceil(part_size)) else {
-                    let reason = format!("{size} bytes are more than 2^32 parts of {part_size}");
-                    return Err(Error::io("plan", path, io::Error::other(reason)));
-                };
-                pending.extend((0..parts).filter(|i| !done.contains(&u64::from(*i))));
             }
             (Some(0), _) => {}
             // One plain GET for anything not split: a Range header on a whole object only
@@ -521,7 +543,9 @@ impl FileJob {
 
     // The bytes part `part` covers; None for a file fetched in one piece.
     fn range(&self, part: u32, part_size: u64) -> Option<Range<u64>> {
-        self.parted.as_ref()?;
+        if let Some(missing) = &self.parted.as_ref()?.resumed {
+            return missing.get(part as usize).cloned();
+        }
         let size = self.planned.size()?;
         let start = u64::from(part) * part_size;
         Some(start..(start + part_size).min(size))
@@ -544,12 +568,16 @@ impl FileJob {
     // Opens the temporary file for one task. A file fetched in one piece is created by the
     // worker that fetches it: creating thousands up front would put that cost (slow on a busy
     // ext4) before the first byte, on one thread.
-    fn open(&self, at: &At<'_>) -> Result<File, Error> {
-        let temp = self.temp(at);
+    fn open(&self, temp: &Path) -> Result<File, Error> {
         match &self.parted {
-            Some(parted) => reopen(&temp, parted.made, OpenOptions::new().write(true)),
-            None => dest::create_fresh(&temp),
+            Some(parted) => reopen(temp, parted.made, OpenOptions::new().write(true)),
+            None => dest::create_fresh(temp),
         }
+    }
+
+    // The temporary file of a parted file opened for direct I/O (`open_direct`).
+    fn open_direct(&self, temp: &Path) -> Option<File> {
+        open_direct(temp, self.parted.as_ref()?.made)
     }
 
     // All tasks done: check the size, flush to disk, rename into place, flush the folder (the
@@ -561,12 +589,12 @@ impl FileJob {
         tally: &Tally<'_>,
         manifest: &manifest::Manifest,
     ) -> Result<(), Error> {
-        let file = match file {
-            Some(file) => file,
-            None => self.open(at)?,
-        };
         let path = self.path(at);
         let temp = dest::temp_path(&path);
+        let file = match file {
+            Some(file) => file,
+            None => self.open(&temp)?,
+        };
         let expected = match self.planned.size() {
             Some(size) => size,
             None => {
@@ -691,9 +719,19 @@ fn identity(file: &File, path: &Path) -> Result<Identity, Error> {
     Ok((meta.dev(), meta.ino()))
 }
 
+// `temp` (made by this run, or checked) opened for direct I/O: whole aligned blocks go from
+// the buffer to the disk, with no copy into the page cache, no page to allocate and none to
+// write back (measured: about half the kernel time of buffered writes). None where the file
+// system refuses it (tmpfs before Linux 6.6, some FUSE file systems): the page cache then.
+fn open_direct(temp: &Path, made: Identity) -> Option<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).custom_flags(libc::O_DIRECT);
+    reopen(temp, made, &options).ok()
+}
+
 // Opens a file this run made (or checked) earlier; refuses one replaced since, or given a
 // second name, which would send the writes elsewhere.
-fn reopen(path: &Path, made: Identity, options: &OpenOptions) -> Result<File, Error> {
+pub(crate) fn reopen(path: &Path, made: Identity, options: &OpenOptions) -> Result<File, Error> {
     let file = options.open(path).map_err(|e| Error::io("open", path, e))?;
     let meta = file.metadata().map_err(|e| Error::io("inspect", path, e))?;
     if (meta.dev(), meta.ino()) != made || meta.nlink() != 1 {
@@ -701,35 +739,6 @@ fn reopen(path: &Path, made: Identity, options: &OpenOptions) -> Result<File, Er
         return Err(Error::io("write", path, why));
     }
     Ok(file)
-}
-
-// The journal's first line: a journal from another object (size, part size or ETag differ)
-// is not trusted.
-fn journal_header(size: u64, part_size: u64, etag: Option<&str>) -> String {
-    format!(
-        "mrsi-parts v1 size={size} part={part_size} etag={}",
-        etag.unwrap_or("-")
-    )
-}
-
-// Part numbers an earlier run finished, from a journal whose header matches; only whole
-// lines count (a run killed mid-write leaves a partial last line).
-fn read_journal(path: &Path, header: &str) -> HashSet<u64> {
-    let mut text = String::new();
-    if File::open(path)
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .is_err()
-    {
-        return HashSet::new();
-    }
-    let mut lines = text.split_inclusive('\n');
-    if lines.next().map(str::trim_end) != Some(header) {
-        return HashSet::new();
-    }
-    lines
-        .filter(|l| l.ends_with('\n'))
-        .filter_map(|l| l.trim_end().parse().ok())
-        .collect()
 }
 
 // Runs the tasks on `workers` threads. The first error stops the others (their writers refuse
@@ -817,9 +826,21 @@ fn run_task(
         && range
             .as_ref()
             .is_none_or(|r| Some(r.end) == job.planned.size());
-    let file = job.open(at)?;
+    let temp = job.temp(at);
+    let file = job.open(&temp)?;
+    // A part of a journalled file records its progress as it goes.
+    let journal = (job.parted.as_ref())
+        .filter(|_| range.is_some())
+        .map(|parted| (dest::journal_path(&job.path(at)), parted.journal));
     let mut writer = PartWriter {
         file: &file,
+        // Not for a file read back to be hashed: bytes written directly are not in the page
+        // cache, and reading a GiB back from disk cost 2.7 CPU s against 0.86 from the cache
+        // (`benches/checks.rs`), far more than the 0.1 CPU s O_DIRECT saves on writing it.
+        direct: (range.as_ref())
+            .filter(|_| job.check.is_none())
+            .and_then(|_| job.open_direct(&temp)),
+        temp: &temp,
         pos: start,
         // A whole file of known size ends there too: a source that sends more must not fill
         // the disk before the size is checked.
@@ -834,6 +855,7 @@ fn run_task(
             .filter(|_| whole)
             .map(|_| Digest::new(Algorithm::Md5)),
         sha256: (whole && job.check.is_some()).then(|| Digest::new(Algorithm::Sha256)),
+        progress: (journal.as_ref()).map(|(path, made)| part::Progress::new(path, *made, start)),
     };
     let result = source.read(&job.planned.key, range.clone(), &mut writer);
     // The writer's own failure is the cause; the source only saw its symptom.
@@ -853,7 +875,7 @@ fn run_task(
         ));
     }
     if let Some(e) = writer.failed.take() {
-        return Err(Error::io("write", job.temp(at), e));
+        return Err(e);
     }
     result?;
     if let (Some(digest), Some(check)) = (writer.sha256.take(), &job.check) {
@@ -884,14 +906,9 @@ fn run_task(
                 ),
             ));
         }
-        Some(_) => {
-            if let Some(parted) = &job.parted {
-                // One write in append mode: workers finishing parts at once never interleave.
-                let path = dest::journal_path(&job.path(at));
-                let line = format!("{}\n", task.part);
-                reopen(&path, parted.journal, OpenOptions::new().append(true))?
-                    .write_all(line.as_bytes())
-                    .map_err(|e| Error::io("write", &path, e))?;
+        Some(range) => {
+            if let Some(progress) = &mut writer.progress {
+                progress.checkpoint(&file, &temp, range.end, true)?;
             }
         }
         None => job.written.store(writer.pos, Ordering::Relaxed),
@@ -902,17 +919,23 @@ fn run_task(
 // Writes a part at its offset in the shared temporary file.
 struct PartWriter<'a> {
     file: &'a File,
+    // The same file for direct I/O, used for writes that meet its alignment.
+    direct: Option<File>,
+    temp: &'a Path,
     pos: u64,
     end: Option<u64>,
     // The source sent past `end`.
     overrun: bool,
     stop: &'a AtomicBool,
     tally: &'a Tally<'a>,
-    failed: Option<io::Error>,
+    // Why writing (or recording progress) failed.
+    failed: Option<Error>,
     // The running MD5 of an object written in one piece, when the source gave one to check.
     md5: Option<Digest>,
     // Its running SHA-256, when the file is hashed (`FileJob::hashes`).
     sha256: Option<Digest>,
+    // The progress of a part of a journalled file.
+    progress: Option<part::Progress<'a>>,
 }
 
 impl Write for PartWriter<'_> {
@@ -935,9 +958,10 @@ impl Write for PartWriter<'_> {
                 "the source sent more bytes than it listed",
             ));
         }
-        if let Err(e) = self.file.write_all_at(buf, self.pos) {
-            self.failed = Some(io::Error::new(e.kind(), e.to_string()));
-            return Err(e);
+        if let Err(e) = self.write_at(buf) {
+            let kind = e.kind();
+            self.failed = Some(Error::io("write", self.temp, e));
+            return Err(io::Error::new(kind, "writing failed"));
         }
         if let Some(md5) = &mut self.md5 {
             md5.update(buf);
@@ -946,11 +970,147 @@ impl Write for PartWriter<'_> {
             sha256.update(buf);
         }
         self.pos += buf.len() as u64;
+        if let Some(progress) = &mut self.progress
+            && let Err(e) = progress.checkpoint(self.file, self.temp, self.pos, false)
+        {
+            self.failed = Some(e);
+            return Err(io::Error::other("recording progress failed"));
+        }
         self.tally.wrote(buf.len() as u64);
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+impl PartWriter<'_> {
+    // Writes `buf` at `pos`: straight to disk when it is whole blocks from aligned memory
+    // (`http::get_resumable` writes in such blocks), else through the page cache. A file
+    // system that refuses a direct write (EINVAL) gets buffered writes from then on.
+    fn write_at(&mut self, buf: &[u8]) -> io::Result<()> {
+        let aligned = |n: usize| n.is_multiple_of(ALIGN);
+        let fits = aligned(buf.as_ptr() as usize)
+            && aligned(buf.len())
+            && self.pos.is_multiple_of(ALIGN as u64);
+        if let Some(direct) = self.direct.as_ref().filter(|_| fits) {
+            match direct.write_all_at(buf, self.pos) {
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                    log::debug!("{}: no direct I/O ({e})", self.temp.display());
+                    self.direct = None;
+                }
+                done => return done,
+            }
+        }
+        self.file.write_all_at(buf, self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::sha256;
+
+    // A folder of its own under the system's temporary folder, for one test.
+    fn folder(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mrsi-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    // `len` bytes of `byte` starting at a multiple of `ALIGN` in memory, as
+    // `http::get_resumable` hands them over.
+    fn aligned(len: usize, byte: u8) -> (Vec<u8>, usize) {
+        let vec = vec![byte; len + ALIGN];
+        let at = vec.as_ptr().align_offset(ALIGN);
+        (vec, at)
+    }
+
+    // Writes `blocks` in order from byte 0 of `file` through a part's writer, with `direct`
+    // as its direct handle; whether the writer still holds it afterwards.
+    fn write_part(file: &File, temp: &Path, direct: Option<File>, blocks: &[&[u8]]) -> bool {
+        let stop = AtomicBool::new(false);
+        let tally = Tally {
+            watch: &(),
+            bytes: AtomicU64::new(0),
+            files: AtomicUsize::new(0),
+            sha256: Mutex::new(Vec::new()),
+        };
+        let mut writer = PartWriter {
+            file,
+            direct,
+            temp,
+            pos: 0,
+            end: None,
+            overrun: false,
+            stop: &stop,
+            tally: &tally,
+            failed: None,
+            md5: None,
+            sha256: None,
+            progress: None,
+        };
+        for block in blocks {
+            writer.write_all(block).unwrap();
+        }
+        assert!(writer.failed.is_none());
+        writer.direct.is_some()
+    }
+
+    #[test]
+    fn bytes_written_directly_are_what_the_read_back_sees() {
+        // The file's old bytes are in the page cache when the direct write comes: the
+        // read-back that hashes the file (a resumed part, a kept file) must not see them.
+        let dir = folder("direct");
+        let temp = dir.join(".f.mrsi-part");
+        std::fs::write(&temp, vec![0x11; 3 << 20]).unwrap();
+        assert_eq!(std::fs::read(&temp).unwrap(), vec![0x11; 3 << 20]);
+        let file = OpenOptions::new().write(true).open(&temp).unwrap();
+        let made = identity(&file, &temp).unwrap();
+        let direct = open_direct(&temp, made);
+        assert!(
+            direct.is_some(),
+            "{} refuses O_DIRECT: run the tests where TMPDIR takes it",
+            dir.display()
+        );
+        let (one, at) = aligned(1 << 20, 0x22);
+        let (two, at2) = aligned(1 << 20, 0x33);
+        // Two whole aligned blocks go straight to disk, a short tail through the page cache.
+        let blocks: [&[u8]; 3] = [
+            &one[at..at + (1 << 20)],
+            &two[at2..at2 + (1 << 20)],
+            &[0x44; 1000],
+        ];
+        assert!(
+            write_part(&file, &temp, direct, &blocks),
+            "a direct write was refused"
+        );
+        let mut expected = vec![0x22; 1 << 20];
+        expected.extend(vec![0x33; 1 << 20]);
+        expected.extend(vec![0x44; 1000]);
+        expected.extend(vec![0x11; (1 << 20) - 1000]);
+        let reader = File::open(&temp).unwrap();
+        assert_eq!(sha256_of_file(&reader, 3 << 20).unwrap(), sha256(&expected));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_refusing_direct_io_is_written_through_the_page_cache() {
+        // procfs refuses O_DIRECT at open, and a write of bytes that are not a number to
+        // `coredump_filter` fails with EINVAL, as a direct write refused by the file system.
+        let refusing = Path::new("/proc/self/coredump_filter");
+        let meta = std::fs::metadata(refusing).unwrap();
+        assert!(open_direct(refusing, (meta.dev(), meta.ino())).is_none());
+        let dir = folder("refused");
+        let temp = dir.join(".f.mrsi-part");
+        let file = dest::create_fresh(&temp).unwrap();
+        let (block, at) = aligned(256 << 10, b'x');
+        let block = &block[at..at + (256 << 10)];
+        let einval = OpenOptions::new().write(true).open(refusing).unwrap();
+        let kept = write_part(&file, &temp, Some(einval), &[block, block]);
+        assert!(!kept, "the handle refusing direct writes was kept");
+        assert_eq!(std::fs::read(&temp).unwrap(), vec![b'x'; 512 << 10]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

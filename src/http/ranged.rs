@@ -1,6 +1,7 @@
 //! The resumable download: a GET of a whole body or a byte range that survives dropped
 //! connections and servers that ignore `Range`.
 
+use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
 use std::ops::Range;
 use std::thread;
@@ -13,9 +14,15 @@ use super::retry::{ATTEMPTS, backoff, gave_up, header, is_retryable, retry_after
 use super::status::{Failure, StatusError};
 use crate::error::{Error, one_line, redact_url};
 
-/// Bytes read from a response body at a time: with N workers, downloads hold N of these,
-/// plus ureq's own buffers (`INPUT_BUFFER` and `OUTPUT_BUFFER`) per connection.
-pub(crate) const BUFFER_SIZE: usize = 64 * 1024;
+/// Bytes of a response body gathered before they are written: with N workers, downloads
+/// hold N of these, plus ureq's own buffers (`INPUT_BUFFER` and `OUTPUT_BUFFER`) per
+/// connection.
+pub(crate) const BUFFER_SIZE: usize = 256 * 1024;
+
+/// Each write of a body but the last starts at a multiple of this in the object and holds a
+/// multiple of it, from memory aligned to it: what a file opened for direct I/O (`O_DIRECT`)
+/// takes as it is, straight to disk.
+pub(crate) const ALIGN: usize = 4096;
 
 // Bytes written since the attempt count last started over that start it over again.
 const PROGRESS: u64 = 1 << 20;
@@ -62,7 +69,7 @@ pub(crate) fn get_resumable_seeing(
         seen,
         pos: range.as_ref().map_or(0, |r| r.start),
         end: range.map(|r| r.end),
-        buf: vec![0u8; BUFFER_SIZE],
+        buf: BUFFER.take().unwrap_or_else(Aligned::allocate),
         out,
     };
     let mut attempt = 1;
@@ -114,8 +121,37 @@ struct Transfer<'a> {
     // every request says `Range`, even from byte 0.
     pos: u64,
     end: Option<u64>,
-    buf: Vec<u8>,
+    buf: Aligned,
     out: &'a mut dyn Write,
+}
+
+// The buffer goes back to its thread when the download ends.
+impl Drop for Transfer<'_> {
+    fn drop(&mut self) {
+        BUFFER.set(Some(std::mem::take(&mut self.buf)));
+    }
+}
+
+thread_local! {
+    // Each thread's buffer, kept from one download to the next: a fresh one per GET meant
+    // allocating and zeroing 260 KiB, 3% of the CPU on 64 KiB objects.
+    static BUFFER: Cell<Option<Aligned>> = const { Cell::new(None) };
+}
+
+// `BUFFER_SIZE` bytes starting at a multiple of `ALIGN` in memory (empty by default: a
+// placeholder while the buffer is away).
+#[derive(Default)]
+struct Aligned {
+    vec: Vec<u8>,
+    at: usize,
+}
+
+impl Aligned {
+    fn allocate() -> Aligned {
+        let vec = vec![0u8; BUFFER_SIZE + ALIGN];
+        let at = vec.as_ptr().align_offset(ALIGN);
+        Aligned { vec, at }
+    }
 }
 
 impl Transfer<'_> {
@@ -174,35 +210,55 @@ impl Transfer<'_> {
 
     // Copies the body to `out`: drops its first `skip` bytes (already written), advances `pos`
     // by what was written, and stops at `end`. A body that ends short is worth another try.
+    // Bytes are gathered into whole buffers before they are written (fewer, larger writes);
+    // a buffer that would start off an `ALIGN` boundary (after a retry) is cut short to reach
+    // the next one.
     fn write_body(&mut self, response: Response<Body>, mut skip: u64) -> Outcome {
         let mut body = response.into_body().into_reader();
-        loop {
-            let n = match body.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Outcome::RetryAfter(None, one_line(&e.to_string())),
-            };
-            let dropped = skip.min(n as u64);
-            skip -= dropped;
-            let mut chunk = &self.buf[dropped as usize..n];
-            if let Some(end) = self.end {
-                // A server that sends more than was asked (a 200 for a part) is cut at `end`.
-                let room = end - self.pos;
-                if (chunk.len() as u64) > room {
-                    chunk = &chunk[..room as usize];
+        let Aligned { vec, at } = &mut self.buf;
+        let buf = &mut vec[*at..*at + BUFFER_SIZE];
+        let mut filled = 0;
+        let mut wanted = 0;
+        let failed = loop {
+            if filled == 0 {
+                let off = (self.pos % ALIGN as u64) as usize;
+                wanted = if off == 0 { BUFFER_SIZE } else { ALIGN - off };
+                if let Some(end) = self.end {
+                    // A server that sends more than was asked (a 200 for a part) is cut at `end`.
+                    wanted = wanted.min((end - self.pos) as usize);
                 }
             }
-            if let Err(e) = self.out.write_all(chunk) {
-                return Outcome::Fatal(Failure::Other(format!("writing failed: {e}")));
+            let n = match body.read(&mut buf[filled..wanted]) {
+                Ok(0) => break None,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => break Some(one_line(&e.to_string())),
+            };
+            let dropped = skip.min(n as u64) as usize;
+            skip -= dropped as u64;
+            if dropped > 0 {
+                buf.copy_within(filled + dropped..filled + n, filled);
             }
-            self.pos += chunk.len() as u64;
-            if self.end == Some(self.pos) {
-                return Outcome::Done;
+            filled += n - dropped;
+            if filled == wanted {
+                if let Err(e) = self.out.write_all(&buf[..filled]) {
+                    return Outcome::Fatal(Failure::Other(format!("writing failed: {e}")));
+                }
+                self.pos += filled as u64;
+                filled = 0;
+                if self.end == Some(self.pos) {
+                    return Outcome::Done;
+                }
             }
+        };
+        // What arrived before the body ended or broke is kept.
+        if let Err(e) = self.out.write_all(&buf[..filled]) {
+            return Outcome::Fatal(Failure::Other(format!("writing failed: {e}")));
         }
-        let cause = match self.end {
-            Some(end) if self.pos < end => {
+        self.pos += filled as u64;
+        let cause = match (failed, self.end) {
+            (Some(cause), _) => cause,
+            (None, Some(end)) if self.pos < end => {
                 format!("the connection closed at byte {} of {end}", self.pos)
             }
             _ if skip > 0 => "the body is shorter than what was already written".into(),

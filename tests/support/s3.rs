@@ -134,6 +134,12 @@ impl S3rver {
         format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
+    /// The server's process id (the benchmark pins it to CPUs; no test needs it).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self._process.child.id()
+    }
+
     /// Creates a bucket (an anonymous PUT: s3rver allows it).
     pub fn bucket(&self, name: &str) -> &S3rver {
         let r = self

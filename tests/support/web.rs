@@ -3,7 +3,8 @@
 //! Serves the files under a folder, one request per connection, one thread per connection
 //! (ranged parts arrive in parallel). Each behaviour a download must cope with is a switch:
 //! ranges honoured or ignored, Content-Length sent or not, a connection cut partway through
-//! the first response for a path or every response, a body trickled byte by byte or paced, redirects. Every request is recorded.
+//! the first response for a path or every response, a body trickled byte by byte or paced, redirects. Every request is recorded,
+//! and every body byte sent is counted.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -66,6 +67,7 @@ struct State {
     behaviour: Behaviour,
     cut_done: Vec<String>,
     seen: Vec<Seen>,
+    sent: u64,
 }
 
 /// A running server; stops when dropped.
@@ -82,6 +84,7 @@ impl Web {
             behaviour,
             cut_done: Vec::new(),
             seen: Vec::new(),
+            sent: 0,
         }));
         let server = {
             let state = state.clone();
@@ -98,6 +101,11 @@ impl Web {
     /// The port.
     pub fn port(&self) -> u16 {
         self.server.addr().port()
+    }
+
+    /// Body bytes written to the sockets so far (some may still be in flight).
+    pub fn sent(&self) -> u64 {
+        self.state.lock().unwrap().sent
     }
 
     /// Every request so far, in the order they arrived.
@@ -229,6 +237,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         if n == 0 || out.write_all(&buf[..n]).is_err() {
             break;
         }
+        state.lock().unwrap().sent += n as u64;
         left -= n as u64;
         if let Some(pause) = behaviour.pace {
             std::thread::sleep(pause);
