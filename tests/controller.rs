@@ -1632,12 +1632,11 @@ fn controller_19_params_env_and_args_pass_print_config() {
     assert_eq!(config["flags"]["leader_elect"], true);
 }
 
-/// Resource use with 5,000 InferenceServices, 300 of them labelled: the time to the first
-/// full sync, peak RSS, and requests per minute at steady state. A measurement, not a check:
-/// `cargo test --test integration controller_measure -- --ignored --nocapture`
-/// (`MR_CONTROLLER_BIN=<release build>` to measure that one).
+/// 5,000 InferenceServices, 300 of them labelled: all 300 are registered, and KServe's status
+/// churn at steady state costs no request. It also prints the time to the first full sync,
+/// peak RSS and the steady state's requests (`-- --nocapture`; `MR_CONTROLLER_BIN=<release
+/// build>` to measure that one), numbers for README, never asserted.
 #[test]
-#[ignore]
 fn controller_measure_5000() {
     let kube = Kube::start(Some(TOKEN));
     let reg = registry(Some(TOKEN));
@@ -1678,7 +1677,7 @@ fn controller_measure_5000() {
     }
     let sync = last.1 - started;
     let before = count();
-    let window = Duration::from_secs(60);
+    let window = Duration::from_secs(20);
     // Steady state: KServe's status churn on 100 objects (6 relevant) every second.
     let churn_until = Instant::now() + window;
     let mut n = 0;
@@ -1714,6 +1713,7 @@ fn controller_measure_5000() {
         n * 100
     );
     assert_eq!(reg.inference_services().len(), 300);
+    assert_eq!(after, before, "status churn at steady state cost requests");
     ctl.stop();
 }
 
