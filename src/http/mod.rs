@@ -4,9 +4,10 @@
 //!
 //! `agent` builds the agent and its trust store; `retry` sends a GET hop by hop and tries
 //! again; `status` words what failed, and why a request got no answer; `ranged` is the
-//! resumable get_resumable.
+//! resumable get_resumable; `date` turns the clock into the dates requests and logs carry.
 
 mod agent;
+pub(crate) mod date;
 mod ranged;
 mod retry;
 mod status;
