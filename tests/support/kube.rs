@@ -18,7 +18,7 @@
 //! The test drives it directly as KServe and users would (`create`, `update`, `delete`).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -405,37 +405,13 @@ impl Target {
 }
 
 fn read_request(stream: &TcpStream) -> Option<Request> {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 || line.trim().is_empty() {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    let (mut length, mut content_type, mut authorization) = (0, String::new(), String::new());
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).ok()? == 0 || h.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = h.split_once(':') {
-            let value = value.trim().to_string();
-            match name.trim().to_ascii_lowercase().as_str() {
-                "content-length" => length = value.parse().unwrap_or(0),
-                "content-type" => content_type = value,
-                "authorization" => authorization = value,
-                _ => {}
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
+    let (method, target, mut headers, body) = super::server::read_request(stream)?;
+    let mut take = |name: &str| headers.remove(name).unwrap_or_default();
     Some(Request {
+        content_type: take("content-type"),
+        authorization: take("authorization"),
         method,
         target,
-        content_type,
-        authorization,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }

@@ -10,14 +10,14 @@
 //! the 200 schema); a problem fails the test when the server is dropped. Bearer check; faults:
 //! a status N times for an operation, stopped (connections closed), a hook after each POST.
 
-use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::collections::HashSet;
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
 
-use super::server::Server;
+use super::server::{Server, read_request};
 
 const API: &str = "/api/model_registry/v1alpha3";
 
@@ -59,7 +59,6 @@ impl Call {
 type Hook = Arc<dyn Fn(&Value) + Send + Sync>;
 
 // Method, target, headers (lowercased names) and body of a request.
-type Head = (String, String, HashMap<String, String>, Vec<u8>);
 
 #[derive(Default)]
 struct State {
@@ -187,34 +186,6 @@ impl Drop for Registry {
             panic!("the fake registry saw requests or answers off the spec: {problems:#?}");
         }
     }
-}
-
-fn read_request(stream: &TcpStream) -> Option<Head> {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 || line.trim().is_empty() {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).ok()? == 0 || h.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = h.split_once(':') {
-            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
-        }
-    }
-    let length = headers
-        .get("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some((method, target, headers, body))
 }
 
 fn error(code: u16, message: &str) -> (u16, Value) {

@@ -164,6 +164,39 @@ pub fn read_head(stream: &TcpStream) -> Option<(String, String, HashMap<String, 
     Some((method, target, headers))
 }
 
+/// A whole request: method, target, headers with lowercased names, and the body.
+pub type Request = (String, String, HashMap<String, String>, Vec<u8>);
+
+/// Reads a whole request, its body as long as its `Content-Length` says. `None` when the
+/// connection closed before a request line.
+pub fn read_request(stream: &TcpStream) -> Option<Request> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 || line.trim().is_empty() {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).ok()? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = h.split_once(':') {
+            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+        }
+    }
+    let length = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((method, target, headers, body))
+}
+
 // A POSTed form, decoded; `None` for a connection that sent no request.
 pub fn read_form(stream: &TcpStream) -> Option<HashMap<String, String>> {
     let mut reader = BufReader::new(stream);
