@@ -29,6 +29,7 @@ use ureq::Agent;
 use crate::error::{Error, escape_controls, one_line};
 use crate::http::{self, Trust};
 use crate::kube::{self, Kube};
+use crate::settings::TlsSettings;
 use cli::Command;
 use queue::Queue;
 use settings::Settings;
@@ -161,13 +162,7 @@ fn run() -> Result<(), Error> {
         log::warn!("{warning}");
     }
     let kube = Kube::new(access);
-    let extra_ca: Vec<_> = settings.ca_file.iter().cloned().collect();
-    let trust = if settings.skip_tls_verify {
-        Trust::Unverified
-    } else {
-        Trust::Usual(&extra_ca)
-    };
-    let registry_agent = http::agent(&shared_settings.tls, trust)?;
+    let registry_agent = registry_agent(&settings, &shared_settings.tls)?;
     let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
         vec![None]
     } else {
@@ -229,6 +224,22 @@ fn run() -> Result<(), Error> {
         })?;
     }
     wait_for_stop()
+}
+
+/// The agent for registry calls: the shared HTTP stack (its proxies, address policy and trust:
+/// the usual roots and `MODEL_REGISTRY_CA_FILE`, or none with `SKIP_TLS_VERIFY`) with the
+/// contract's 5 s to connect, as for the Kubernetes API, not the initializer's 10 s. Each
+/// call's 30 s in all is set per request by `Serving`.
+fn registry_agent(settings: &Settings, tls: &TlsSettings) -> Result<Agent, Error> {
+    let mut tls = tls.clone();
+    tls.net.connect_timeout = kube::CONNECT_TIMEOUT;
+    let extra_ca: Vec<_> = settings.ca_file.iter().cloned().collect();
+    let trust = if settings.skip_tls_verify {
+        Trust::Unverified
+    } else {
+        Trust::Usual(&extra_ca)
+    };
+    http::agent(&tls, trust)
 }
 
 // The signal that asked the controller to stop (SIGTERM, SIGINT), or 0.
@@ -335,5 +346,33 @@ mod tests {
         let at = UNIX_EPOCH + Duration::from_secs(1_795_982_462);
         assert_eq!(rfc3339(at), "2026-11-29T20:01:02Z");
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    }
+
+    // The contract's 5 s to connect reaches the registry's agent, whichever trust it has,
+    // while the initializer's agents keep their 10 s.
+    #[test]
+    fn registry_calls_connect_within_5_s() {
+        use std::time::Duration;
+        let tls = TlsSettings::default();
+        for skip in [None, Some("true")] {
+            let get = |k: &str| {
+                (k == "SKIP_TLS_VERIFY")
+                    .then_some(skip)
+                    .flatten()
+                    .map(String::from)
+            };
+            let settings = Settings::read(&get).unwrap();
+            assert_eq!(settings.skip_tls_verify, skip.is_some());
+            let agent = registry_agent(&settings, &tls).unwrap();
+            assert_eq!(
+                agent.config().timeouts().connect,
+                Some(Duration::from_secs(5))
+            );
+        }
+        let initializer = http::agent(&tls, Trust::Usual(&[])).unwrap();
+        assert_eq!(
+            initializer.config().timeouts().connect,
+            Some(Duration::from_secs(10))
+        );
     }
 }

@@ -96,7 +96,7 @@ fn build(tls: &TlsSettings, trust: Trust<'_>, deadline: Option<Duration>) -> Res
         .output_buffer_size(OUTPUT_BUFFER)
         .max_idle_connections(IDLE_PER_HOST)
         .max_idle_connections_per_host(IDLE_PER_HOST)
-        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_connect(Some(tls.net.connect_timeout))
         .timeout_recv_response(Some(Duration::from_secs(30)))
         // An idle timeout: a long body is fine as long as bytes keep coming.
         .timeout_per_read(Some(Duration::from_secs(30)))

@@ -28,7 +28,8 @@ use token::Token;
 pub(crate) const USER_AGENT: &str = concat!("mr-controller/", env!("CARGO_PKG_VERSION"));
 /// The whole of a call that is not a watch.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may take to open, the registry's too.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A list page of 500 InferenceServices is a few MB; more than this is not an answer.
 const BODY_LIMIT: u64 = 64 << 20;
 /// A watch event longer than this is treated as a broken stream (relist).

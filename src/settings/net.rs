@@ -1,5 +1,5 @@
-//! What every connection shares besides trust: the low-speed limit, the registry's deadline,
-//! and the address ranges no connection may reach.
+//! What every connection shares besides trust: the connect timeout, the low-speed limit, the
+//! registry's deadline, and the address ranges no connection may reach.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -12,10 +12,15 @@ pub(crate) const LOW_SPEED_LIMIT: u64 = 1024;
 pub(crate) const LOW_SPEED_TIME: u64 = 30;
 /// `MRSI_REGISTRY_TIMEOUT`'s default, in seconds.
 pub(crate) const REGISTRY_TIMEOUT: u64 = 60;
+/// How long a connection may take to open, unless a caller sets `connect_timeout`.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Limits and address ranges shared by every connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetSettings {
+    /// How long a connection may take to open (TCP and TLS). No variable sets it: the
+    /// controller asks for its contract's 5 s.
+    pub(crate) connect_timeout: Duration,
     /// `MRSI_LOW_SPEED_LIMIT` (bytes/s) and `MRSI_LOW_SPEED_TIME`: a response that brings
     /// fewer bytes than limit × time within any such time is abandoned (curl's
     /// `--speed-limit`/`--speed-time`). A limit of 0 turns the check off.
@@ -32,6 +37,7 @@ pub struct NetSettings {
 impl Default for NetSettings {
     fn default() -> NetSettings {
         NetSettings {
+            connect_timeout: CONNECT_TIMEOUT,
             low_speed_limit: LOW_SPEED_LIMIT,
             low_speed_time: Duration::from_secs(LOW_SPEED_TIME),
             registry_timeout: Duration::from_secs(REGISTRY_TIMEOUT),
@@ -136,6 +142,7 @@ pub(super) fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<NetSettings, 
         Ok(out)
     };
     Ok(NetSettings {
+        connect_timeout: CONNECT_TIMEOUT,
         low_speed_limit: number("MRSI_LOW_SPEED_LIMIT", LOW_SPEED_LIMIT)?,
         low_speed_time: seconds("MRSI_LOW_SPEED_TIME", LOW_SPEED_TIME)?,
         registry_timeout: seconds("MRSI_REGISTRY_TIMEOUT", REGISTRY_TIMEOUT)?,
