@@ -85,7 +85,13 @@ impl Ctl {
     fn start_as(kube: &Kube, user: &str, env: &[(&str, &str)], args: &[&str]) -> Ctl {
         let dir = TempDir::new("ctl");
         let config = kubeconfig(dir.path(), &kube.url(), user);
-        let probe = format!("127.0.0.1:{}", closed_port());
+        // A probe address in `args` is the one used; else a free port.
+        let given = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--health-probe-bind-address="));
+        let probe = given
+            .map(String::from)
+            .unwrap_or_else(|| format!("127.0.0.1:{}", closed_port()));
         // MR_CONTROLLER_BIN: measure a release build instead (controller_measure_5000).
         let bin = std::env::var("MR_CONTROLLER_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mr-controller").to_string());
@@ -97,7 +103,11 @@ impl Ctl {
             .env("KUBECONFIG", &config)
             .env("RESYNC_PERIOD", "0")
             .env("POD_NAME", "mr-controller-test")
-            .arg(format!("--health-probe-bind-address={probe}"))
+            .args(
+                given
+                    .is_none()
+                    .then(|| format!("--health-probe-bind-address={probe}")),
+            )
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -166,20 +176,23 @@ impl Ctl {
 
     /// One GET to the probe listener: status and body.
     fn probe(&self, path: &str) -> (u16, String) {
+        http_get(&self.probe, path)
+    }
+
+    /// Waits for the process to end by itself: its exit code and log.
+    fn wait_exit(mut self) -> (Option<i32>, String) {
         let deadline = Instant::now() + WAIT;
-        let mut stream = loop {
-            match TcpStream::connect(&self.probe) {
-                Ok(s) => break s,
-                Err(e) if Instant::now() > deadline => panic!("probe {}: {e}", self.probe),
-                Err(_) => thread::sleep(Duration::from_millis(20)),
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
             }
+            assert!(Instant::now() < deadline, "still running:\n{}", self.log());
+            thread::sleep(Duration::from_millis(20));
         };
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        let status = text[9..12].parse().unwrap();
-        let body = text.split_once("\r\n\r\n").unwrap().1.to_string();
-        (status, body)
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        (status.code(), self.log())
     }
 
     /// Stops it (by pid), checks its log holds no secret, and returns the log.
@@ -205,6 +218,24 @@ impl Drop for Ctl {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One GET to a listener of the controller (retried until it listens): status and body.
+fn http_get(address: &str, path: &str) -> (u16, String) {
+    let deadline = Instant::now() + WAIT;
+    let mut stream = loop {
+        match TcpStream::connect(address) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() > deadline => panic!("GET {address}{path}: {e}"),
+            Err(_) => thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1.to_string();
+    (status, body)
 }
 
 /// An InferenceService as a user writes it, with KServe's finalizer already on.
@@ -1275,11 +1306,12 @@ fn controller_16_probes_metrics_lease() {
         403,
         1,
     );
+    let metrics_address = format!("127.0.0.1:{}", closed_port());
     let ctl = Ctl::start_as(
         &kube,
         &format!("    token: {TOKEN}\n"),
         &[],
-        &["--metrics-bind-address=127.0.0.1:0"],
+        &[&format!("--metrics-bind-address={metrics_address}")],
     );
     ctl.wait_log("cannot list or watch InferenceServices in all namespaces: HTTP 403");
     let (status, body) = ctl.probe("/readyz");
@@ -1290,7 +1322,7 @@ fn controller_16_probes_metrics_lease() {
     assert_eq!(ctl.probe("/readyz").0, 200);
     create_registered(&kube, &reg);
     ctl.wait_log("reconcile team-a/iris: registered");
-    let (status, metrics) = ctl.probe("/metrics");
+    let (status, metrics) = http_get(&metrics_address, "/metrics");
     assert_eq!(status, 200);
     for line in metrics.lines().filter(|l| !l.starts_with('#')) {
         let (series, value) = line.rsplit_once(' ').unwrap();
@@ -1357,6 +1389,156 @@ fn controller_16_probes_metrics_lease() {
     let log = second.stop();
     assert!(log.contains("reconcile team-a/second: registered"), "{log}");
     assert!(!log.contains("reconcile team-a/iris: registered"), "{log}");
+}
+
+/// Scenario 16, where `/metrics` is served: nowhere with `--metrics-bind-address=0` (the
+/// default); only on its own address when that differs from the probes' (which then answers
+/// only the probes); on the one listener when both addresses are the same.
+#[test]
+fn controller_16_metrics_only_where_asked() {
+    let kube = Kube::start(Some(TOKEN));
+    let user = format!("    token: {TOKEN}\n");
+    for off in [None, Some("--metrics-bind-address=0")] {
+        let ctl = Ctl::start_as(&kube, &user, &[], off.as_slice());
+        ctl.wait_log("watching");
+        assert_eq!(ctl.probe("/metrics").0, 404, "{off:?}");
+        assert_eq!(ctl.probe("/healthz"), (200, "ok".into()));
+        let log = ctl.stop();
+        assert!(
+            log.contains("serving /healthz, /readyz on 127.0.0.1:"),
+            "{log}"
+        );
+        assert!(!log.contains("/metrics"), "{log}");
+    }
+
+    let metrics = format!("127.0.0.1:{}", closed_port());
+    let ctl = Ctl::start_as(
+        &kube,
+        &user,
+        &[],
+        &[&format!("--metrics-bind-address={metrics}")],
+    );
+    ctl.wait_log("watching");
+    let (status, body) = http_get(&metrics, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("workqueue_depth{name=\"inferenceservice\"} "),
+        "{body}"
+    );
+    assert_eq!(ctl.probe("/metrics").0, 404, "not on the probe address too");
+    assert_eq!(ctl.probe("/readyz"), (200, "ok".into()));
+    assert_eq!(http_get(&metrics, "/healthz").0, 404);
+    assert_eq!(http_get(&metrics, "/readyz").0, 404);
+    let log = ctl.stop();
+    assert!(
+        log.contains(&format!("serving /metrics on {metrics}")),
+        "{log}"
+    );
+
+    // One address: one listener (a second bind of it would fail) serving both.
+    let both = format!("127.0.0.1:{}", closed_port());
+    let ctl = Ctl::start_as(
+        &kube,
+        &user,
+        &[],
+        &[
+            &format!("--health-probe-bind-address={both}"),
+            &format!("--metrics-bind-address={both}"),
+        ],
+    );
+    ctl.wait_log("watching");
+    assert_eq!(ctl.probe("/healthz"), (200, "ok".into()));
+    assert_eq!(ctl.probe("/readyz"), (200, "ok".into()));
+    let (status, body) = ctl.probe("/metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains("workqueue_depth"), "{body}");
+    let log = ctl.stop();
+    assert!(
+        log.contains(&format!("serving /healthz, /readyz, /metrics on {both}")),
+        "{log}"
+    );
+}
+
+/// A busy `--metrics-bind-address` or `--health-probe-bind-address` is a fatal
+/// configuration: exit 1, the last line naming the flag, the address and the reason, before
+/// any Kubernetes call.
+#[test]
+fn controller_16_busy_address_exits_1_naming_its_flag() {
+    let kube = Kube::start(Some(TOKEN));
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = busy.local_addr().unwrap().to_string();
+    for flag in ["--metrics-bind-address", "--health-probe-bind-address"] {
+        let ctl = Ctl::start_as(
+            &kube,
+            &format!("    token: {TOKEN}\n"),
+            &[],
+            &[&format!("{flag}={address}")],
+        );
+        let (code, log) = ctl.wait_exit();
+        assert_eq!(code, Some(1), "{log}");
+        let last = log.lines().last().unwrap_or("");
+        let expected = format!("error: cannot listen for {flag} on '{address}': ");
+        assert!(last.starts_with(&expected), "{last:?}, not {expected:?}");
+        assert!(last.contains("in use"), "{last}");
+    }
+    assert_eq!(kube.requests().len(), 0);
+    drop(busy);
+}
+
+/// A client that connects to the probe listener and sends nothing (several, even) does not
+/// delay `/healthz`: it is answered while they are still open. Beyond 16 open connections
+/// one more is closed unanswered, and once they go, probes are answered again.
+#[test]
+fn controller_16_silent_clients_delay_no_probe() {
+    use std::io::ErrorKind;
+    let kube = Kube::start(Some(TOKEN));
+    let ctl = Ctl::start(&kube, &[]);
+    assert_eq!(ctl.probe("/healthz"), (200, "ok".into()));
+    let open = |n: usize| -> Vec<TcpStream> {
+        (0..n)
+            .map(|_| TcpStream::connect(&ctl.probe).unwrap())
+            .collect()
+    };
+    let still_open = |silent: &[TcpStream]| {
+        for s in silent {
+            s.set_nonblocking(true).unwrap();
+            let mut byte = [0u8; 1];
+            match (&*s).read(&mut byte) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                other => panic!("the server closed a silent connection: {other:?}"),
+            }
+            s.set_nonblocking(false).unwrap();
+        }
+    };
+    let mut silent = open(4);
+    assert_eq!(ctl.probe("/healthz"), (200, "ok".into()));
+    assert_eq!(ctl.probe("/readyz").0, 200);
+    still_open(&silent);
+    // 16 open: the 17th is closed without an answer.
+    silent.extend(open(12));
+    let mut extra = TcpStream::connect(&ctl.probe).unwrap();
+    let _ = write!(extra, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut text = String::new();
+    let _ = extra.read_to_string(&mut text);
+    assert_eq!(text, "", "answered beyond 16 connections");
+    still_open(&silent);
+    drop(silent);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut s = TcpStream::connect(&ctl.probe).unwrap();
+        let _ = write!(s, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        if text.starts_with("HTTP/1.1 200 OK") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer once the silent ones left"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    ctl.stop();
 }
 
 /// Scenario 17: an exec-only kubeconfig exits 1 naming it; a registry over https with

@@ -19,8 +19,9 @@ USAGE:
     mr-controller [FLAGS]
 
 FLAGS:
-    --health-probe-bind-address ADDR  /healthz, /readyz and /metrics (default :8081)
-    --metrics-bind-address ADDR       /metrics on its own address (default 0: off; plain HTTP)
+    --health-probe-bind-address ADDR  /healthz and /readyz (default :8081)
+    --metrics-bind-address ADDR       /metrics, plain HTTP (default 0: off); the probe
+                                      address too: one listener serves both
     --leader-elect[=BOOL]             hold the Lease a7d60e25.kubeflow.org before working
     --kubeconfig PATH                 the kubeconfig to use (else KUBECONFIG, in-cluster,
                                       ~/.kube/config)

@@ -1,8 +1,10 @@
-//! `/healthz`, `/readyz` and `/metrics` over plain HTTP/1.1 (`Connection: close`), one small
-//! listener per address (`--health-probe-bind-address`, and `--metrics-bind-address` when it is
-//! another): `/healthz` is 200 while every thread lives, else 500 naming the dead one;
-//! `/readyz` is 200 once every watched scope has listed (or while standing by for the Lease),
-//! else 503 with the reason; `/metrics` (when metrics are on) is Prometheus text.
+//! `/healthz`, `/readyz` and `/metrics` over plain HTTP/1.1 (`Connection: close`): the probes
+//! on `--health-probe-bind-address`, `/metrics` on `--metrics-bind-address` (nowhere when it is
+//! `0`; one listener for both when the addresses are the same). `/healthz` is 200 while every
+//! thread lives, else 500 naming the dead one; `/readyz` is 200 once every watched scope has
+//! listed (or while standing by for the Lease), else 503 with the reason; `/metrics` is
+//! Prometheus text. Each connection is answered on its own thread (16 at most), so a client
+//! that connects and says nothing holds up no kubelet probe.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -87,48 +89,113 @@ impl Health {
     }
 }
 
-/// Binds the probe address (and the metrics one when it differs) and serves them on threads.
+/// How many connections are answered at once; one more is closed unanswered. A probe is
+/// answered in microseconds, so only clients that connect and say nothing fill these.
+const MAX_CONNECTIONS: usize = 16;
+/// How long a connection may take to send its request head, or to take the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What one listener answers.
+#[derive(Clone, Copy)]
+struct Paths {
+    probes: bool,
+    metrics: bool,
+}
+
+/// Binds the probe address, and the metrics one when metrics are on, and serves them on
+/// threads. The same address for both is one listener serving both; metrics off
+/// (`--metrics-bind-address=0`) means no `/metrics` anywhere. Both addresses are bound before
+/// either serves, so a busy one stops the start, naming its flag.
 pub(crate) fn serve(
     flags: &Flags,
     health: Arc<Health>,
     shared: Option<Arc<Shared>>,
 ) -> Result<(), Error> {
-    let metrics_on = flags.metrics_address.is_some();
-    let mut addresses = vec![flags.probe_address.clone()];
-    if let Some(m) = &flags.metrics_address
-        && *m != flags.probe_address
-    {
-        addresses.push(m.clone());
+    let probe = flags.probe_address.as_str();
+    let metrics = flags.metrics_address.as_deref();
+    let shared_address = metrics.is_some_and(|m| socket_address(m) == socket_address(probe));
+    let mut wanted = vec![(
+        "listen for --health-probe-bind-address on",
+        probe,
+        Paths {
+            probes: true,
+            metrics: shared_address,
+        },
+    )];
+    if let Some(m) = metrics.filter(|_| !shared_address) {
+        wanted.push((
+            "listen for --metrics-bind-address on",
+            m,
+            Paths {
+                probes: false,
+                metrics: true,
+            },
+        ));
     }
-    for address in addresses {
-        let bind = match address.strip_prefix(':') {
-            Some(port) => format!("0.0.0.0:{port}"),
-            None => address.clone(),
-        };
-        let listener = TcpListener::bind(&bind).map_err(|e| {
-            Error::Usage(format!(
-                "--health-probe-bind-address: cannot listen on {address}: {e}"
-            ))
-        })?;
-        log::info!(
-            "serving /healthz, /readyz{} on {address}",
-            if metrics_on { ", /metrics" } else { "" }
-        );
+    let mut bound = Vec::new();
+    for (action, address, paths) in wanted {
+        let listener = TcpListener::bind(socket_address(address))
+            .map_err(|e| Error::io(action, address, e))?;
+        bound.push((listener, address, paths));
+    }
+    for (listener, address, paths) in bound {
+        let names: Vec<&str> = [
+            (paths.probes, "/healthz, /readyz"),
+            (paths.metrics, "/metrics"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+        log::info!("serving {} on {address}", names.join(", "));
         let (health, shared) = (health.clone(), shared.clone());
         thread::Builder::new()
             .name(format!("probes {address}"))
-            .spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    answer(stream, &health, shared.as_deref(), metrics_on);
-                }
-            })
+            .spawn(move || accept(listener, &health, shared.as_ref(), paths))
             .map_err(|e| Error::io("start thread", "probes", e))?;
     }
     Ok(())
 }
 
-fn answer(stream: TcpStream, health: &Health, shared: Option<&Shared>, metrics_on: bool) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+/// `:PORT` is every interface, as in Go.
+fn socket_address(address: &str) -> String {
+    match address.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => address.to_string(),
+    }
+}
+
+// Each connection on its own short-lived thread, so one that stalls delays no other probe;
+// at most MAX_CONNECTIONS at once.
+fn accept(listener: TcpListener, health: &Arc<Health>, shared: Option<&Arc<Shared>>, paths: Paths) {
+    let open = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming().flatten() {
+        if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            open.fetch_sub(1, Ordering::SeqCst);
+            log::debug!(
+                "probe listener: {MAX_CONNECTIONS} connections open; one closed unanswered"
+            );
+            continue;
+        }
+        // Frees the connection's place however its thread ends (or fails to start).
+        struct Place(Arc<AtomicUsize>);
+        impl Drop for Place {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let place = Place(open.clone());
+        let (health, shared) = (health.clone(), shared.cloned());
+        let _ = thread::Builder::new().name("probe".into()).spawn(move || {
+            let _place = place;
+            answer(stream, &health, shared.as_deref(), paths);
+        });
+    }
+}
+
+fn answer(stream: TcpStream, health: &Health, shared: Option<&Shared>, paths: Paths) {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
     let mut line = String::new();
     let mut reader = BufReader::new(&stream);
     if reader.read_line(&mut line).is_err() {
@@ -146,15 +213,15 @@ fn answer(stream: TcpStream, health: &Health, shared: Option<&Shared>, metrics_o
     let path = line.split_whitespace().nth(1).unwrap_or("/");
     let path = path.split('?').next().unwrap_or(path);
     let (status, body, content_type) = match path {
-        "/healthz" => {
+        "/healthz" if paths.probes => {
             let (s, b) = health.healthz();
             (s, b, "text/plain")
         }
-        "/readyz" => {
+        "/readyz" if paths.probes => {
             let (s, b) = health.readyz();
             (s, b, "text/plain")
         }
-        "/metrics" if metrics_on => {
+        "/metrics" if paths.metrics => {
             let text = match shared {
                 Some(s) => s.metrics.render(s.queue.depth()),
                 None => String::new(),
@@ -202,7 +269,15 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let server = thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
-            answer(stream, &health, None, false);
+            answer(
+                stream,
+                &health,
+                None,
+                Paths {
+                    probes: true,
+                    metrics: false,
+                },
+            );
         });
         let mut client = TcpStream::connect(address).unwrap();
         client
