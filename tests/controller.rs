@@ -721,6 +721,56 @@ fn controller_7_crash_after_post() {
     }
 }
 
+/// The ISVC vanishes (its finalizers stripped and deleted) between the IS POST and the id
+/// label's write: the label PATCH finds it gone (404), and the pass ends `gone` (the
+/// contract's R0) with no `Registered` Event; the IS it made stays, alone.
+#[test]
+fn controller_7_isvc_gone_before_its_label() {
+    let kube = Arc::new(Kube::start(Some(TOKEN)));
+    let reg = registry(Some(TOKEN));
+    let path = isvc_path("team-a", "iris");
+    {
+        let (kube, path) = (kube.clone(), path.clone());
+        reg.after_post(move |entity| {
+            if entity["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("iris/"))
+            {
+                kube.update(&path, |o| {
+                    o["metadata"]["deletionTimestamp"] = json!("2026-11-29T20:01:00Z");
+                    o["metadata"]["finalizers"] = json!([]);
+                });
+            }
+        });
+    }
+    let ctl = Ctl::start(&kube, &[]);
+    kube.create(isvc(
+        "team-a",
+        "iris",
+        json!({RM: "1"}),
+        json!({URL: reg.url()}),
+    ));
+    ctl.wait_log("reconcile team-a/iris: gone (deleted before its label was written; IS ");
+    let log = ctl.stop();
+    assert!(kube.get(&path).is_none());
+    assert!(
+        kube.writes()
+            .iter()
+            .any(|w| w.starts_with(&format!("PATCH {path}")) && w.contains(IS)),
+        "the label write was tried: {:#?}",
+        kube.writes()
+    );
+    assert!(!log.contains("reconcile team-a/iris: registered"), "{log}");
+    assert!(
+        !events(&kube).iter().any(|e| e.contains("Registered")),
+        "{:#?}",
+        events(&kube)
+    );
+    let entities = reg.inference_services();
+    assert_eq!(entities.len(), 1, "{entities:#?}");
+    assert_eq!(entities[0]["desiredState"], "DEPLOYED");
+}
+
 /// Scenario 8: a 500 on the IS find is not absence (no POST until it answers); a 409 on the
 /// create (the IS exists after all) is answered by finding it again and adopting it.
 #[test]

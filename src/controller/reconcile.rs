@@ -351,7 +351,14 @@ fn pass(sh: &Shared, ns: &str, name: &str) -> Result<Done, Stop> {
     if adopted {
         sync(&reg, &is_id, &entity, &status_url).map_err(|e| fail(e, &isvc))?;
     }
-    let labelled = write_label(sh, &isvc, &is_id)?;
+    // Gone (404) under our finalizer: someone stripped it. Nothing is registered for a
+    // Kubernetes object that no longer exists, so no Event says so (R0).
+    let Some(labelled) = write_label(sh, &isvc, &is_id)? else {
+        return Ok(Done::new("gone", Debug, None).detail(format!(
+            "(deleted before its label was written; IS {is_id} stays in {})",
+            base.url()
+        )));
+    };
     let how = if adopted { "adopted" } else { "created" };
     let message = format!(
         "InferenceService {is_id} {how} in ServingEnvironment {se} of {}",
@@ -359,7 +366,7 @@ fn pass(sh: &Shared, ns: &str, name: &str) -> Result<Done, Stop> {
     );
     events::send(sh, &isvc, "Normal", "Registered", &message);
     Ok(
-        Done::new("registered", Info, labelled.as_ref().or(Some(&isvc))).detail(format!(
+        Done::new("registered", Info, Some(&labelled)).detail(format!(
             "is={is_id} se={se} registry={}{}",
             base.url(),
             if adopted { " (adopted)" } else { "" }
