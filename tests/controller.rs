@@ -1216,6 +1216,83 @@ fn controller_13_hung_watch_replaced() {
     assert_eq!(reg.inference_services().len(), 1);
 }
 
+/// The watch back-off's waits as the log gives them (`… in 812.3ms`), in order.
+fn watch_waits(log: &str) -> Vec<f64> {
+    log.lines()
+        .filter(|l| l.contains(" WARN watch in all namespaces: "))
+        .filter_map(|l| l.rsplit_once(" in "))
+        .map(|(_, wait)| match wait.strip_suffix("ms") {
+            Some(ms) => ms.parse::<f64>().unwrap() / 1000.0,
+            None => wait.strip_suffix('s').unwrap().parse().unwrap(),
+        })
+        .collect()
+}
+
+/// Asserts each logged wait is the back-off's `step` (1: 0.8 s, 2: 1.6 s, 3: 3.2 s) ±20 %.
+fn assert_steps(waits: &[f64], steps: &[u32], log: &str) {
+    let want: Vec<f64> = steps
+        .iter()
+        .map(|n| 0.8 * f64::from(1 << (n - 1)))
+        .collect();
+    assert_eq!(waits.len(), want.len(), "{waits:?}\n{log}");
+    for (wait, want) in waits.iter().zip(&want) {
+        assert!(
+            (want * 0.79..=want * 1.21).contains(wait),
+            "waits {waits:?}, steps {steps:?}\n{log}"
+        );
+    }
+}
+
+/// The watch back-off starts again from its first step after a watch that ended cleanly,
+/// even when `WATCH_TIMEOUT_SECONDS` is far under the 60 s that also reset it: two failed
+/// watches (0.8 s, 1.6 s), a clean one, two more failed (0.8 s, 1.6 s again, not 3.2 s).
+#[test]
+fn controller_13_watch_backoff_resets_after_a_clean_watch() {
+    let kube = Kube::start(Some(TOKEN));
+    let ctl = Ctl::start(&kube, &[("WATCH_TIMEOUT_SECONDS", "1")]);
+    ctl.wait_log("watching");
+    let collection = "/apis/serving.kserve.io/v1beta1/inferenceservices";
+    let failed = "HTTP 500: injected by the test; watching again from";
+    kube.fail("GET", collection, 500, 2);
+    ctl.wait_count(failed, 2);
+    // A watch that the server ends at its timeoutSeconds, after the second failure.
+    wait_until("a clean watch after the failures", || {
+        let log = ctl.log();
+        let second = log.match_indices(failed).nth(1).unwrap().0;
+        log[second..].contains("ended; watching again")
+    });
+    kube.fail("GET", collection, 500, 2);
+    ctl.wait_count(failed, 4);
+    let log = ctl.stop();
+    assert_steps(&watch_waits(&log), &[1, 2, 1, 2], &log);
+    assert_eq!(lists(&kube), 1, "failed watches re-watch, never relist");
+}
+
+/// A watch that delivered a BOOKMARK was a healthy one: when it then breaks, the back-off
+/// starts again from its first step (0.8 s, not the 6.4 s that three failures before it
+/// would make the fourth).
+#[test]
+fn controller_13_watch_backoff_resets_after_a_bookmark() {
+    let kube = Kube::start(Some(TOKEN));
+    let ctl = Ctl::start(&kube, &[]);
+    ctl.wait_log("watching");
+    let collection = "/apis/serving.kserve.io/v1beta1/inferenceservices";
+    let warned = " WARN watch in all namespaces: ";
+    // The open watch brings a bookmark (so it is surely open), then is cut: one failure.
+    let rv = kube.bookmark();
+    ctl.wait_log(&format!("bookmark at {rv}"));
+    kube.fail("GET", collection, 500, 2);
+    kube.cut_watches();
+    // The cut and the two 500s: three failures; then a watch that stays open.
+    ctl.wait_count(warned, 3);
+    let rv = kube.bookmark();
+    ctl.wait_log(&format!("bookmark at {rv}"));
+    kube.cut_watches();
+    ctl.wait_count(warned, 4);
+    let log = ctl.stop();
+    assert_steps(&watch_waits(&log), &[1, 2, 3, 1], &log);
+}
+
 /// Scenario 14: the kubeconfig's token file replaced and the old token revoked → the
 /// Kubernetes API and the registry both get the new one.
 #[test]

@@ -5,8 +5,10 @@
 //! 410 (HTTP or an `ERROR` event), an oversized or non-JSON line, or a second `ERROR` in a row
 //! relists; transport errors, 5xx, 429 and a stream that outlives its deadline
 //! (`timeoutSeconds` plus a grace of 30 s, or of `timeoutSeconds` when that is shorter: a
-//! half-dead connection) back off (0.8 s doubling to 30 s, ±20 %, reset after a watch that
-//! ran 60 s) and re-watch from the last resourceVersion.
+//! half-dead connection) back off (0.8 s doubling to 30 s, ±20 %) and re-watch from the last
+//! resourceVersion. The back-off starts again from 0.8 s after a watch that was healthy: it
+//! ran 60 s, ended cleanly, or brought a BOOKMARK (so a short `WATCH_TIMEOUT_SECONDS` resets
+//! it too).
 //! 403/404 (RBAC, no CRD) say so at error level and retry every 30 s.
 //!
 //! Only relevant objects are queued: an id label or our finalizer. A `MODIFIED` whose digest
@@ -83,8 +85,9 @@ pub(crate) fn run(sh: &Shared, namespace: Option<&str>) {
         let mut errors_in_row = 0;
         loop {
             let started = Instant::now();
-            let end = watch_once(sh, &base, &mut rv);
-            if started.elapsed() >= HEALTHY_WATCH {
+            let mut bookmarked = false;
+            let end = watch_once(sh, &base, &mut rv, &mut bookmarked);
+            if bookmarked || matches!(end, End::Clean) || started.elapsed() >= HEALTHY_WATCH {
                 failures = 0;
             }
             let (reason, why) = match end {
@@ -214,8 +217,9 @@ fn list(sh: &Shared, base: &str, namespace: Option<&str>) -> Result<String, End>
     }
 }
 
-// One watch request, read to its end.
-fn watch_once(sh: &Shared, base: &str, rv: &mut String) -> End {
+// One watch request, read to its end; `bookmarked` says whether a BOOKMARK came (the
+// server's sign of a healthy watch).
+fn watch_once(sh: &Shared, base: &str, rv: &mut String, bookmarked: &mut bool) -> End {
     let timeout = sh
         .settings
         .watch_timeout
@@ -252,6 +256,7 @@ fn watch_once(sh: &Shared, base: &str, rv: &mut String) -> End {
                 offer(sh, object, kind);
             }
             "BOOKMARK" => {
+                *bookmarked = true;
                 if let Some(v) = object["metadata"]["resourceVersion"].as_str() {
                     log::debug!("bookmark at {v}");
                     *rv = v.to_string();
