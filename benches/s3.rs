@@ -197,7 +197,7 @@ fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
 // `ca`: the private CA that signed the server's certificate (TLS cases).
 fn command(
     tool: Tool,
-    s3: &S3rver,
+    endpoint: &str,
     set: &Set,
     dest: &Path,
     curl_config: &Path,
@@ -208,7 +208,7 @@ fn command(
         Tool::Ours => {
             cmd = clean(env!("CARGO_BIN_EXE_mr-storage-initializer"));
             cmd.arg(format!("s3://bench/{}", set.prefix)).arg(dest);
-            cmd.env("AWS_ENDPOINT_URL", s3.endpoint())
+            cmd.env("AWS_ENDPOINT_URL", endpoint)
                 .env("RUST_LOG", "warn");
             if let Some(ca) = ca {
                 cmd.env("AWS_CA_BUNDLE", ca);
@@ -216,7 +216,7 @@ fn command(
         }
         Tool::S5cmd => {
             cmd = clean(installed("bin/s5cmd"));
-            cmd.args(["--endpoint-url", &s3.endpoint(), "cp"])
+            cmd.args(["--endpoint-url", endpoint, "cp"])
                 .arg(format!("s3://bench/{}/*", set.prefix))
                 .arg(format!("{}/", dest.display()));
             if let Some(ca) = ca {
@@ -241,7 +241,7 @@ fn command(
     cmd
 }
 
-fn curl_config(s3: &S3rver, set: &Set, dest: &Path, path: &Path) {
+fn curl_config(endpoint: &str, set: &Set, dest: &Path, path: &Path) {
     let mut text = String::new();
     for (key, _) in &set.files {
         let relative = key
@@ -249,8 +249,7 @@ fn curl_config(s3: &S3rver, set: &Set, dest: &Path, path: &Path) {
             .unwrap()
             .trim_start_matches('/');
         text.push_str(&format!(
-            "url = \"{}/bench/{key}\"\noutput = \"{}/{relative}\"\n",
-            s3.endpoint(),
+            "url = \"{endpoint}/bench/{key}\"\noutput = \"{}/{relative}\"\n",
             dest.display()
         ));
     }
@@ -359,7 +358,79 @@ fn server(certs: Option<&Certs>, sets: &[Set]) -> S3rver {
     s3
 }
 
+// The one-core case's server: this benchmark's own executable run again as
+// `support::s3static` over a folder holding the sets, in a process of its own so it can be
+// pinned like s3rver. Killed by its process id when dropped.
+struct StaticS3 {
+    child: std::process::Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl StaticS3 {
+    fn start(sets: &[Set]) -> StaticS3 {
+        let dir = TempDir::new("s3static");
+        let started = Instant::now();
+        for set in sets {
+            for (i, (key, size)) in set.files.iter().enumerate() {
+                let path = dir.path().join("bench").join(key);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, bytes(*size as usize, i as u32)).unwrap();
+            }
+        }
+        let port = support::closed_port();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .env(SERVE, dir.path())
+            .env(SERVE_PORT, port.to_string())
+            .spawn()
+            .expect("cannot start the static S3 server");
+        let server = StaticS3 {
+            child,
+            port,
+            _dir: dir,
+        };
+        // It indexes (and hashes) every file before it listens.
+        let deadline = Instant::now() + std::time::Duration::from_secs(120);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the static S3 server never listened"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        eprintln!(
+            "seeded the static S3 server ({}) in {:.1} s",
+            server.endpoint(),
+            started.elapsed().as_secs_f64()
+        );
+        server
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for StaticS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// Set in the environment of the benchmark's second process, which then serves that folder.
+const SERVE: &str = "MRSI_BENCH_SERVE";
+const SERVE_PORT: &str = "MRSI_BENCH_SERVE_PORT";
+
 fn main() {
+    if let Some(root) = std::env::var_os(SERVE) {
+        let port = std::env::var(SERVE_PORT).unwrap();
+        let _server =
+            support::s3static::S3Static::start(Path::new(&root), &format!("127.0.0.1:{port}"));
+        loop {
+            std::thread::park();
+        }
+    }
     // `cargo bench` passes `--bench`; a filter argument is not supported.
     let quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0");
     let rounds: usize = std::env::var("BENCH_ROUNDS")
@@ -383,11 +454,18 @@ fn main() {
     let sets = sets(quick);
     let work = TempDir::new("bench-s3");
     let certs = make_certs(work.path());
-    let plain = cases.iter().any(|c| !c.tls).then(|| server(None, &sets));
+    let plain = cases
+        .iter()
+        .any(|c| !c.tls && !c.one_core)
+        .then(|| server(None, &sets));
     let tls = cases
         .iter()
         .any(|c| c.tls)
         .then(|| server(Some(&certs), &sets));
+    let fast = cases
+        .iter()
+        .any(|c| c.one_core)
+        .then(|| StaticS3::start(&sets));
     let machine = machine();
     eprintln!("machine: {machine}");
     let tools = [Tool::Ours, Tool::S5cmd, Tool::Curl];
@@ -395,14 +473,15 @@ fn main() {
         "| case | set | tool | MiB/s | client CPU s/GiB | peak RSS | vs s5cmd: speed, CPU/GiB |\n|---|---|---|---|---|---|---|"
     )];
     for case in &cases {
-        let s3 = if case.tls {
-            tls.as_ref()
+        // (endpoint, server process)
+        let (endpoint, server_pid) = if case.one_core {
+            let s3 = fast.as_ref().unwrap();
+            (s3.endpoint(), s3.child.id())
         } else {
-            plain.as_ref()
-        }
-        .unwrap();
+            let s3 = if case.tls { &tls } else { &plain }.as_ref().unwrap();
+            (s3.endpoint(), s3.pid())
+        };
         let ca = case.tls.then_some(certs.ca.as_path());
-        let server_pid = s3.pid();
         if case.one_core && cpus() > 1 {
             // The client has CPU 0 to itself, as a pod under a 1-CPU limit would; the server
             // (elsewhere in real life) takes the others.
@@ -430,9 +509,9 @@ fn main() {
                     let dest: PathBuf = work.path().join(format!("{}-{run}", set.prefix));
                     std::fs::create_dir_all(&dest).unwrap();
                     let config = work.path().join("curl.cfg");
-                    curl_config(s3, set, &dest, &config);
+                    curl_config(&endpoint, set, &dest, &config);
                     sync();
-                    let cmd = command(tool, s3, set, &dest, &config, ca);
+                    let cmd = command(tool, &endpoint, set, &dest, &config, ca);
                     let m = timed(cmd, tool.name(), case.one_core);
                     check(set, &dest, tool);
                     let counted = round > 0;

@@ -785,3 +785,48 @@ fn s3_checksums_are_checked_before_the_etag() {
     };
     stub_download(object).1.expect_code(0);
 }
+
+/// The benchmark's static S3 server (`support::s3static`) answers s5cmd (the AWS SDK for Go)
+/// and this program alike: a listing of more than one page, nested keys, and a file large
+/// enough to come in ranged parts all arrive whole, through both clients.
+#[test]
+fn the_static_s3_server_is_faithful_to_s5cmd_and_us() {
+    use crate::support::s3::installed;
+    use crate::support::s3static::S3Static;
+    let tmp = TempDir::new("s3static");
+    let root = tmp.path().join("root");
+    let model = root.join("bench/model");
+    let big = bytes((64 << 20) + 4097, 3);
+    std::fs::create_dir_all(model.join("sub")).unwrap();
+    std::fs::write(model.join("big.bin"), &big).unwrap();
+    for i in 0..1_050 {
+        std::fs::write(model.join(format!("sub/f{i:04}.txt")), format!("file {i}")).unwrap();
+    }
+    // A sibling the prefix must not take.
+    std::fs::create_dir_all(root.join("bench/models")).unwrap();
+    std::fs::write(root.join("bench/models/no"), b"no").unwrap();
+    let s3 = S3Static::start(&root, "127.0.0.1:0");
+    let expected = tree(&model);
+    assert_eq!(expected.len(), 1_051);
+
+    let ours = tmp.path().join("ours");
+    let env = vec![
+        ("AWS_ENDPOINT_URL", s3.endpoint()),
+        ("awsAnonymousCredential", "true".into()),
+    ];
+    run_env(&["s3://bench/model", ours.to_str().unwrap()], &env).expect_code(0);
+    assert!(tree(&ours) == expected, "this program's copy differs");
+
+    let theirs = tmp.path().join("s5cmd");
+    let out = std::process::Command::new(installed("bin/s5cmd"))
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", "any")
+        .env("AWS_SECRET_ACCESS_KEY", "any")
+        .env("AWS_REGION", "us-east-1")
+        .args(["--endpoint-url", &s3.endpoint(), "cp", "s3://bench/model/*"])
+        .arg(format!("{}/", theirs.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "s5cmd: {out:?}");
+    assert!(tree(&theirs) == expected, "s5cmd's copy differs");
+}

@@ -11,6 +11,7 @@ pub mod proxy;
 pub mod registry_fake;
 pub mod replay;
 pub mod s3;
+pub mod s3static;
 pub mod server;
 pub mod tls;
 pub mod token;
