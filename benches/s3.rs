@@ -11,7 +11,9 @@
 //!   OpenSSL, AES-GCM): no proxy hop to add its own copies, and the server's cost is the
 //!   same whichever client asks, while the client CPU measured is the client's alone;
 //! - `1 core`: plain HTTP with every client pinned to CPU 0 (`taskset -c 0`), as under
-//!   KServe's default 1-CPU limit, and the server moved to the other CPUs.
+//!   KServe's default 1-CPU limit, and the server on the other CPUs. The server is
+//!   `support::s3static` (sendfile, a thread per connection), not s3rver: pinned clients
+//!   waited on node, which bounded them all alike, so the case would measure the server.
 //!
 //! Runs alternate between the tools, and who goes first rotates each round, so that a slow
 //! moment of the machine is shared out. Each run starts from an empty destination. For each
