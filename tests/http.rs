@@ -883,7 +883,7 @@ fn a_rerun_after_sigkill_fetches_at_most_a_checkpoint_per_part_again() {
     out.expect_code(0);
     assert_eq!(std::fs::read(site.dest().join("big.bin")).unwrap(), data);
     // What the first run never got, plus at most a checkpoint per part in flight (2), plus
-    // 1 MiB for what sat in buffers (socket, the reader's 512 KiB) when the kill came.
+    // 1 MiB for what sat in buffers (socket, the reader's 384 KiB) when the kill came.
     let again = web.sent();
     let bound = (size - first) + 2 * CHECKPOINT + (1 << 20);
     assert!(

@@ -70,7 +70,7 @@ pub use verify::Pins;
 
 /// Parallel transfers when `-j` is not given: enough requests in flight to keep an object
 /// store busy on many small files (measured: 8 left s3rver idle between requests, 32 gained
-/// nothing more), at about 600 KiB of buffers each (`http::BUFFER_SIZE` and ureq's).
+/// nothing more), at about 450 KiB of buffers each (more over TLS) (`http::BUFFER_SIZE` and ureq's).
 pub(crate) const DEFAULT_JOBS: usize = 16;
 /// Objects larger than this are fetched as ranged parts of this size: large enough that the
 /// cost of a request (signing, the server's lookup) is noise, small enough that a 1 GiB file

@@ -16,11 +16,12 @@ use crate::error::{Error, one_line, redact_url};
 
 /// Bytes of a response body gathered before they are written: with N workers, downloads
 /// hold N of these, plus ureq's own buffers (`INPUT_BUFFER` and `OUTPUT_BUFFER`) per
-/// connection. 512 KiB rather than 256: a direct write waits for the disk and costs a
-/// virtio notification whatever its size, so half as many cut the client's CPU per GiB by
-/// about 10% and its context switches by 40% (one core, the static S3 bench server); 1 MiB
-/// bought nothing more and put 16 workers at 23 MiB RSS (512 KiB: 15 MiB).
-pub(crate) const BUFFER_SIZE: usize = 512 * 1024;
+/// connection. Larger blocks mean fewer direct writes, each of which waits for the disk and
+/// costs a virtio notification whatever its size: 512 KiB rather than 256 cut the client's
+/// CPU per GiB by about 13% and its context switches by 40% (one core, the static S3 bench
+/// server), but 16 workers over TLS then peaked at 18 MiB RSS, past the 16 MiB this program
+/// keeps to; 384 KiB (with ureq's 32 KiB reads) peaks at 15 MiB.
+pub(crate) const BUFFER_SIZE: usize = 384 * 1024;
 
 /// Each write of a body but the last starts at a multiple of this in the object and holds a
 /// multiple of it, from memory aligned to it: what a file opened for direct I/O (`O_DIRECT`)
