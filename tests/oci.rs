@@ -39,6 +39,23 @@ fn oci_files_by_tag_and_by_digest() {
     run_env(&[&uri, dest.path().to_str().unwrap()], &env(&registry)).expect_code(0);
     assert_eq!(tree(dest.path()), want);
 
+    // --resolve: the manifest the tag names now, and the URI that pins it; no blob fetched.
+    let tagged = format!("oci://{}/models/iris:v1", registry.host());
+    let out = run_env(&["--resolve", &tagged], &env(&registry));
+    out.expect_code(0);
+    let resolved: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        resolved,
+        serde_json::json!({
+            "uri": tagged,
+            "registry": registry.host(),
+            "repository": "models/iris",
+            "reference": "v1",
+            "manifest_digest": manifest,
+            "pinned_uri": uri,
+        })
+    );
+
     // Manifest bytes the registry changed under the digest that names them: refused.
     let stored = registry.blob(&manifest);
     let mut tampered = std::fs::read(&stored).unwrap();
@@ -439,7 +456,7 @@ fn oci_image_index_by_platform() {
             &format!("containers-storage:localhost/car-{arch}"),
         ]);
     }
-    buildah.push(
+    let index = buildah.push(
         &["manifest", "push", "--all"],
         "localhost/car-list",
         &registry,
@@ -454,6 +471,21 @@ fn oci_image_index_by_platform() {
         let out = run_env(&[&uri, dest.path().to_str().unwrap()], &vars);
         out.expect_code(0);
         assert!(out.stderr.contains("index entry sha256:"), "{}", out.stderr);
+        assert_eq!(tree(dest.path()), files(&[("arch.txt", want.as_bytes())]));
+        let chosen = out.stderr.split("index entry ").nth(1).unwrap()[..71].to_string();
+
+        // --resolve: the index's digest, the manifest chosen for the platform, and a URI
+        // pinning that manifest, which downloads the same files.
+        let out = run_env(&["--resolve", &uri], &vars);
+        out.expect_code(0);
+        let resolved: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let pinned = format!("oci://{}/models/multi@{chosen}", registry.host());
+        assert_eq!(resolved["manifest_digest"], chosen.as_str(), "{resolved}");
+        assert_eq!(resolved["index_digest"], index.as_str(), "{resolved}");
+        assert_eq!(resolved["platform"], format!("linux/{want}"), "{resolved}");
+        assert_eq!(resolved["pinned_uri"], pinned.as_str(), "{resolved}");
+        let dest = TempDir::new("oci-index-pinned");
+        run_env(&[&pinned, dest.path().to_str().unwrap()], &env(&registry)).expect_code(0);
         assert_eq!(tree(dest.path()), files(&[("arch.txt", want.as_bytes())]));
     }
     let dest = TempDir::new("oci-index-none");
