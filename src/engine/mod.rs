@@ -50,6 +50,7 @@ pub(crate) mod part;
 pub(crate) mod plan;
 pub(crate) mod verify;
 
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::Range;
@@ -216,14 +217,23 @@ pub fn download(
                 ),
             });
         }
-        if p.path().as_os_str() == manifest::NAME {
+        if [manifest::NAME, layers::RECORD]
+            .map(OsStr::new)
+            .contains(&p.path().as_os_str())
+        {
             return Err(Error::UnsafeKey {
                 uri: uri.to_string(),
                 key: p.key.to_string(),
-                reason: format!(
-                    "'{}' is this program's manifest in DEST_DIR",
-                    manifest::NAME
-                ),
+                reason: match p.path().as_os_str() == manifest::NAME {
+                    true => format!(
+                        "'{}' is this program's manifest in DEST_DIR",
+                        manifest::NAME
+                    ),
+                    false => format!(
+                        "'{}' is this program's layer record in DEST_DIR",
+                        layers::RECORD
+                    ),
+                },
             });
         }
     }
