@@ -3,7 +3,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::support::oci::{Buildah, Registry, Step, digest, htpasswd};
+use crate::support::oci::{ArtifactLayer, Buildah, Registry, Step, digest, htpasswd};
 use crate::support::replay::Replay;
 use crate::support::server::{Server, read_head};
 use crate::support::tls::make_certs;
@@ -252,39 +252,118 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-#[test]
-fn oci_modelpack_tar_layers_beside_raw_files() {
-    let registry = Registry::start();
-    let weights = bytes(1 << 20, 9);
-    let packed = gzip(&tar_of(&[
-        ("weights/model.bin", &weights),
-        ("README.md", b"hi"),
-    ]));
-    registry.push_typed(
-        "models/pack:v1",
-        &[
-            (
-                "config.json",
-                "application/vnd.cncf.model.weight.config.v1.raw",
-                b"{}",
-            ),
-            ("weights.tar.gz", MODEL_TAR_GZ, &packed),
-        ],
+fn zstd(bytes: &[u8]) -> Vec<u8> {
+    ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest)
+}
+
+// The CNCF ModelPack spec's media types (modelpack/model-spec, specs-go/v1/mediatype.go) and
+// KitOps' (kitops, pkg/lib/constants).
+const MODELPACK: &str = "application/vnd.cncf.model.manifest.v1+json";
+const MODELPACK_CONFIG: &str = "application/vnd.cncf.model.config.v1+json";
+const FILEPATH: &str = "org.cncf.model.filepath";
+const KITOPS: &str = "application/vnd.kitops.modelkit.manifest.v1+json";
+const KITOPS_CONFIG: &str = "application/vnd.kitops.modelkit.config.v1+json";
+
+/// A ModelPack artifact as `modctl` lays one out, pushed by ORAS: each file a tar layer of
+/// its own (plain, gzip or zstd, by kind: weights, weight configs, docs) annotated with its
+/// path, one raw file, the model config. Returns the manifest's digest, the files that must
+/// land, and the tar layers' digests (in manifest order).
+fn push_modelpack(
+    registry: &Registry,
+    target: &str,
+) -> (
+    String,
+    std::collections::BTreeMap<String, Vec<u8>>,
+    Vec<String>,
+) {
+    let shard1 = bytes(3 << 20, 21);
+    let shard2 = bytes(2 << 20, 22);
+    let tokenizer = br#"{"version":"1.0"}"#.as_slice();
+    let readme = b"# iris\n".as_slice();
+    let one = tar_of(&[("weights/model-00001-of-00002.safetensors", &shard1)]);
+    let two = zstd(&tar_of(&[(
+        "weights/model-00002-of-00002.safetensors",
+        &shard2,
+    )]));
+    let tok = gzip(&tar_of(&[("tokenizer.json", tokenizer)]));
+    let doc = tar_of(&[("README.md", readme)]);
+    let config = serde_json::json!({
+        "descriptor": {"name": "iris", "version": "v1"},
+        "config": {"format": "safetensors", "paramSize": "1M"},
+        "modelfs": {"type": "layers", "diffIds": [digest(&one), digest(&doc)]}
+    })
+    .to_string();
+    let layers: &[ArtifactLayer<'_>] = &[
+        (
+            "model-00001-of-00002.safetensors",
+            MODEL_TAR,
+            &one,
+            &[(FILEPATH, "weights/model-00001-of-00002.safetensors")],
+        ),
+        (
+            "model-00002-of-00002.safetensors",
+            "application/vnd.cncf.model.weight.v1.tar+zstd",
+            &two,
+            &[(FILEPATH, "weights/model-00002-of-00002.safetensors")],
+        ),
+        (
+            "tokenizer.json",
+            "application/vnd.cncf.model.weight.config.v1.tar+gzip",
+            &tok,
+            &[(FILEPATH, "tokenizer.json")],
+        ),
+        (
+            "README.md",
+            "application/vnd.cncf.model.doc.v1.tar",
+            &doc,
+            &[(FILEPATH, "README.md")],
+        ),
+        (
+            "generation_config.json",
+            "application/vnd.cncf.model.weight.config.v1.raw",
+            b"{}",
+            &[(FILEPATH, "generation_config.json")],
+        ),
+    ];
+    let manifest = registry.push_artifact(
+        target,
+        MODELPACK,
+        ("config.json", MODELPACK_CONFIG, config.as_bytes()),
+        layers,
     );
+    let want = files(&[
+        ("README.md", readme),
+        ("generation_config.json", b"{}"),
+        ("tokenizer.json", tokenizer),
+        ("weights/model-00001-of-00002.safetensors", &shard1),
+        ("weights/model-00002-of-00002.safetensors", &shard2),
+    ]);
+    let tars = [&one, &two, &tok, &doc].map(|t| digest(t)).to_vec();
+    (manifest, want, tars)
+}
+
+#[test]
+fn oci_modelpack_and_modelkit_pushed_by_oras() {
+    let registry = Registry::start();
+    let (manifest, want, _) = push_modelpack(&registry, "models/pack:v1");
+    // What ORAS pushed is ModelPack-shaped: its artifact type, config and layer media types.
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(registry.blob(&manifest)).unwrap()).unwrap();
+    assert_eq!(stored["artifactType"], MODELPACK, "{stored}");
+    assert_eq!(stored["config"]["mediaType"], MODELPACK_CONFIG, "{stored}");
+    assert_eq!(
+        stored["layers"][1]["mediaType"],
+        "application/vnd.cncf.model.weight.v1.tar+zstd"
+    );
+    assert_eq!(stored["layers"][3]["annotations"][FILEPATH], "README.md");
+
     let uri = format!("oci://{}/models/pack:v1", registry.host());
     let dest = TempDir::new("oci-pack");
     let out = run_env(&[&uri, dest.path().to_str().unwrap()], &env(&registry));
     out.expect_code(0);
-    assert_eq!(
-        tree(dest.path()),
-        files(&[
-            ("README.md", b"hi"),
-            ("config.json", b"{}"),
-            ("weights/model.bin", &weights)
-        ])
-    );
+    assert_eq!(tree(dest.path()), want);
     assert!(
-        out.stderr.contains("extracted 2 file(s) from 1 layer(s)"),
+        out.stderr.contains("extracted 4 file(s) from 4 layer(s)"),
         "{}",
         out.stderr
     );
@@ -295,7 +374,210 @@ fn oci_modelpack_tar_layers_beside_raw_files() {
     vars.push(("STORAGE_IGNORE_PATTERNS", "*.md".into()));
     run_env(&[&uri, dest.path().to_str().unwrap()], &vars).expect_code(0);
     assert!(!dest.path().join("README.md").exists());
-    assert!(dest.path().join("weights/model.bin").exists());
+    assert!(dest.path().join("tokenizer.json").exists());
+
+    // A KitOps ModelKit: the Kitfile as config, gzip tar layers per kind.
+    let model = bytes(1 << 20, 23);
+    let kitfile = serde_json::json!({
+        "manifestVersion": "1.0.0",
+        "package": {"name": "iris"},
+        "model": {"name": "iris", "path": "model.onnx"},
+        "code": [{"path": "src"}],
+        "docs": [{"path": "README.md"}]
+    })
+    .to_string();
+    let layers: &[ArtifactLayer<'_>] = &[
+        (
+            "model.tar.gz",
+            "application/vnd.kitops.modelkit.model.v1.tar+gzip",
+            &gzip(&tar_of(&[("model.onnx", &model)])),
+            &[],
+        ),
+        (
+            "code.tar.gz",
+            "application/vnd.kitops.modelkit.code.v1.tar+gzip",
+            &gzip(&tar_of(&[("src/train.py", b"print(1)")])),
+            &[],
+        ),
+        (
+            "docs.tar.gz",
+            "application/vnd.kitops.modelkit.docs.v1.tar+gzip",
+            &gzip(&tar_of(&[("README.md", b"kit")])),
+            &[],
+        ),
+    ];
+    registry.push_artifact(
+        "models/kit:v1",
+        KITOPS,
+        ("Kitfile.json", KITOPS_CONFIG, kitfile.as_bytes()),
+        layers,
+    );
+    let uri = format!("oci://{}/models/kit:v1", registry.host());
+    let dest = TempDir::new("oci-kit");
+    run_env(&[&uri, dest.path().to_str().unwrap()], &env(&registry)).expect_code(0);
+    assert_eq!(
+        tree(dest.path()),
+        files(&[
+            ("README.md", b"kit"),
+            ("model.onnx", &model),
+            ("src/train.py", b"print(1)")
+        ])
+    );
+}
+
+#[test]
+fn oci_tar_layers_rerun_fetches_only_what_changed() {
+    let registry = Registry::start();
+    let (_, want, tars) = push_modelpack(&registry, "models/pack:v1");
+    let uri = format!("oci://{}/models/pack:v1", registry.host());
+    let dest = TempDir::new("oci-rerun");
+    let arg = dest.path().to_str().unwrap();
+    let fetched = |since: usize| -> Vec<String> {
+        let all = registry.blob_gets();
+        let mut tars: Vec<String> = all[since..]
+            .iter()
+            .filter(|d| tars.contains(d))
+            .cloned()
+            .collect();
+        tars.sort();
+        tars
+    };
+    let mut sorted = tars.clone();
+    sorted.sort();
+
+    let out = run_env(&[&uri, arg], &env(&registry));
+    out.expect_code(0);
+    assert_eq!(tree(dest.path()), want);
+    assert_eq!(fetched(0), sorted, "each tar layer once");
+    // Progress, as for other downloads: the layers' bytes, each layer counting as a file.
+    assert!(out.stderr.contains("progress: "), "{}", out.stderr);
+    assert!(out.stderr.contains(" of 4 files"), "{}", out.stderr);
+
+    // A rerun: every layer's files are in place, untouched; no tar layer is fetched.
+    let before = registry.blob_gets().len();
+    let out = run_env(&[&uri, arg], &env(&registry));
+    out.expect_code(0);
+    assert_eq!(fetched(before), Vec::<String>::new(), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("; 4 layer(s) already applied"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(tree(dest.path()), want);
+
+    // A file removed, another rewritten: their layers (only) are fetched again.
+    std::fs::remove_file(dest.path().join("README.md")).unwrap();
+    std::fs::write(dest.path().join("tokenizer.json"), b"changed").unwrap();
+    let before = registry.blob_gets().len();
+    let out = run_env(&[&uri, arg], &env(&registry));
+    out.expect_code(0);
+    let mut again = vec![tars[2].clone(), tars[3].clone()];
+    again.sort();
+    assert_eq!(fetched(before), again, "{}", out.stderr);
+    assert_eq!(tree(dest.path()), want);
+}
+
+/// A registry stub serving an artifact of `layers` (tar bytes each): every blob GET waits
+/// until `gate` GETs are in flight at once (or 60 s pass, so a client fetching one at a time
+/// is seen, not hung), and the most in flight is counted.
+struct GatedRegistry {
+    server: Server,
+    most: std::sync::Arc<std::sync::Mutex<usize>>,
+}
+
+fn gated_registry(layers: Vec<Vec<u8>>, gate: usize) -> GatedRegistry {
+    use std::sync::{Arc, Condvar, Mutex};
+    let descriptors: Vec<_> = layers
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "mediaType": MODEL_TAR, "digest": digest(l), "size": l.len()
+            })
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": MODELPACK,
+        "config": {"mediaType": MODELPACK_CONFIG, "digest": digest(b"{}"), "size": 2},
+        "layers": descriptors
+    })
+    .to_string();
+    let flight = Arc::new((Mutex::new((0usize, 0usize)), Condvar::new()));
+    let most = Arc::new(Mutex::new(0));
+    let seen = most.clone();
+    let server = Server::start("127.0.0.1:0", move |mut stream| {
+        use std::io::Write;
+        let Some((_, target, _)) = read_head(&stream) else {
+            return;
+        };
+        if target.ends_with("/manifests/v1") {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\n\r\n",
+                manifest.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(manifest.as_bytes());
+            return;
+        }
+        let Some(layer) = layers
+            .iter()
+            .find(|l| target.ends_with(&format!("/blobs/{}", digest(l))))
+        else {
+            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            return;
+        };
+        let (lock, cv) = &*flight;
+        {
+            let mut f = lock.lock().unwrap();
+            f.0 += 1;
+            f.1 = f.1.max(f.0);
+            *seen.lock().unwrap() = f.1;
+            cv.notify_all();
+            let (mut f, _) = cv
+                .wait_timeout_while(f, std::time::Duration::from_secs(60), |f| f.1 < gate)
+                .unwrap();
+            f.0 -= 1;
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            layer.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(layer);
+    });
+    GatedRegistry { server, most }
+}
+
+#[test]
+fn oci_tar_layers_stream_at_once_within_jobs() {
+    let layers: Vec<Vec<u8>> = (0..3u32)
+        .map(|i| tar_of(&[(&format!("part{i}.bin"), &bytes(300_000, i))]))
+        .collect();
+    let want: std::collections::BTreeMap<String, Vec<u8>> = (0..3u32)
+        .map(|i| (format!("part{i}.bin"), bytes(300_000, i)))
+        .collect();
+    // Each blob is answered only once three are asked for at once.
+    let gated = gated_registry(layers.clone(), 3);
+    let host = gated.server.addr().to_string();
+    let uri = format!("oci://{host}/models/gated:v1");
+    let dest = TempDir::new("oci-gated");
+    let vars = [("OCI_INSECURE_REGISTRIES", host)];
+    let out = run_env(&[&uri, dest.path().to_str().unwrap()], &vars);
+    out.expect_code(0);
+    assert_eq!(tree(dest.path()), want);
+    assert_eq!(*gated.most.lock().unwrap(), 3, "{}", out.stderr);
+
+    // -j 1: one layer at a time.
+    let open = gated_registry(layers, 0);
+    let host = open.server.addr().to_string();
+    let uri = format!("oci://{host}/models/gated:v1");
+    let dest = TempDir::new("oci-one-at-a-time");
+    let vars = [("OCI_INSECURE_REGISTRIES", host)];
+    let out = run_env(&["-j", "1", &uri, dest.path().to_str().unwrap()], &vars);
+    out.expect_code(0);
+    assert_eq!(tree(dest.path()), want);
+    assert_eq!(*open.most.lock().unwrap(), 1);
 }
 
 #[test]
@@ -418,6 +700,27 @@ fn oci_modelcar_image_layers_with_whiteouts() {
         registry = Some(pushed);
     }
     let registry = registry.unwrap();
+
+    // Reruns. Untouched: no layer fetched. A file of the second (last) layer gone: that layer
+    // alone. A file of the first gone: the first, and the second after it, since its whiteouts
+    // removed what the first put there.
+    let uri = format!("oci://{}/models/car:v1", registry.host());
+    let dest = TempDir::new("oci-modelcar-rerun");
+    let arg = dest.path().to_str().unwrap();
+    let rerun = |removed: Option<&str>| {
+        if let Some(name) = removed {
+            std::fs::remove_file(dest.path().join(name)).unwrap();
+        }
+        let before = registry.blob_gets().len();
+        let out = run_env(&[&uri, arg], &env(&registry));
+        out.expect_code(0);
+        assert_eq!(tree(dest.path()), want, "{}", out.stderr);
+        registry.blob_gets().len() - before
+    };
+    assert_eq!(rerun(None), 2);
+    assert_eq!(rerun(None), 0);
+    assert_eq!(rerun(Some("weights.bin")), 1);
+    assert_eq!(rerun(Some("config.json")), 2);
 
     // OCI_MODEL_DIR names another folder: the whole image here.
     let uri = format!("oci://{}/models/car:v1", registry.host());
