@@ -475,6 +475,17 @@ fn oci_tar_layers_rerun_fetches_only_what_changed() {
     again.sort();
     assert_eq!(fetched(before), again, "{}", out.stderr);
     assert_eq!(tree(dest.path()), want);
+
+    // A record that is not one vouches for nothing: every layer again.
+    std::fs::write(
+        dest.path().join(".mrsi-layers"),
+        b"mrsi-layers v1\n{not json}\n",
+    )
+    .unwrap();
+    let before = registry.blob_gets().len();
+    run_env(&[&uri, arg], &env(&registry)).expect_code(0);
+    assert_eq!(fetched(before), sorted);
+    assert_eq!(tree(dest.path()), want);
 }
 
 /// A registry stub serving an artifact of `layers` (tar bytes each): every blob GET waits
@@ -605,6 +616,21 @@ fn oci_hostile_tar_layers_land_nowhere() {
         !dest.join("ok.txt").exists(),
         "nothing of a failed layer lands"
     );
+
+    // A layer holding this program's own files: refused, nothing of it lands.
+    let own = tar_of(&[("a.txt", b"a"), (".mrsi-layers", b"mrsi-layers v1\n")]);
+    registry.push_typed("models/own:v1", &[("o.tar", MODEL_TAR, &own)]);
+    let uri = format!("oci://{}/models/own:v1", registry.host());
+    let out = run_env(&[&uri, dest_arg], &env(&registry));
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot extract '{}': the layer holds '.mrsi-layers', a name of this program's own files in DEST_DIR",
+            dest.join(".mrsi-layers").display()
+        )
+    );
+    assert!(!dest.join("a.txt").exists());
 
     // A bomb: a few bytes that declare 8 GiB.
     let mut header = tar::Header::new_gnu();

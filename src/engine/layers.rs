@@ -372,6 +372,24 @@ fn place(
     filter: &Filter,
     ledger: &mut Ledger,
 ) -> Result<usize, Error> {
+    // Before anything moves: a layer holding this program's own names lands nowhere.
+    let top = std::fs::read_dir(staging).map_err(|e| Error::io("read folder", staging, e))?;
+    for entry in top {
+        let name = entry
+            .map_err(|e| Error::io("read folder", staging, e))?
+            .file_name();
+        if is_own(&name) {
+            let reason = format!(
+                "the layer holds '{}', a name of this program's own files in DEST_DIR",
+                name.to_string_lossy()
+            );
+            return Err(Error::io(
+                "extract",
+                dest.join(&name),
+                io::Error::other(reason),
+            ));
+        }
+    }
     for whiteout in whiteouts {
         ledger.entangled[i] = true;
         let gone = match whiteout {
@@ -477,19 +495,7 @@ fn merge(
     let mut renamed = false;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("read folder", &from, e))?;
-        let name = entry.file_name();
-        if relative.as_os_str().is_empty() && is_own(&name) {
-            let reason = format!(
-                "the layer holds '{}', a name of this program's own files in DEST_DIR",
-                name.to_string_lossy()
-            );
-            return Err(Error::io(
-                "extract",
-                dest.join(&name),
-                io::Error::other(reason),
-            ));
-        }
-        let relative = relative.join(&name);
+        let relative = relative.join(entry.file_name());
         let kind = entry
             .file_type()
             .map_err(|e| Error::io("inspect", entry.path(), e))?;
