@@ -38,7 +38,7 @@ ARGS:
     DEST_DIR    where the files go; created if missing (KServe: /mnt/models)
 
 OPTIONS:
-    -j, --jobs N    parallel transfers (default 16)
+    -j, --jobs N    parallel transfers (default 16; oci:// tar layers: at most 4 at once)
     --dry-run       print what would be written (size and path, one per line), write nothing
     --resolve       resolve a model-registry:// URI (or an hf:// URI's revision to its
                     commit, an oci:// URI's tag to its manifest digest), print the result as
@@ -52,7 +52,8 @@ OPTIONS:
 A single downloaded .tar, .tar.gz, .tgz or .zip is extracted into DEST_DIR and removed.
 Files are written under hidden .NAME.mrsi-part names and renamed when complete; a rerun
 skips files already complete and resumes large ones. What a run completed is noted in
-DEST_DIR/.mrsi-manifest; one over 64 MiB, or with a line over 1 MiB, is ignored.
+DEST_DIR/.mrsi-manifest (oci:// tar layers applied: DEST_DIR/.mrsi-layers, a layer skipped
+when the files it left are untouched); one over 64 MiB, or with a line over 1 MiB, is ignored.
 
 ENVIRONMENT (empty counts as unset):
     MODEL_REGISTRY_BASE_URL        default registry, host[:port] or a URL with a path prefix
