@@ -426,6 +426,79 @@ fn oci_modelpack_and_modelkit_pushed_by_oras() {
 }
 
 #[test]
+fn oci_modelpack_pushed_and_pulled_by_a_modelpack_client() {
+    // A model folder, pushed by modelpack-client as modctl lays an artifact out: a raw file
+    // per file, a tar layer per folder (plain, gzip, zstd by media type).
+    let model = TempDir::new("modelpack-src");
+    let root = model.path();
+    let weights = bytes(2 << 20, 31);
+    let shard = bytes(1 << 20, 32);
+    std::fs::write(root.join("model.safetensors"), &weights).unwrap();
+    std::fs::write(root.join("config.json"), b"{\"arch\":\"iris\"}").unwrap();
+    for (path, bytes) in [
+        ("shards/a.safetensors", shard.as_slice()),
+        ("shards/b.safetensors", b"b"),
+        ("tokenizer/tokenizer.json", b"{}"),
+        ("tokenizer/vocab/merges.txt", b"a b"),
+        ("docs/README.md", b"# iris"),
+    ] {
+        std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+        std::fs::write(root.join(path), bytes).unwrap();
+    }
+    let registry = Registry::start();
+    let manifest = registry.push_modelpack(
+        "models/mp:v1",
+        root,
+        &[
+            (
+                "model.safetensors",
+                "application/vnd.cncf.model.weight.v1.raw",
+            ),
+            (
+                "config.json",
+                "application/vnd.cncf.model.weight.config.v1.raw",
+            ),
+            ("shards", "application/vnd.cncf.model.weight.v1.tar+zstd"),
+            (
+                "tokenizer",
+                "application/vnd.cncf.model.weight.config.v1.raw",
+            ),
+            ("docs", "application/vnd.cncf.model.doc.v1.tar+gzip"),
+        ],
+    );
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(registry.blob(&manifest)).unwrap()).unwrap();
+    assert_eq!(stored["artifactType"], MODELPACK, "{stored}");
+    assert_eq!(stored["config"]["mediaType"], MODELPACK_CONFIG, "{stored}");
+    let types: Vec<&str> = stored["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "application/vnd.cncf.model.weight.v1.raw",
+            "application/vnd.cncf.model.weight.config.v1.raw",
+            "application/vnd.cncf.model.weight.v1.tar+zstd",
+            "application/vnd.cncf.model.weight.config.v1.tar",
+            "application/vnd.cncf.model.doc.v1.tar+gzip",
+        ]
+    );
+
+    let uri = format!("oci://{}/models/mp:v1", registry.host());
+    let dest = TempDir::new("oci-modelpack-client");
+    let out = run_env(&[&uri, dest.path().to_str().unwrap()], &env(&registry));
+    out.expect_code(0);
+    assert_eq!(tree(dest.path()), tree(root), "{}", out.stderr);
+    // The client's own pull lands the same files.
+    let pulled = TempDir::new("oci-modelpack-pulled");
+    registry.pull_modelpack("models/mp:v1", pulled.path());
+    assert_eq!(tree(pulled.path()), tree(root));
+}
+
+#[test]
 fn oci_tar_layers_rerun_fetches_only_what_changed() {
     let registry = Registry::start();
     let (_, want, tars) = push_modelpack(&registry, "models/pack:v1");

@@ -16,6 +16,8 @@ use super::tls::Certs;
 use super::{TempDir, closed_port};
 
 pub const ORAS: &str = "oras-py-0.2.43";
+/// modelpack-client (PyPI): a CNCF ModelPack client on ORAS, laying artifacts out as modctl.
+pub const MODELPACK: &str = "modelpack-py-0.1.0";
 const REGISTRY: &str = "/usr/bin/docker-registry";
 
 pub struct Registry {
@@ -173,16 +175,52 @@ impl Registry {
         self.oras(&work, &script)
     }
 
+    /// Pushes the files and folders `layers` (path below `root`, ModelPack media type) with
+    /// modelpack-client as `REPO:TAG` (a folder becomes a tar layer, compressed as its media
+    /// type says); returns the manifest's digest.
+    pub fn push_modelpack(&self, target: &str, root: &Path, layers: &[(&str, &str)]) -> String {
+        let layers: Vec<String> = layers
+            .iter()
+            .map(|(path, media_type)| {
+                format!("ModelLayer(path={path:?}, media_type={media_type:?})")
+            })
+            .collect();
+        let script = format!(
+            "from modelpack_client import *\n\
+             c = ModelPackClient(insecure=True)\n\
+             config = ModelPackConfig(ModelDescriptor(name='iris', version='v1'), ModelTechnicalConfig(format='safetensors'))\n\
+             print(c.push({target:?}, [{layers}], config).digest)\n",
+            target = format!("{}/{target}", self.host()),
+            layers = layers.join(", "),
+        );
+        self.python(MODELPACK, root, &script)
+    }
+
+    /// Pulls `REPO:TAG` with modelpack-client into `dest`, its tar layers unpacked.
+    pub fn pull_modelpack(&self, target: &str, dest: &Path) {
+        let script = format!(
+            "from modelpack_client import *\nModelPackClient(insecure=True).pull({target:?}, {dest:?})\n",
+            target = format!("{}/{target}", self.host()),
+            dest = dest.to_str().unwrap(),
+        );
+        self.python(MODELPACK, dest, &script);
+    }
+
     fn oras(&self, work: &TempDir, script: &str) -> String {
+        self.python(ORAS, work.path(), script)
+    }
+
+    // Runs `script` with the Python packages in `folder` of the test servers, in `dir`.
+    fn python(&self, folder: &str, dir: &Path, script: &str) -> String {
         let out = Command::new("python3")
-            .current_dir(work.path())
-            .env("PYTHONPATH", servers_dir().join(ORAS))
+            .current_dir(dir)
+            .env("PYTHONPATH", servers_dir().join(folder))
             .args(["-c", script])
             .output()
             .expect("python3 runs oras");
         assert!(
             out.status.success(),
-            "oras push failed (is {ORAS} installed? run `bash .ci/install-test-servers`): {}",
+            "{folder} failed (is it installed? run `bash .ci/install-test-servers`): {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
