@@ -705,6 +705,18 @@ fn oci_hostile_tar_layers_land_nowhere() {
     );
     assert!(!dest.join("a.txt").exists());
 
+    // A file of the artifact named as the layer record: refused before anything is fetched.
+    registry.push_files("models/record:v1", &[(".mrsi-layers", b"x")]);
+    let uri = format!("oci://{}/models/record:v1", registry.host());
+    let out = run_env(&[&uri, dest_arg], &env(&registry));
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: refusing object '.mrsi-layers' of '{uri}': '.mrsi-layers' is this program's layer record in DEST_DIR"
+        )
+    );
+
     // A bomb: a few bytes that declare 8 GiB.
     let mut header = tar::Header::new_gnu();
     header.set_path("zeros.bin").unwrap();

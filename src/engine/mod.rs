@@ -2,7 +2,8 @@
 //! Its parts: `filter` (pure: the file patterns), `plan` (pure: listing → files), `verify`
 //! (pure: pinned digests), `dest` (safe writes, temporary names), `part` (the journal of a
 //! file fetched in parts), `archive` (extracting a lone archive, or a layer's tar stream),
-//! `layers` (a source's layers applied in order).
+//! `layers` (a source's layers, several fetched at once, applied in order, skipped on a rerun
+//! when their files are untouched).
 //! It knows nothing about protocols; every backend plugs in through `fetch::Source`.
 //!
 //! 1. List, filter (`filter`: `STORAGE_ALLOW_PATTERNS`, `STORAGE_IGNORE_PATTERNS`) and plan
