@@ -561,6 +561,57 @@ fn oci_tar_layers_rerun_fetches_only_what_changed() {
     assert_eq!(tree(dest.path()), want);
 }
 
+#[test]
+fn oci_a_failed_layer_keeps_the_layers_before_it() {
+    let registry = Registry::start();
+    let tars: Vec<Vec<u8>> = (0..3u32)
+        .map(|i| tar_of(&[(&format!("l{i}.bin"), &bytes(200_000, 40 + i))]))
+        .collect();
+    let pushed: Vec<(&str, &str, &[u8])> = vec![
+        ("a.tar", MODEL_TAR, &tars[0]),
+        ("b.tar", MODEL_TAR, &tars[1]),
+        ("c.tar", MODEL_TAR, &tars[2]),
+    ];
+    registry.push_typed("models/three:v1", &pushed);
+    // The middle layer changed in the registry's storage, same size.
+    let stored = registry.blob(&digest(&tars[1]));
+    let mut bad = tars[1].clone();
+    bad[1000] ^= 1;
+    std::fs::write(&stored, &bad).unwrap();
+    let uri = format!("oci://{}/models/three:v1", registry.host());
+    let dest = TempDir::new("oci-three");
+    let arg = dest.path().to_str().unwrap();
+    let out = run_env(&[&uri, arg], &env(&registry));
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: verification failed for 'layer {}' of '{uri}': the bytes' SHA-256 is {}, the source listed {}",
+            digest(&tars[1]),
+            &digest(&bad)[7..],
+            &digest(&tars[1])[7..]
+        )
+    );
+    // The first landed; nothing of the second or third, no staging folder either.
+    assert_eq!(
+        tree(dest.path()),
+        files(&[("l0.bin", &bytes(200_000, 40))]),
+        "{}",
+        out.stderr
+    );
+
+    // Repaired: the rerun fetches the second and third only.
+    std::fs::write(&stored, &tars[1]).unwrap();
+    let before = registry.blob_gets().len();
+    run_env(&[&uri, arg], &env(&registry)).expect_code(0);
+    let mut fetched = registry.blob_gets()[before..].to_vec();
+    fetched.sort();
+    let mut want = vec![digest(&tars[1]), digest(&tars[2])];
+    want.sort();
+    assert_eq!(fetched, want);
+    assert_eq!(tree(dest.path()).len(), 3);
+}
+
 /// A registry stub serving an artifact of `layers` (tar bytes each): every blob GET waits
 /// until `gate` GETs are in flight at once (or 60 s pass, so a client fetching one at a time
 /// is seen, not hung), and the most in flight is counted.

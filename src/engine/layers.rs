@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Condvar, Mutex};
 
@@ -226,15 +226,18 @@ pub(crate) fn apply(
     });
     let landed = Condvar::new();
     let taken = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
     let bytes = AtomicU64::new(0);
     let workers = jobs.clamp(1, AT_ONCE).min(todo.len());
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
                 loop {
+                    // Every layer taken goes through its turn, so the ones after it never
+                    // wait for a turn that does not come; only one after a layer that failed
+                    // (in order) is dropped, as all after that one are.
                     let k = taken.fetch_add(1, Ordering::SeqCst);
-                    if k >= todo.len() || stop.load(Ordering::SeqCst) {
+                    let lock = || turn.lock().unwrap_or_else(|p| p.into_inner());
+                    if k >= todo.len() || lock().failed.as_ref().is_some_and(|(f, _)| *f < k) {
                         return;
                     }
                     let i = todo[k];
@@ -243,10 +246,7 @@ pub(crate) fn apply(
                     let fetched = std::fs::create_dir(&staged)
                         .map_err(|e| Error::io("create folder", &staged, e))
                         .and_then(|()| fetch(source, layer, uri, &staged, watch, &bytes));
-                    if fetched.is_err() {
-                        stop.store(true, Ordering::SeqCst);
-                    }
-                    let mut t = turn.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut t = lock();
                     while t.next != k && t.failed.as_ref().is_none_or(|(f, _)| *f > k) {
                         t = landed.wait(t).unwrap_or_else(|p| p.into_inner());
                     }
@@ -273,10 +273,7 @@ pub(crate) fn apply(
                                 watch.file_done();
                                 t.next += 1;
                             }
-                            Err(e) => {
-                                stop.store(true, Ordering::SeqCst);
-                                t.failed = Some((k, e));
-                            }
+                            Err(e) => t.failed = Some((k, e)),
                         }
                     }
                     landed.notify_all();
