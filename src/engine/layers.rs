@@ -22,7 +22,10 @@
 //!   layer replaced or removed, is "entangled": applying it again applies every later layer
 //!   again too, so the result is the image's whatever was touched. The record is rewritten
 //!   (temporary name, flushed, renamed) after each layer lands, so a stopped run vouches for
-//!   the layers it finished. One over `manifest::LIMIT`, foreign or corrupt is ignored.
+//!   the layers it finished. One over `manifest::LIMIT`, foreign or corrupt is ignored. It is
+//!   read whole, and a run holds about 100 bytes and the path of each file the layers left.
+//! - A layer holding this program's own names at its top (the record, the manifest, a
+//!   temporary name) is refused before any of it moves.
 //! - Progress: the bytes of the layers fetched go to the `Watch`, each layer counting as a
 //!   file.
 //!
@@ -59,8 +62,6 @@ pub(crate) const AT_ONCE: usize = 4;
 pub(crate) struct Applied {
     /// Files the layers left in `DEST_DIR`, those of skipped layers included.
     pub(crate) files: usize,
-    /// Layers fetched and applied by this run.
-    pub(crate) applied: usize,
     /// Layers an earlier run applied, left as they were.
     pub(crate) skipped: usize,
     /// Bytes fetched.
@@ -210,6 +211,8 @@ pub(crate) fn apply(
         }
     }
     drop(record);
+    // A killed run's staging folders, this version's and the one before's (one folder).
+    clear(&dest.join(format!(".layer{}", dest::TEMP_SUFFIX)))?;
     for i in 0..layers.len() {
         clear(&staging(dest, i))?;
     }
@@ -289,7 +292,6 @@ pub(crate) fn apply(
     if let Some((_, e)) = turn.failed {
         return Err(e);
     }
-    applied.applied = todo.len();
     applied.files = turn.ledger.owner.len();
     applied.bytes = bytes.load(Ordering::Relaxed);
     Ok(applied)
