@@ -543,7 +543,8 @@ fn parse_manifest(text: &str, content_type: Option<String>, uri: &str) -> Result
         malformed(
             uri,
             "resolve",
-            &format!("the manifest: {}", one_line(&e.to_string())),
+            // serde quotes a string it did not expect whole: clipped, as hostile text is.
+            &format!("the manifest: {}", clip(&one_line(&e.to_string()))),
         )
     })?;
     if manifest.media_type.is_none() {
@@ -879,6 +880,13 @@ mod tests {
             panic!("not an entry");
         };
         assert_eq!((name, digest), (d('c'), [0xcc; 32]));
+
+        // A long string where the manifest should be (found by fuzzing): serde quotes it
+        // whole, the line is clipped.
+        let long = format!("\"{}\"", "\u{fffd}".repeat(900));
+        let e = read_manifest(&long, None, "linux/amd64", "m", "oci://r/m").err();
+        let line = e.unwrap().to_string();
+        assert!(line.len() < 1024 && line.contains("… ("), "{line}");
 
         let other = r#"{"mediaType":"application/vnd.oci.artifact.manifest.v1+json"}"#;
         let e = read_manifest(other, None, "linux/amd64", "m", "oci://r/m").err();
