@@ -193,79 +193,8 @@ impl Read for Zstd<'_> {
     }
 }
 
-fn main() {
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
-    let block = Block::new();
-    let scale = GIB as f64 / FILE_BYTES as f64;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-checks");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("file");
-    let (path, block) = (&path, &block);
-    let mut rows: Vec<(&str, (f64, f64))> = Vec::new();
-    // BENCH_ONLY=layers: only the layer decoders.
-    if std::env::var("BENCH_ONLY").ok().as_deref() != Some("layers") {
-        rows.push((
-            "MD5 (md5 crate)",
-            least(rounds, 1.0, || {
-                let mut ctx = md5::Context::new();
-                hashing(block, |b| ctx.consume(b))
-            }),
-        ));
-        for (name, algorithm) in [
-            ("SHA-256 (ring)", &ring::digest::SHA256),
-            ("SHA-1 (ring)", &ring::digest::SHA1_FOR_LEGACY_USE_ONLY),
-        ] {
-            rows.push((
-                name,
-                least(rounds, 1.0, || {
-                    let mut ctx = ring::digest::Context::new(algorithm);
-                    hashing(block, |b| ctx.update(b))
-                }),
-            ));
-        }
-        rows.push((
-            "CRC32 (crc32fast)",
-            least(rounds, 1.0, || {
-                let mut h = crc32fast::Hasher::new();
-                hashing(block, |b| h.update(b))
-            }),
-        ));
-        let flush = |direct: bool| {
-            move || {
-                let (file, _) = write(path, block, direct, FILE_BYTES);
-                let (c, w) = (cpu(), Instant::now());
-                file.sync_data().expect("fdatasync");
-                (cpu() - c, w.elapsed().as_secs_f64())
-            }
-        };
-        rows.push((
-            "write through the page cache",
-            least(rounds, scale, || write(path, block, false, FILE_BYTES).1),
-        ));
-        rows.push((
-            "write with O_DIRECT",
-            least(rounds, scale, || write(path, block, true, FILE_BYTES).1),
-        ));
-        rows.push((
-            "fdatasync after page-cache writes",
-            least(rounds, scale, flush(false)),
-        ));
-        rows.push((
-            "fdatasync after O_DIRECT writes",
-            least(rounds, scale, flush(true)),
-        ));
-        rows.push((
-            "read back + SHA-256 after page-cache writes",
-            least(rounds, 1.0, || read_back(path, block, false)),
-        ));
-        rows.push((
-            "read back + SHA-256 after O_DIRECT writes",
-            least(rounds, 1.0, || read_back(path, block, true)),
-        ));
-    }
+// The layer decoders' rows.
+fn layers(rounds: usize) -> Vec<(&'static str, (f64, f64))> {
     let tar = weights_tar();
     let zst = compressed(&tar, &["zstd", "-3", "-T1", "-q", "-c"]);
     let gz = compressed(&tar, &["gzip", "-6", "-c"]);
@@ -277,27 +206,105 @@ fn main() {
         gz.len(),
         tar.len() as f64 / gz.len() as f64
     );
-    rows.push((
-        "decode a zstd tar layer (ruzstd)",
-        least(rounds, 1.0, || {
-            let mut source = zst.as_slice();
-            let mut frame = ruzstd::decoding::FrameDecoder::new();
-            frame.reset(&mut source).expect("a zstd frame");
-            decoding(tar.len(), Zstd { source, frame })
-        }),
-    ));
-    rows.push((
-        "decode a gzip tar layer (flate2)",
-        least(rounds, 1.0, || {
-            decoding(
-                tar.len(),
-                flate2::read::MultiGzDecoder::new(std::io::BufReader::new(gz.as_slice())),
-            )
-        }),
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let zstd = least(rounds, 1.0, || {
+        let mut source = zst.as_slice();
+        let mut frame = ruzstd::decoding::FrameDecoder::new();
+        frame.reset(&mut source).expect("a zstd frame");
+        decoding(tar.len(), Zstd { source, frame })
+    });
+    let gzip = least(rounds, 1.0, || {
+        decoding(
+            tar.len(),
+            flate2::read::MultiGzDecoder::new(std::io::BufReader::new(gz.as_slice())),
+        )
+    });
+    vec![
+        ("decode a zstd tar layer (ruzstd)", zstd),
+        ("decode a gzip tar layer (flate2)", gzip),
+    ]
+}
+
+fn print(rows: Vec<(&str, (f64, f64))>) {
     println!("\n| per GiB | CPU s | wall s |\n|---|---|---|");
     for (name, (c, w)) in rows {
         println!("| {name} | {c:.3} | {w:.3} |");
     }
+}
+
+fn main() {
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    if std::env::var("BENCH_ONLY").ok().as_deref() == Some("layers") {
+        return print(layers(rounds));
+    }
+    let block = Block::new();
+    let scale = GIB as f64 / FILE_BYTES as f64;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-checks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("file");
+    let (path, block) = (&path, &block);
+    let mut rows: Vec<(&str, (f64, f64))> = Vec::new();
+    rows.push((
+        "MD5 (md5 crate)",
+        least(rounds, 1.0, || {
+            let mut ctx = md5::Context::new();
+            hashing(block, |b| ctx.consume(b))
+        }),
+    ));
+    for (name, algorithm) in [
+        ("SHA-256 (ring)", &ring::digest::SHA256),
+        ("SHA-1 (ring)", &ring::digest::SHA1_FOR_LEGACY_USE_ONLY),
+    ] {
+        rows.push((
+            name,
+            least(rounds, 1.0, || {
+                let mut ctx = ring::digest::Context::new(algorithm);
+                hashing(block, |b| ctx.update(b))
+            }),
+        ));
+    }
+    rows.push((
+        "CRC32 (crc32fast)",
+        least(rounds, 1.0, || {
+            let mut h = crc32fast::Hasher::new();
+            hashing(block, |b| h.update(b))
+        }),
+    ));
+    let flush = |direct: bool| {
+        move || {
+            let (file, _) = write(path, block, direct, FILE_BYTES);
+            let (c, w) = (cpu(), Instant::now());
+            file.sync_data().expect("fdatasync");
+            (cpu() - c, w.elapsed().as_secs_f64())
+        }
+    };
+    rows.push((
+        "write through the page cache",
+        least(rounds, scale, || write(path, block, false, FILE_BYTES).1),
+    ));
+    rows.push((
+        "write with O_DIRECT",
+        least(rounds, scale, || write(path, block, true, FILE_BYTES).1),
+    ));
+    rows.push((
+        "fdatasync after page-cache writes",
+        least(rounds, scale, flush(false)),
+    ));
+    rows.push((
+        "fdatasync after O_DIRECT writes",
+        least(rounds, scale, flush(true)),
+    ));
+    rows.push((
+        "read back + SHA-256 after page-cache writes",
+        least(rounds, 1.0, || read_back(path, block, false)),
+    ));
+    rows.push((
+        "read back + SHA-256 after O_DIRECT writes",
+        least(rounds, 1.0, || read_back(path, block, true)),
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    rows.extend(layers(rounds));
+    print(rows);
 }
