@@ -2,7 +2,11 @@
 //! MD5 (S3 ETags, GCS and Azure MD5s), SHA-256 and SHA-1 (S3 checksums, ring), CRC32 (S3's
 //! CRC32 checksum, crc32fast), writing through the page cache or straight to disk
 //! (`O_DIRECT`), the flush (`fdatasync`) before a finished file is renamed, and reading a
-//! file fetched in parts back to hash it (SHA-256), after either way of writing.
+//! file fetched in parts back to hash it (SHA-256), after either way of writing; and
+//! decoding an OCI tar layer (256 MiB of bf16-like weights in a tar), zstd (ruzstd, as
+//! `archive::Zstd` drives it, a block at a time) against gzip (flate2), the layers made by the
+//! `zstd -3` and `gzip -6` commands as image tools make them. Per GiB of the tar decoded.
+//! `BENCH_ONLY=layers` runs only the layer decoders.
 //!
 //!     cargo bench --bench checks
 //!
@@ -12,6 +16,7 @@
 //! to a GiB; it writes into target/ (the disk a DEST_DIR would be on in CI).
 
 use std::fs::{File, OpenOptions};
+use std::io::Read;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Instant;
@@ -110,11 +115,130 @@ fn read_back(path: &Path, block: &Block, direct: bool) -> (f64, f64) {
     (cpu() - c, w.elapsed().as_secs_f64())
 }
 
+// A tar of one 256 MiB file of bf16-like weights: a random mantissa byte, an exponent byte of
+// a few values (about what model weights compress to: 1.2 to 1.4 times).
+fn weights_tar() -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut data = vec![0u8; FILE_BYTES];
+    for pair in data.chunks_mut(2) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        pair[0] = x as u8;
+        pair[1] = (0x3b + ((x >> 8) % 5) as u8) | (((x >> 16) & 1) << 7) as u8;
+    }
+    let mut builder = tar::Builder::new(Vec::with_capacity(FILE_BYTES + 4096));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    builder
+        .append_data(&mut header, "model.safetensors", data.as_slice())
+        .unwrap();
+    builder.into_inner().unwrap()
+}
+
+// `tar` through `command` (`zstd -3 -c`, `gzip -6 -c`).
+fn compressed(tar: &[u8], command: &[&str]) -> Vec<u8> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(command[0])
+        .args(&command[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} must be installed: {e}", command[0]));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = tar.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+// CPU and wall seconds of reading all of `reader` in 64 KiB reads, scaled to a GiB of
+// `expected` decoded bytes.
+fn decoding(expected: usize, mut reader: impl Read) -> (f64, f64) {
+    let mut buf = vec![0u8; 64 << 10];
+    let (c, w) = (cpu(), Instant::now());
+    let mut total = 0;
+    loop {
+        let n = reader.read(&mut buf).expect("decode");
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert_eq!(total, expected);
+    let scale = GIB as f64 / expected as f64;
+    ((cpu() - c) * scale, w.elapsed().as_secs_f64() * scale)
+}
+
+// One zstd frame read as `archive::Zstd` reads it: a block decoded whenever nothing is left
+// to collect.
+struct Zstd<'a> {
+    source: &'a [u8],
+    frame: ruzstd::decoding::FrameDecoder,
+}
+
+impl Read for Zstd<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use ruzstd::decoding::BlockDecodingStrategy;
+        while self.frame.can_collect() == 0 && !self.frame.is_finished() {
+            self.frame
+                .decode_blocks(&mut self.source, BlockDecodingStrategy::UptoBlocks(1))
+                .map_err(std::io::Error::other)?;
+        }
+        self.frame.read(buf)
+    }
+}
+
+// The layer decoders' rows.
+fn layers(rounds: usize) -> Vec<(&'static str, (f64, f64))> {
+    let tar = weights_tar();
+    let zst = compressed(&tar, &["zstd", "-3", "-T1", "-q", "-c"]);
+    let gz = compressed(&tar, &["gzip", "-6", "-c"]);
+    println!(
+        "tar layer: {} bytes; zstd -3: {} ({:.2}:1), gzip -6: {} ({:.2}:1)",
+        tar.len(),
+        zst.len(),
+        tar.len() as f64 / zst.len() as f64,
+        gz.len(),
+        tar.len() as f64 / gz.len() as f64
+    );
+    let zstd = least(rounds, 1.0, || {
+        let mut source = zst.as_slice();
+        let mut frame = ruzstd::decoding::FrameDecoder::new();
+        frame.reset(&mut source).expect("a zstd frame");
+        decoding(tar.len(), Zstd { source, frame })
+    });
+    let gzip = least(rounds, 1.0, || {
+        decoding(
+            tar.len(),
+            flate2::read::MultiGzDecoder::new(std::io::BufReader::new(gz.as_slice())),
+        )
+    });
+    vec![
+        ("decode a zstd tar layer (ruzstd)", zstd),
+        ("decode a gzip tar layer (flate2)", gzip),
+    ]
+}
+
+fn print(rows: Vec<(&str, (f64, f64))>) {
+    println!("\n| per GiB | CPU s | wall s |\n|---|---|---|");
+    for (name, (c, w)) in rows {
+        println!("| {name} | {c:.3} | {w:.3} |");
+    }
+}
+
 fn main() {
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
+    if std::env::var("BENCH_ONLY").ok().as_deref() == Some("layers") {
+        return print(layers(rounds));
+    }
     let block = Block::new();
     let scale = GIB as f64 / FILE_BYTES as f64;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-checks");
@@ -181,8 +305,6 @@ fn main() {
         least(rounds, 1.0, || read_back(path, block, true)),
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    println!("\n| per GiB | CPU s | wall s |\n|---|---|---|");
-    for (name, (c, w)) in rows {
-        println!("| {name} | {c:.3} | {w:.3} |");
-    }
+    rows.extend(layers(rounds));
+    print(rows);
 }

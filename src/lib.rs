@@ -233,11 +233,29 @@ fn download_layers(
         }
         return Ok((summary, None));
     }
-    let files = engine::layers::apply(source, layers, shown, dest, &options.filter)?;
+    let started = std::time::Instant::now();
+    let applied = engine::layers::apply(
+        source,
+        layers,
+        shown,
+        dest,
+        &options.filter,
+        options.jobs,
+        watch,
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
     log::info!(
-        "extracted {files} file(s) from {} layer(s) into {}",
+        "extracted {} file(s) from {} layer(s) into {}: {} bytes in {seconds:.2} s ({:.1} MiB/s){}",
+        applied.files,
         layers.len(),
-        dest.display()
+        dest.display(),
+        applied.bytes,
+        face::progress::mib_per_s(applied.bytes, seconds),
+        match applied.skipped {
+            0 => String::new(),
+            n => format!("; {n} layer(s) already applied"),
+        }
     );
+    let files = applied.files;
     Ok((summary, Some(files)))
 }

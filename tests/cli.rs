@@ -64,7 +64,7 @@ fn usage_errors_exit_2_with_the_usage_then_the_error_last() {
         (&["--nope", "a", "b"], "error: invalid option '--nope'"),
         (
             &["--resolve", "s3://bucket/model"],
-            "error: --resolve needs a model-registry:// or hf:// URI, got 's3://bucket/model'",
+            "error: --resolve needs a model-registry://, hf:// or oci:// URI, got 's3://bucket/model'",
         ),
     ];
     for (args, last) in cases {

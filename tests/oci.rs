@@ -3,7 +3,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::support::oci::{Buildah, Registry, Step, digest, htpasswd};
+use crate::support::oci::{ArtifactLayer, Buildah, Registry, Step, digest, htpasswd};
 use crate::support::replay::Replay;
 use crate::support::server::{Server, read_head};
 use crate::support::tls::make_certs;
@@ -38,6 +38,23 @@ fn oci_files_by_tag_and_by_digest() {
     let uri = format!("oci://{}/models/iris@{manifest}", registry.host());
     run_env(&[&uri, dest.path().to_str().unwrap()], &env(&registry)).expect_code(0);
     assert_eq!(tree(dest.path()), want);
+
+    // --resolve: the manifest the tag names now, and the URI that pins it; no blob fetched.
+    let tagged = format!("oci://{}/models/iris:v1", registry.host());
+    let out = run_env(&["--resolve", &tagged], &env(&registry));
+    out.expect_code(0);
+    let resolved: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        resolved,
+        serde_json::json!({
+            "uri": tagged,
+            "registry": registry.host(),
+            "repository": "models/iris",
+            "reference": "v1",
+            "manifest_digest": manifest,
+            "pinned_uri": uri,
+        })
+    );
 
     // Manifest bytes the registry changed under the digest that names them: refused.
     let stored = registry.blob(&manifest);
@@ -235,39 +252,118 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-#[test]
-fn oci_modelpack_tar_layers_beside_raw_files() {
-    let registry = Registry::start();
-    let weights = bytes(1 << 20, 9);
-    let packed = gzip(&tar_of(&[
-        ("weights/model.bin", &weights),
-        ("README.md", b"hi"),
-    ]));
-    registry.push_typed(
-        "models/pack:v1",
-        &[
-            (
-                "config.json",
-                "application/vnd.cncf.model.weight.config.v1.raw",
-                b"{}",
-            ),
-            ("weights.tar.gz", MODEL_TAR_GZ, &packed),
-        ],
+fn zstd(bytes: &[u8]) -> Vec<u8> {
+    ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest)
+}
+
+// The CNCF ModelPack spec's media types (modelpack/model-spec, specs-go/v1/mediatype.go) and
+// KitOps' (kitops, pkg/lib/constants).
+const MODELPACK: &str = "application/vnd.cncf.model.manifest.v1+json";
+const MODELPACK_CONFIG: &str = "application/vnd.cncf.model.config.v1+json";
+const FILEPATH: &str = "org.cncf.model.filepath";
+const KITOPS: &str = "application/vnd.kitops.modelkit.manifest.v1+json";
+const KITOPS_CONFIG: &str = "application/vnd.kitops.modelkit.config.v1+json";
+
+/// A ModelPack artifact as `modctl` lays one out, pushed by ORAS: each file a tar layer of
+/// its own (plain, gzip or zstd, by kind: weights, weight configs, docs) annotated with its
+/// path, one raw file, the model config. Returns the manifest's digest, the files that must
+/// land, and the tar layers' digests (in manifest order).
+fn push_modelpack(
+    registry: &Registry,
+    target: &str,
+) -> (
+    String,
+    std::collections::BTreeMap<String, Vec<u8>>,
+    Vec<String>,
+) {
+    let shard1 = bytes(3 << 20, 21);
+    let shard2 = bytes(2 << 20, 22);
+    let tokenizer = br#"{"version":"1.0"}"#.as_slice();
+    let readme = b"# iris\n".as_slice();
+    let one = tar_of(&[("weights/model-00001-of-00002.safetensors", &shard1)]);
+    let two = zstd(&tar_of(&[(
+        "weights/model-00002-of-00002.safetensors",
+        &shard2,
+    )]));
+    let tok = gzip(&tar_of(&[("tokenizer.json", tokenizer)]));
+    let doc = tar_of(&[("README.md", readme)]);
+    let config = serde_json::json!({
+        "descriptor": {"name": "iris", "version": "v1"},
+        "config": {"format": "safetensors", "paramSize": "1M"},
+        "modelfs": {"type": "layers", "diffIds": [digest(&one), digest(&doc)]}
+    })
+    .to_string();
+    let layers: &[ArtifactLayer<'_>] = &[
+        (
+            "model-00001-of-00002.safetensors",
+            MODEL_TAR,
+            &one,
+            &[(FILEPATH, "weights/model-00001-of-00002.safetensors")],
+        ),
+        (
+            "model-00002-of-00002.safetensors",
+            "application/vnd.cncf.model.weight.v1.tar+zstd",
+            &two,
+            &[(FILEPATH, "weights/model-00002-of-00002.safetensors")],
+        ),
+        (
+            "tokenizer.json",
+            "application/vnd.cncf.model.weight.config.v1.tar+gzip",
+            &tok,
+            &[(FILEPATH, "tokenizer.json")],
+        ),
+        (
+            "README.md",
+            "application/vnd.cncf.model.doc.v1.tar",
+            &doc,
+            &[(FILEPATH, "README.md")],
+        ),
+        (
+            "generation_config.json",
+            "application/vnd.cncf.model.weight.config.v1.raw",
+            b"{}",
+            &[(FILEPATH, "generation_config.json")],
+        ),
+    ];
+    let manifest = registry.push_artifact(
+        target,
+        MODELPACK,
+        ("config.json", MODELPACK_CONFIG, config.as_bytes()),
+        layers,
     );
+    let want = files(&[
+        ("README.md", readme),
+        ("generation_config.json", b"{}"),
+        ("tokenizer.json", tokenizer),
+        ("weights/model-00001-of-00002.safetensors", &shard1),
+        ("weights/model-00002-of-00002.safetensors", &shard2),
+    ]);
+    let tars = [&one, &two, &tok, &doc].map(|t| digest(t)).to_vec();
+    (manifest, want, tars)
+}
+
+#[test]
+fn oci_modelpack_and_modelkit_pushed_by_oras() {
+    let registry = Registry::start();
+    let (manifest, want, _) = push_modelpack(&registry, "models/pack:v1");
+    // What ORAS pushed is ModelPack-shaped: its artifact type, config and layer media types.
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(registry.blob(&manifest)).unwrap()).unwrap();
+    assert_eq!(stored["artifactType"], MODELPACK, "{stored}");
+    assert_eq!(stored["config"]["mediaType"], MODELPACK_CONFIG, "{stored}");
+    assert_eq!(
+        stored["layers"][1]["mediaType"],
+        "application/vnd.cncf.model.weight.v1.tar+zstd"
+    );
+    assert_eq!(stored["layers"][3]["annotations"][FILEPATH], "README.md");
+
     let uri = format!("oci://{}/models/pack:v1", registry.host());
     let dest = TempDir::new("oci-pack");
     let out = run_env(&[&uri, dest.path().to_str().unwrap()], &env(&registry));
     out.expect_code(0);
-    assert_eq!(
-        tree(dest.path()),
-        files(&[
-            ("README.md", b"hi"),
-            ("config.json", b"{}"),
-            ("weights/model.bin", &weights)
-        ])
-    );
+    assert_eq!(tree(dest.path()), want);
     assert!(
-        out.stderr.contains("extracted 2 file(s) from 1 layer(s)"),
+        out.stderr.contains("extracted 4 file(s) from 4 layer(s)"),
         "{}",
         out.stderr
     );
@@ -278,7 +374,345 @@ fn oci_modelpack_tar_layers_beside_raw_files() {
     vars.push(("STORAGE_IGNORE_PATTERNS", "*.md".into()));
     run_env(&[&uri, dest.path().to_str().unwrap()], &vars).expect_code(0);
     assert!(!dest.path().join("README.md").exists());
-    assert!(dest.path().join("weights/model.bin").exists());
+    assert!(dest.path().join("tokenizer.json").exists());
+
+    // A KitOps ModelKit: the Kitfile as config, gzip tar layers per kind.
+    let model = bytes(1 << 20, 23);
+    let kitfile = serde_json::json!({
+        "manifestVersion": "1.0.0",
+        "package": {"name": "iris"},
+        "model": {"name": "iris", "path": "model.onnx"},
+        "code": [{"path": "src"}],
+        "docs": [{"path": "README.md"}]
+    })
+    .to_string();
+    let layers: &[ArtifactLayer<'_>] = &[
+        (
+            "model.tar.gz",
+            "application/vnd.kitops.modelkit.model.v1.tar+gzip",
+            &gzip(&tar_of(&[("model.onnx", &model)])),
+            &[],
+        ),
+        (
+            "code.tar.gz",
+            "application/vnd.kitops.modelkit.code.v1.tar+gzip",
+            &gzip(&tar_of(&[("src/train.py", b"print(1)")])),
+            &[],
+        ),
+        (
+            "docs.tar.gz",
+            "application/vnd.kitops.modelkit.docs.v1.tar+gzip",
+            &gzip(&tar_of(&[("README.md", b"kit")])),
+            &[],
+        ),
+    ];
+    registry.push_artifact(
+        "models/kit:v1",
+        KITOPS,
+        ("Kitfile.json", KITOPS_CONFIG, kitfile.as_bytes()),
+        layers,
+    );
+    let uri = format!("oci://{}/models/kit:v1", registry.host());
+    let dest = TempDir::new("oci-kit");
+    run_env(&[&uri, dest.path().to_str().unwrap()], &env(&registry)).expect_code(0);
+    assert_eq!(
+        tree(dest.path()),
+        files(&[
+            ("README.md", b"kit"),
+            ("model.onnx", &model),
+            ("src/train.py", b"print(1)")
+        ])
+    );
+}
+
+#[test]
+fn oci_modelpack_pushed_and_pulled_by_a_modelpack_client() {
+    // A model folder, pushed by modelpack-client as modctl lays an artifact out: a raw file
+    // per file, a tar layer per folder (plain, gzip, zstd by media type).
+    let model = TempDir::new("modelpack-src");
+    let root = model.path();
+    let weights = bytes(2 << 20, 31);
+    let shard = bytes(1 << 20, 32);
+    std::fs::write(root.join("model.safetensors"), &weights).unwrap();
+    std::fs::write(root.join("config.json"), b"{\"arch\":\"iris\"}").unwrap();
+    for (path, bytes) in [
+        ("shards/a.safetensors", shard.as_slice()),
+        ("shards/b.safetensors", b"b"),
+        ("tokenizer/tokenizer.json", b"{}"),
+        ("tokenizer/vocab/merges.txt", b"a b"),
+        ("docs/README.md", b"# iris"),
+    ] {
+        std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+        std::fs::write(root.join(path), bytes).unwrap();
+    }
+    let registry = Registry::start();
+    let manifest = registry.push_modelpack(
+        "models/mp:v1",
+        root,
+        &[
+            (
+                "model.safetensors",
+                "application/vnd.cncf.model.weight.v1.raw",
+            ),
+            (
+                "config.json",
+                "application/vnd.cncf.model.weight.config.v1.raw",
+            ),
+            ("shards", "application/vnd.cncf.model.weight.v1.tar+zstd"),
+            (
+                "tokenizer",
+                "application/vnd.cncf.model.weight.config.v1.raw",
+            ),
+            ("docs", "application/vnd.cncf.model.doc.v1.tar+gzip"),
+        ],
+    );
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(registry.blob(&manifest)).unwrap()).unwrap();
+    assert_eq!(stored["artifactType"], MODELPACK, "{stored}");
+    assert_eq!(stored["config"]["mediaType"], MODELPACK_CONFIG, "{stored}");
+    let types: Vec<&str> = stored["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "application/vnd.cncf.model.weight.v1.raw",
+            "application/vnd.cncf.model.weight.config.v1.raw",
+            "application/vnd.cncf.model.weight.v1.tar+zstd",
+            "application/vnd.cncf.model.weight.config.v1.tar",
+            "application/vnd.cncf.model.doc.v1.tar+gzip",
+        ]
+    );
+
+    let uri = format!("oci://{}/models/mp:v1", registry.host());
+    let dest = TempDir::new("oci-modelpack-client");
+    let out = run_env(&[&uri, dest.path().to_str().unwrap()], &env(&registry));
+    out.expect_code(0);
+    assert_eq!(tree(dest.path()), tree(root), "{}", out.stderr);
+    // The client's own pull lands the same files.
+    let pulled = TempDir::new("oci-modelpack-pulled");
+    registry.pull_modelpack("models/mp:v1", pulled.path());
+    assert_eq!(tree(pulled.path()), tree(root));
+}
+
+#[test]
+fn oci_tar_layers_rerun_fetches_only_what_changed() {
+    let registry = Registry::start();
+    let (_, want, tars) = push_modelpack(&registry, "models/pack:v1");
+    let uri = format!("oci://{}/models/pack:v1", registry.host());
+    let dest = TempDir::new("oci-rerun");
+    let arg = dest.path().to_str().unwrap();
+    let fetched = |since: usize| -> Vec<String> {
+        let all = registry.blob_gets();
+        let mut tars: Vec<String> = all[since..]
+            .iter()
+            .filter(|d| tars.contains(d))
+            .cloned()
+            .collect();
+        tars.sort();
+        tars
+    };
+    let mut sorted = tars.clone();
+    sorted.sort();
+
+    let out = run_env(&[&uri, arg], &env(&registry));
+    out.expect_code(0);
+    assert_eq!(tree(dest.path()), want);
+    assert_eq!(fetched(0), sorted, "each tar layer once");
+    // Progress, as for other downloads: the layers' bytes, each layer counting as a file.
+    assert!(out.stderr.contains("progress: "), "{}", out.stderr);
+    assert!(out.stderr.contains(" of 4 files"), "{}", out.stderr);
+
+    // A rerun: every layer's files are in place, untouched; no tar layer is fetched.
+    let before = registry.blob_gets().len();
+    let out = run_env(&[&uri, arg], &env(&registry));
+    out.expect_code(0);
+    assert_eq!(fetched(before), Vec::<String>::new(), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("; 4 layer(s) already applied"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(tree(dest.path()), want);
+
+    // A file removed, another rewritten: their layers (only) are fetched again.
+    std::fs::remove_file(dest.path().join("README.md")).unwrap();
+    std::fs::write(dest.path().join("tokenizer.json"), b"changed").unwrap();
+    let before = registry.blob_gets().len();
+    let out = run_env(&[&uri, arg], &env(&registry));
+    out.expect_code(0);
+    let mut again = vec![tars[2].clone(), tars[3].clone()];
+    again.sort();
+    assert_eq!(fetched(before), again, "{}", out.stderr);
+    assert_eq!(tree(dest.path()), want);
+
+    // A record that is not one vouches for nothing: every layer again.
+    std::fs::write(
+        dest.path().join(".mrsi-layers"),
+        b"mrsi-layers v1\n{not json}\n",
+    )
+    .unwrap();
+    let before = registry.blob_gets().len();
+    run_env(&[&uri, arg], &env(&registry)).expect_code(0);
+    assert_eq!(fetched(before), sorted);
+    assert_eq!(tree(dest.path()), want);
+}
+
+#[test]
+fn oci_a_failed_layer_keeps_the_layers_before_it() {
+    let registry = Registry::start();
+    let tars: Vec<Vec<u8>> = (0..3u32)
+        .map(|i| tar_of(&[(&format!("l{i}.bin"), &bytes(200_000, 40 + i))]))
+        .collect();
+    let pushed: Vec<(&str, &str, &[u8])> = vec![
+        ("a.tar", MODEL_TAR, &tars[0]),
+        ("b.tar", MODEL_TAR, &tars[1]),
+        ("c.tar", MODEL_TAR, &tars[2]),
+    ];
+    registry.push_typed("models/three:v1", &pushed);
+    // The middle layer changed in the registry's storage, same size.
+    let stored = registry.blob(&digest(&tars[1]));
+    let mut bad = tars[1].clone();
+    bad[1000] ^= 1;
+    std::fs::write(&stored, &bad).unwrap();
+    let uri = format!("oci://{}/models/three:v1", registry.host());
+    let dest = TempDir::new("oci-three");
+    let arg = dest.path().to_str().unwrap();
+    let out = run_env(&[&uri, arg], &env(&registry));
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: verification failed for 'layer {}' of '{uri}': the bytes' SHA-256 is {}, the source listed {}",
+            digest(&tars[1]),
+            &digest(&bad)[7..],
+            &digest(&tars[1])[7..]
+        )
+    );
+    // The first landed; nothing of the second or third, no staging folder either.
+    assert_eq!(
+        tree(dest.path()),
+        files(&[("l0.bin", &bytes(200_000, 40))]),
+        "{}",
+        out.stderr
+    );
+
+    // Repaired: the rerun fetches the second and third only.
+    std::fs::write(&stored, &tars[1]).unwrap();
+    let before = registry.blob_gets().len();
+    run_env(&[&uri, arg], &env(&registry)).expect_code(0);
+    let mut fetched = registry.blob_gets()[before..].to_vec();
+    fetched.sort();
+    let mut want = vec![digest(&tars[1]), digest(&tars[2])];
+    want.sort();
+    assert_eq!(fetched, want);
+    assert_eq!(tree(dest.path()).len(), 3);
+}
+
+/// A registry stub serving an artifact of `layers` (tar bytes each): every blob GET waits
+/// until `gate` GETs are in flight at once (or 60 s pass, so a client fetching one at a time
+/// is seen, not hung), and the most in flight is counted.
+struct GatedRegistry {
+    server: Server,
+    most: std::sync::Arc<std::sync::Mutex<usize>>,
+}
+
+fn gated_registry(layers: Vec<Vec<u8>>, gate: usize) -> GatedRegistry {
+    use std::sync::{Arc, Condvar, Mutex};
+    let descriptors: Vec<_> = layers
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "mediaType": MODEL_TAR, "digest": digest(l), "size": l.len()
+            })
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": MODELPACK,
+        "config": {"mediaType": MODELPACK_CONFIG, "digest": digest(b"{}"), "size": 2},
+        "layers": descriptors
+    })
+    .to_string();
+    let flight = Arc::new((Mutex::new((0usize, 0usize)), Condvar::new()));
+    let most = Arc::new(Mutex::new(0));
+    let seen = most.clone();
+    let server = Server::start("127.0.0.1:0", move |mut stream| {
+        use std::io::Write;
+        let Some((_, target, _)) = read_head(&stream) else {
+            return;
+        };
+        if target.ends_with("/manifests/v1") {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\n\r\n",
+                manifest.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(manifest.as_bytes());
+            return;
+        }
+        let Some(layer) = layers
+            .iter()
+            .find(|l| target.ends_with(&format!("/blobs/{}", digest(l))))
+        else {
+            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            return;
+        };
+        let (lock, cv) = &*flight;
+        {
+            let mut f = lock.lock().unwrap();
+            f.0 += 1;
+            f.1 = f.1.max(f.0);
+            *seen.lock().unwrap() = f.1;
+            cv.notify_all();
+            let (mut f, _) = cv
+                .wait_timeout_while(f, std::time::Duration::from_secs(60), |f| f.1 < gate)
+                .unwrap();
+            f.0 -= 1;
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            layer.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(layer);
+    });
+    GatedRegistry { server, most }
+}
+
+#[test]
+fn oci_tar_layers_stream_at_once_within_jobs() {
+    let layers: Vec<Vec<u8>> = (0..3u32)
+        .map(|i| tar_of(&[(&format!("part{i}.bin"), &bytes(300_000, i))]))
+        .collect();
+    let want: std::collections::BTreeMap<String, Vec<u8>> = (0..3u32)
+        .map(|i| (format!("part{i}.bin"), bytes(300_000, i)))
+        .collect();
+    // Each blob is answered only once three are asked for at once.
+    let gated = gated_registry(layers.clone(), 3);
+    let host = gated.server.addr().to_string();
+    let uri = format!("oci://{host}/models/gated:v1");
+    let dest = TempDir::new("oci-gated");
+    let vars = [("OCI_INSECURE_REGISTRIES", host)];
+    let out = run_env(&[&uri, dest.path().to_str().unwrap()], &vars);
+    out.expect_code(0);
+    assert_eq!(tree(dest.path()), want);
+    assert_eq!(*gated.most.lock().unwrap(), 3, "{}", out.stderr);
+
+    // -j 1: one layer at a time.
+    let open = gated_registry(layers, 0);
+    let host = open.server.addr().to_string();
+    let uri = format!("oci://{host}/models/gated:v1");
+    let dest = TempDir::new("oci-one-at-a-time");
+    let vars = [("OCI_INSECURE_REGISTRIES", host)];
+    let out = run_env(&["-j", "1", &uri, dest.path().to_str().unwrap()], &vars);
+    out.expect_code(0);
+    assert_eq!(tree(dest.path()), want);
+    assert_eq!(*open.most.lock().unwrap(), 1);
 }
 
 #[test]
@@ -305,6 +739,33 @@ fn oci_hostile_tar_layers_land_nowhere() {
     assert!(
         !dest.join("ok.txt").exists(),
         "nothing of a failed layer lands"
+    );
+
+    // A layer holding this program's own files: refused, nothing of it lands.
+    let own = tar_of(&[("a.txt", b"a"), (".mrsi-layers", b"mrsi-layers v1\n")]);
+    registry.push_typed("models/own:v1", &[("o.tar", MODEL_TAR, &own)]);
+    let uri = format!("oci://{}/models/own:v1", registry.host());
+    let out = run_env(&[&uri, dest_arg], &env(&registry));
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: cannot extract '{}': the layer holds '.mrsi-layers', a name of this program's own files in DEST_DIR",
+            dest.join(".mrsi-layers").display()
+        )
+    );
+    assert!(!dest.join("a.txt").exists());
+
+    // A file of the artifact named as the layer record: refused before anything is fetched.
+    registry.push_files("models/record:v1", &[(".mrsi-layers", b"x")]);
+    let uri = format!("oci://{}/models/record:v1", registry.host());
+    let out = run_env(&[&uri, dest_arg], &env(&registry));
+    out.expect_code(1);
+    assert_eq!(
+        out.last_line(),
+        format!(
+            "error: refusing object '.mrsi-layers' of '{uri}': '.mrsi-layers' is this program's layer record in DEST_DIR"
+        )
     );
 
     // A bomb: a few bytes that declare 8 GiB.
@@ -402,6 +863,27 @@ fn oci_modelcar_image_layers_with_whiteouts() {
     }
     let registry = registry.unwrap();
 
+    // Reruns. Untouched: no layer fetched. A file of the second (last) layer gone: that layer
+    // alone. A file of the first gone: the first, and the second after it, since its whiteouts
+    // removed what the first put there.
+    let uri = format!("oci://{}/models/car:v1", registry.host());
+    let dest = TempDir::new("oci-modelcar-rerun");
+    let arg = dest.path().to_str().unwrap();
+    let rerun = |removed: Option<&str>| {
+        if let Some(name) = removed {
+            std::fs::remove_file(dest.path().join(name)).unwrap();
+        }
+        let before = registry.blob_gets().len();
+        let out = run_env(&[&uri, arg], &env(&registry));
+        out.expect_code(0);
+        assert_eq!(tree(dest.path()), want, "{}", out.stderr);
+        registry.blob_gets().len() - before
+    };
+    assert_eq!(rerun(None), 2);
+    assert_eq!(rerun(None), 0);
+    assert_eq!(rerun(Some("weights.bin")), 1);
+    assert_eq!(rerun(Some("config.json")), 2);
+
     // OCI_MODEL_DIR names another folder: the whole image here.
     let uri = format!("oci://{}/models/car:v1", registry.host());
     let dest = TempDir::new("oci-modelcar-root");
@@ -439,7 +921,7 @@ fn oci_image_index_by_platform() {
             &format!("containers-storage:localhost/car-{arch}"),
         ]);
     }
-    buildah.push(
+    let index = buildah.push(
         &["manifest", "push", "--all"],
         "localhost/car-list",
         &registry,
@@ -454,6 +936,21 @@ fn oci_image_index_by_platform() {
         let out = run_env(&[&uri, dest.path().to_str().unwrap()], &vars);
         out.expect_code(0);
         assert!(out.stderr.contains("index entry sha256:"), "{}", out.stderr);
+        assert_eq!(tree(dest.path()), files(&[("arch.txt", want.as_bytes())]));
+        let chosen = out.stderr.split("index entry ").nth(1).unwrap()[..71].to_string();
+
+        // --resolve: the index's digest, the manifest chosen for the platform, and a URI
+        // pinning that manifest, which downloads the same files.
+        let out = run_env(&["--resolve", &uri], &vars);
+        out.expect_code(0);
+        let resolved: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let pinned = format!("oci://{}/models/multi@{chosen}", registry.host());
+        assert_eq!(resolved["manifest_digest"], chosen.as_str(), "{resolved}");
+        assert_eq!(resolved["index_digest"], index.as_str(), "{resolved}");
+        assert_eq!(resolved["platform"], format!("linux/{want}"), "{resolved}");
+        assert_eq!(resolved["pinned_uri"], pinned.as_str(), "{resolved}");
+        let dest = TempDir::new("oci-index-pinned");
+        run_env(&[&pinned, dest.path().to_str().unwrap()], &env(&registry)).expect_code(0);
         assert_eq!(tree(dest.path()), files(&[("arch.txt", want.as_bytes())]));
     }
     let dest = TempDir::new("oci-index-none");

@@ -2,7 +2,8 @@
 //! Its parts: `filter` (pure: the file patterns), `plan` (pure: listing → files), `verify`
 //! (pure: pinned digests), `dest` (safe writes, temporary names), `part` (the journal of a
 //! file fetched in parts), `archive` (extracting a lone archive, or a layer's tar stream),
-//! `layers` (a source's layers applied in order).
+//! `layers` (a source's layers, several fetched at once, applied in order, skipped on a rerun
+//! when their files are untouched).
 //! It knows nothing about protocols; every backend plugs in through `fetch::Source`.
 //!
 //! 1. List, filter (`filter`: `STORAGE_ALLOW_PATTERNS`, `STORAGE_IGNORE_PATTERNS`) and plan
@@ -50,6 +51,7 @@ pub(crate) mod part;
 pub(crate) mod plan;
 pub(crate) mod verify;
 
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::Range;
@@ -216,14 +218,23 @@ pub fn download(
                 ),
             });
         }
-        if p.path().as_os_str() == manifest::NAME {
+        if [manifest::NAME, layers::RECORD]
+            .map(OsStr::new)
+            .contains(&p.path().as_os_str())
+        {
             return Err(Error::UnsafeKey {
                 uri: uri.to_string(),
                 key: p.key.to_string(),
-                reason: format!(
-                    "'{}' is this program's manifest in DEST_DIR",
-                    manifest::NAME
-                ),
+                reason: match p.path().as_os_str() == manifest::NAME {
+                    true => format!(
+                        "'{}' is this program's manifest in DEST_DIR",
+                        manifest::NAME
+                    ),
+                    false => format!(
+                        "'{}' is this program's layer record in DEST_DIR",
+                        layers::RECORD
+                    ),
+                },
             });
         }
     }

@@ -10,10 +10,11 @@ use std::path::PathBuf;
 use crate::engine::Options;
 use crate::error::{Error, quote};
 use crate::fetch::hf::is_hf_uri;
+use crate::fetch::oci::is_oci_uri;
 use crate::uri::is_registry_uri;
 
 /// One line saying how to call the program; printed with every usage error.
-pub(crate) const USAGE: &str = "usage: mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]\n       mr-storage-initializer --resolve MODEL_REGISTRY_URI|HF_URI [DEST_DIR]";
+pub(crate) const USAGE: &str = "usage: mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]\n       mr-storage-initializer --resolve MODEL_REGISTRY_URI|HF_URI|OCI_URI [DEST_DIR]";
 
 /// `--help`.
 pub(crate) const HELP: &str = "\
@@ -24,7 +25,7 @@ artifact, and downloads its files into DEST_DIR. Also takes storage URIs directl
 
 USAGE:
     mr-storage-initializer [OPTIONS] SRC_URI DEST_DIR [SRC_URI DEST_DIR ...]
-    mr-storage-initializer --resolve MODEL_REGISTRY_URI|HF_URI [DEST_DIR]
+    mr-storage-initializer --resolve MODEL_REGISTRY_URI|HF_URI|OCI_URI [DEST_DIR]
 
 ARGS:
     SRC_URI     model-registry://[HOST[:PORT]/]MODEL[/VERSION][?namespace=NS]
@@ -37,11 +38,12 @@ ARGS:
     DEST_DIR    where the files go; created if missing (KServe: /mnt/models)
 
 OPTIONS:
-    -j, --jobs N    parallel transfers (default 16)
+    -j, --jobs N    parallel transfers (default 16; oci:// tar layers: at most 4 at once)
     --dry-run       print what would be written (size and path, one per line), write nothing
     --resolve       resolve a model-registry:// URI (or an hf:// URI's revision to its
-                    commit), print the result as one JSON object on stdout (with the file
-                    patterns, when set), download nothing
+                    commit, an oci:// URI's tag to its manifest digest), print the result as
+                    one JSON object on stdout (with the file patterns, when set), download
+                    nothing
     --json          print the result (the JSON written to the termination message file) on
                     stdout too
     -h, --help      print this help
@@ -50,7 +52,8 @@ OPTIONS:
 A single downloaded .tar, .tar.gz, .tgz or .zip is extracted into DEST_DIR and removed.
 Files are written under hidden .NAME.mrsi-part names and renamed when complete; a rerun
 skips files already complete and resumes large ones. What a run completed is noted in
-DEST_DIR/.mrsi-manifest; one over 64 MiB, or with a line over 1 MiB, is ignored.
+DEST_DIR/.mrsi-manifest (oci:// tar layers applied: DEST_DIR/.mrsi-layers, a layer skipped
+when the files it left are untouched); one over 64 MiB, or with a line over 1 MiB, is ignored.
 
 ENVIRONMENT (empty counts as unset):
     MODEL_REGISTRY_BASE_URL        default registry, host[:port] or a URL with a path prefix
@@ -217,14 +220,14 @@ where
     if resolve {
         if values.is_empty() || values.len() > 2 {
             return Err(Error::Usage(format!(
-                "--resolve takes one model-registry:// or hf:// URI (and optionally DEST_DIR), got {} argument(s)",
+                "--resolve takes one model-registry://, hf:// or oci:// URI (and optionally DEST_DIR), got {} argument(s)",
                 values.len()
             )));
         }
         let uri = utf8(values.swap_remove(0))?;
-        if !is_registry_uri(&uri) && !is_hf_uri(&uri) {
+        if !is_registry_uri(&uri) && !is_hf_uri(&uri) && !is_oci_uri(&uri) {
             return Err(Error::Usage(format!(
-                "--resolve needs a model-registry:// or hf:// URI, got {}",
+                "--resolve needs a model-registry://, hf:// or oci:// URI, got {}",
                 quote(&uri)
             )));
         }
@@ -373,7 +376,7 @@ mod tests {
         );
         assert_eq!(
             parse("--resolve s3://a/b"),
-            Err("--resolve needs a model-registry:// or hf:// URI, got 's3://a/b'".into())
+            Err("--resolve needs a model-registry://, hf:// or oci:// URI, got 's3://a/b'".into())
         );
         assert_eq!(
             parse("--resolve hf://a/b:v1"),

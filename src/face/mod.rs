@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::engine::{INTERRUPTED, interrupted};
 use crate::error::{Error, bounded_line, escape_controls};
 use crate::fetch::hf::is_hf_uri;
+use crate::fetch::oci::is_oci_uri;
 use crate::settings::Settings;
 use cli::Command;
 use progress::Progress;
@@ -141,6 +142,8 @@ fn main_inner() -> Result<(), Error> {
             }
             let json = if is_hf_uri(&uri) {
                 with_patterns(crate::fetch::hf::pin(&uri, &settings)?, &settings)
+            } else if is_oci_uri(&uri) {
+                with_patterns(crate::fetch::oci::pin(&uri, &settings)?, &settings)
             } else {
                 with_patterns(crate::resolve_uri(&uri, &settings)?, &settings)
             };

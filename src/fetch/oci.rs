@@ -90,6 +90,8 @@ pub(crate) struct OciSource {
     bearer: Mutex<Option<Challenge>>,
     /// The SHA-256 of the manifest the files come from.
     manifest_digest: Sha256,
+    /// The SHA-256 of the index the reference named, when it named one.
+    index_digest: Option<Sha256>,
     files: Vec<Layer>,
     /// Tar layers, extracted after the files in order.
     streams: Vec<Stream>,
@@ -141,6 +143,58 @@ impl Platform {
     }
 }
 
+/// What `--resolve` prints for an `oci://` URI: the manifest its tag (or digest) names now,
+/// and the URI that pins it. Through an index, the manifest chosen for the platform is the one
+/// pinned, and the index's digest is given too.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Pinned {
+    pub(crate) uri: String,
+    pub(crate) registry: String,
+    pub(crate) repository: String,
+    /// The tag or digest the URI names (`latest` when it names neither).
+    pub(crate) reference: String,
+    pub(crate) manifest_digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) index_digest: Option<String>,
+    /// The platform an index entry was chosen for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) platform: Option<String>,
+    pub(crate) pinned_uri: String,
+}
+
+/// Whether `uri` is an `oci://` URI (well-formed or not).
+pub(crate) fn is_oci_uri(uri: &str) -> bool {
+    uri.split_once("://")
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("oci"))
+}
+
+/// Resolves an `oci://` URI to the manifest whose layers would land, downloading no blob.
+pub(crate) fn pin(uri: &str, settings: &Settings) -> Result<Pinned, Error> {
+    let (source, _) = OciSource::open(uri, settings)?;
+    let reference = source.reference;
+    let manifest_digest = format!("sha256:{}", hex(&source.manifest_digest));
+    let platform = source.index_digest.map(|_| {
+        settings
+            .oci
+            .platform
+            .clone()
+            .unwrap_or_else(running_platform)
+    });
+    Ok(Pinned {
+        uri: uri.to_string(),
+        pinned_uri: format!(
+            "oci://{}/{}@{manifest_digest}",
+            reference.registry, reference.repository
+        ),
+        reference: reference.manifest_ref(),
+        registry: reference.registry,
+        repository: reference.repository,
+        manifest_digest,
+        index_digest: source.index_digest.map(|d| format!("sha256:{}", hex(&d))),
+        platform,
+    })
+}
+
 impl OciSource {
     /// Finds credentials, and resolves the reference to the manifest whose layers are
     /// listed.
@@ -173,32 +227,38 @@ impl OciSource {
             authorization: Mutex::new(None),
             bearer: Mutex::new(None),
             manifest_digest: [0; 32],
+            index_digest: None,
             files: Vec::new(),
             streams: Vec::new(),
         };
         let platform = oci.platform.clone().unwrap_or_else(running_platform);
-        let (digest, files, streams) = source.resolve(&platform, &oci.model_dir)?;
+        let (index, digest, files, streams) = source.resolve(&platform, &oci.model_dir)?;
         log::info!("{uri}: manifest sha256:{}", hex(&digest));
         source.manifest_digest = digest;
+        source.index_digest = index;
         (source.files, source.streams) = (files, streams);
         Ok((source, String::new()))
     }
 
-    // The manifest the reference names, through at most `MAX_DEPTH` indexes: its digest, its
-    // files and its tar layers.
+    // The manifest the reference names, through at most `MAX_DEPTH` indexes: the digest of
+    // the index the reference named (if it named one), the manifest's digest, its files and
+    // its tar layers.
+    #[allow(clippy::type_complexity)]
     fn resolve(
         &self,
         platform: &str,
         model_dir: &str,
-    ) -> Result<(Sha256, Vec<Layer>, Vec<Stream>), Error> {
+    ) -> Result<(Option<Sha256>, Sha256, Vec<Layer>, Vec<Stream>), Error> {
         let mut wanted = (self.reference.manifest_ref(), self.reference.digest);
+        let mut index = None;
         for _ in 0..MAX_DEPTH {
             let (text, content_type, digest) = self.manifest(&wanted.0, wanted.1)?;
             match read_manifest(&text, content_type, platform, model_dir, &self.shown)? {
-                Next::Contents(files, streams) => return Ok((digest, files, streams)),
-                Next::Entry(name, digest) => {
+                Next::Contents(files, streams) => return Ok((index, digest, files, streams)),
+                Next::Entry(name, entry) => {
+                    index.get_or_insert(digest);
                     log::info!("{}: index entry {name} chosen", self.shown);
-                    wanted = (name, Some(digest));
+                    wanted = (name, Some(entry));
                 }
             }
         }
@@ -483,7 +543,8 @@ fn parse_manifest(text: &str, content_type: Option<String>, uri: &str) -> Result
         malformed(
             uri,
             "resolve",
-            &format!("the manifest: {}", one_line(&e.to_string())),
+            // serde quotes a string it did not expect whole: clipped, as hostile text is.
+            &format!("the manifest: {}", clip(&one_line(&e.to_string()))),
         )
     })?;
     if manifest.media_type.is_none() {
@@ -819,6 +880,13 @@ mod tests {
             panic!("not an entry");
         };
         assert_eq!((name, digest), (d('c'), [0xcc; 32]));
+
+        // A long string where the manifest should be (found by fuzzing): serde quotes it
+        // whole, the line is clipped.
+        let long = format!("\"{}\"", "\u{fffd}".repeat(900));
+        let e = read_manifest(&long, None, "linux/amd64", "m", "oci://r/m").err();
+        let line = e.unwrap().to_string();
+        assert!(line.len() < 1024 && line.contains("… ("), "{line}");
 
         let other = r#"{"mediaType":"application/vnd.oci.artifact.manifest.v1+json"}"#;
         let e = read_manifest(other, None, "linux/amd64", "m", "oci://r/m").err();

@@ -156,8 +156,10 @@ pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         for e in entries {
             let p = e.unwrap().path();
             let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-            // The program's manifest is not a model file.
-            if p.file_name().is_some_and(|n| n == ".mrsi-manifest") {
+            // The program's manifest and layer record are not model files.
+            if p.file_name()
+                .is_some_and(|n| n == ".mrsi-manifest" || n == ".mrsi-layers")
+            {
                 continue;
             }
             let meta = std::fs::symlink_metadata(&p).unwrap();

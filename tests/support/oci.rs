@@ -8,7 +8,7 @@
 //! server, or TLS with a CA made at test time.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use super::s3::servers_dir;
@@ -16,6 +16,8 @@ use super::tls::Certs;
 use super::{TempDir, closed_port};
 
 pub const ORAS: &str = "oras-py-0.2.43";
+/// modelpack-client (PyPI): a CNCF ModelPack client on ORAS, laying artifacts out as modctl.
+pub const MODELPACK: &str = "modelpack-py-0.1.0";
 const REGISTRY: &str = "/usr/bin/docker-registry";
 
 pub struct Registry {
@@ -55,7 +57,7 @@ impl Registry {
             None => String::new(),
         };
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{}\n{tls}{extra}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{}\n{tls}{extra}",
             root.join("data").display(),
             self.port
         );
@@ -64,7 +66,14 @@ impl Registry {
         let child = Command::new(REGISTRY)
             .arg("serve")
             .arg(&path)
-            .stdout(Stdio::null())
+            // The access log: one line per request, appended across restarts.
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(root.join("access.log"))
+                    .unwrap(),
+            )
             .stderr(std::fs::File::create(root.join("registry.log")).unwrap())
             .spawn()
             .expect("cannot start docker-registry");
@@ -104,15 +113,114 @@ impl Registry {
             target = format!("{}/{target}", self.host()),
             files = names.join(", ")
         );
+        self.oras(&work, &script)
+    }
+
+    /// The blob GETs the registry answered so far, as `sha256:HEX` each, in order (its
+    /// access log).
+    pub fn blob_gets(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| l.split("\"GET /v2/").nth(1))
+            .filter_map(|l| l.split(' ').next()?.split("/blobs/").nth(1))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Pushes an artifact with ORAS as `REPO:TAG`: `artifact_type`, a config (name, media
+    /// type, bytes) and layers (name, media type, bytes, annotations besides the title ORAS
+    /// gives each); returns the manifest's digest. oras-py's `push` has no artifact type
+    /// option (the oras CLI's `--artifact-type`): it is set on the manifest as oras-py
+    /// uploads it.
+    pub fn push_artifact(
+        &self,
+        target: &str,
+        artifact_type: &str,
+        config: (&str, &str, &[u8]),
+        layers: &[ArtifactLayer<'_>],
+    ) -> String {
+        let work = TempDir::new("oras-artifact");
+        std::fs::write(work.path().join(config.0), config.2).unwrap();
+        let mut names = Vec::new();
+        let mut annotations = serde_json::Map::new();
+        for (name, media_type, bytes, extra) in layers {
+            std::fs::write(work.path().join(name), bytes).unwrap();
+            names.push(format!("{:?}", format!("{name}:{media_type}")));
+            let extra: serde_json::Map<_, _> = extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+                .collect();
+            annotations.insert(name.to_string(), extra.into());
+        }
+        let annotation_file = work.path().join("annotations.json");
+        std::fs::write(
+            &annotation_file,
+            serde_json::Value::from(annotations).to_string(),
+        )
+        .unwrap();
+        let script = format!(
+            "import oras.client, oras.provider\n\
+             upload = oras.provider.Registry.upload_manifest\n\
+             def typed(self, manifest, container):\n    manifest['artifactType'] = {artifact_type:?}\n    return upload(self, manifest, container)\n\
+             oras.provider.Registry.upload_manifest = typed\n\
+             c = oras.client.OrasClient(hostname={host:?}, insecure=True)\n\
+             r = c.push(target={target:?}, files=[{files}], manifest_config={config:?}, annotation_file={annotations:?}, disable_path_validation=True)\n\
+             print(r.headers['Docker-Content-Digest'])\n",
+            host = self.host(),
+            target = format!("{}/{target}", self.host()),
+            files = names.join(", "),
+            config = format!("{}:{}", config.0, config.1),
+            annotations = annotation_file.to_str().unwrap(),
+        );
+        self.oras(&work, &script)
+    }
+
+    /// Pushes the files and folders `layers` (path below `root`, ModelPack media type) with
+    /// modelpack-client as `REPO:TAG` (a folder becomes a tar layer, compressed as its media
+    /// type says); returns the manifest's digest.
+    pub fn push_modelpack(&self, target: &str, root: &Path, layers: &[(&str, &str)]) -> String {
+        let layers: Vec<String> = layers
+            .iter()
+            .map(|(path, media_type)| {
+                format!("ModelLayer(path={path:?}, media_type={media_type:?})")
+            })
+            .collect();
+        let script = format!(
+            "from modelpack_client import *\n\
+             c = ModelPackClient(insecure=True)\n\
+             config = ModelPackConfig(ModelDescriptor(name='iris', version='v1'), ModelTechnicalConfig(format='safetensors'))\n\
+             print(c.push({target:?}, [{layers}], config).digest)\n",
+            target = format!("{}/{target}", self.host()),
+            layers = layers.join(", "),
+        );
+        self.python(MODELPACK, root, &script)
+    }
+
+    /// Pulls `REPO:TAG` with modelpack-client into `dest`, its tar layers unpacked.
+    pub fn pull_modelpack(&self, target: &str, dest: &Path) {
+        let script = format!(
+            "from modelpack_client import *\nModelPackClient(insecure=True).pull({target:?}, {dest:?})\n",
+            target = format!("{}/{target}", self.host()),
+            dest = dest.to_str().unwrap(),
+        );
+        self.python(MODELPACK, dest, &script);
+    }
+
+    fn oras(&self, work: &TempDir, script: &str) -> String {
+        self.python(ORAS, work.path(), script)
+    }
+
+    // Runs `script` with the Python packages in `folder` of the test servers, in `dir`.
+    fn python(&self, folder: &str, dir: &Path, script: &str) -> String {
         let out = Command::new("python3")
-            .current_dir(work.path())
-            .env("PYTHONPATH", servers_dir().join(ORAS))
-            .args(["-c", &script])
+            .current_dir(dir)
+            .env("PYTHONPATH", servers_dir().join(folder))
+            .args(["-c", script])
             .output()
             .expect("python3 runs oras");
         assert!(
             out.status.success(),
-            "oras push failed (is {ORAS} installed? run `bash .ci/install-test-servers`): {}",
+            "{folder} failed (is it installed? run `bash .ci/install-test-servers`): {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
@@ -138,6 +246,9 @@ impl Drop for Registry {
         self.stop();
     }
 }
+
+/// One layer `Registry::push_artifact` pushes: file name, media type, bytes, annotations.
+pub type ArtifactLayer<'a> = (&'a str, &'a str, &'a [u8], &'a [(&'a str, &'a str)]);
 
 /// The SHA-256 of `bytes` as `sha256:HEX`.
 pub fn digest(bytes: &[u8]) -> String {

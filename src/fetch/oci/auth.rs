@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
-use crate::error::{Error, one_line, quote};
+use crate::error::{Error, quote};
 use crate::settings::Secret;
 
 /// A user name and password (or identity token) for one registry.
@@ -62,8 +62,20 @@ pub(crate) fn find(
             let reason = format!("{shown} is not a Docker config: {why}");
             Error::env(var.unwrap_or("KSERVE_OCI_DOCKER_CONFIG"), reason)
         };
-        let config: Config =
-            serde_json::from_str(&text).map_err(|e| bad(one_line(&e.to_string())))?;
+        // Never serde's words: they quote the value they did not expect, which may be a
+        // credential (an entry written as a bare base64 string).
+        let config: Config = serde_json::from_str(&text).map_err(|e| {
+            let what = match e.classify() {
+                serde_json::error::Category::Data => "a value not of the Docker config's shape",
+                serde_json::error::Category::Eof => "the JSON ends early",
+                _ => "not JSON",
+            };
+            bad(format!(
+                "{what} at line {}, column {}",
+                e.line(),
+                e.column()
+            ))
+        })?;
         let Some((_, entry)) = config.auths.iter().find(|(k, _)| key_host(k) == registry) else {
             continue;
         };
@@ -254,6 +266,14 @@ mod tests {
         let e = find("h", &named).unwrap_err().to_string();
         assert!(
             e.starts_with("invalid value in REGISTRY_AUTH_FILE: cannot read"),
+            "{e}"
+        );
+        // An entry written as a bare string: refused without quoting it (it is a credential).
+        std::fs::write(&file, format!(r#"{{"auths":{{"h":"{auth}"}}}}"#)).unwrap();
+        let e = find("h", &files).unwrap_err().to_string();
+        assert!(!e.contains(&auth), "{e}");
+        assert!(
+            e.ends_with("is not a Docker config: a value not of the Docker config's shape at line 1, column 32"),
             "{e}"
         );
         std::fs::write(&file, r#"{"auths":{"h":{"auth":"!!"}}}"#).unwrap();
