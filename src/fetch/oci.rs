@@ -894,5 +894,31 @@ mod tests {
             e.unwrap().to_string(),
             "cannot resolve oci://r/m: unsupported media type 'application/vnd.oci.artifact.manifest.v1+json' for a manifest"
         );
+
+        // A layer that is neither a tar nor a titled file, and a file layer in an image: each
+        // named with its media type.
+        let layer = |config: &str, title: bool| {
+            let annotations = match title {
+                true => r#","annotations":{"org.opencontainers.image.title":"w.bin"}"#,
+                false => "",
+            };
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"{config}","digest":"{}","size":1}},"layers":[{{"mediaType":"application/x-weird","digest":"{}","size":1{annotations}}}]}}"#,
+                d('a'),
+                d('b')
+            )
+        };
+        let artifact = layer("application/vnd.cncf.model.config.v1+json", false);
+        let e = read_manifest(&artifact, None, "linux/amd64", "m", "oci://r/m").err();
+        assert_eq!(
+            e.unwrap().to_string(),
+            "cannot resolve oci://r/m: unsupported media type 'application/x-weird' for a layer: neither a tar nor a file named by an org.opencontainers.image.title annotation"
+        );
+        let image = layer("application/vnd.oci.image.config.v1+json", true);
+        let e = read_manifest(&image, None, "linux/amd64", "m", "oci://r/m").err();
+        assert_eq!(
+            e.unwrap().to_string(),
+            "cannot resolve oci://r/m: unsupported media type 'application/x-weird' for a layer of an image: only tar layers are applied"
+        );
     }
 }
