@@ -68,6 +68,20 @@ pub enum Trust<'a> {
     Unverified,
 }
 
+/// Sends one request (any body) through `agent`, the whole call ended by `limit`: what the
+/// controller's Kubernetes and registry writes do, where no retry layer sets a deadline.
+pub(crate) fn run_within<B: ureq::AsSendBody>(
+    agent: &Agent,
+    request: ureq::http::Request<B>,
+    limit: Duration,
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    let request = agent
+        .configure_request(request)
+        .timeout_global(Some(limit))
+        .build();
+    agent.run(request)
+}
+
 /// Builds the agent used for every request. Error statuses come back as responses (so the
 /// registry's `{"code","message"}` body can be read); callers decide what they mean.
 pub fn agent(tls: &TlsSettings, trust: Trust<'_>) -> Result<Agent, Error> {

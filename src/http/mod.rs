@@ -15,7 +15,7 @@ mod status;
 pub use agent::{Trust, agent};
 pub use ranged::{Headers, get_resumable};
 
-pub(crate) use agent::{USER_AGENT, registry_agent};
+pub(crate) use agent::{USER_AGENT, registry_agent, run_within};
 pub(crate) use ranged::{ALIGN, BUFFER_SIZE, content_range, get_resumable_seeing};
 pub(crate) use retry::{get_with_retry, header, post_form_with_retry};
 pub(crate) use status::{Failure, PLAIN_HTTP, StatusError, describe, describe_in, read_text};

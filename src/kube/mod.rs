@@ -264,23 +264,13 @@ impl Kube {
                     .header("Content-Type", content_type)
                     .body(text.to_string())
                     .map_err(|e| self.failed(method, url, None, e.to_string()))?;
-                let request = self
-                    .agent
-                    .configure_request(request)
-                    .timeout_global(Some(limit))
-                    .build();
-                self.agent.run(request)
+                http::run_within(&self.agent, request, limit)
             }
             None => {
                 let request = request
                     .body(())
                     .map_err(|e| self.failed(method, url, None, e.to_string()))?;
-                let request = self
-                    .agent
-                    .configure_request(request)
-                    .timeout_global(Some(limit))
-                    .build();
-                self.agent.run(request)
+                http::run_within(&self.agent, request, limit)
             }
         };
         result.map_err(|e| self.failed(method, url, None, http::describe(&e)))

@@ -231,8 +231,10 @@ impl<'a> Serving<'a> {
             Some(body) => request
                 .header("Content-Type", "application/json")
                 .body(body.to_string())
-                .map(|r| self.run(r, left)),
-            None => request.body(()).map(|r| self.run(r, left)),
+                .map(|r| http::run_within(self.agent, r, left)),
+            None => request
+                .body(())
+                .map(|r| http::run_within(self.agent, r, left)),
         };
         let result = result.map_err(|e| failed(e.to_string()))?;
         let mut response = result.map_err(|e| failed(http::describe_in(self.agent, &e)))?;
@@ -241,18 +243,5 @@ impl<'a> Serving<'a> {
             .map_err(|e| failed(format!("reading the response: {e}")))?;
         log::debug!("{method} {}: {status}", redact_url(url));
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-    }
-
-    fn run<S: ureq::AsSendBody>(
-        &self,
-        request: ureq::http::Request<S>,
-        left: Duration,
-    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
-        let request = self
-            .agent
-            .configure_request(request)
-            .timeout_global(Some(left))
-            .build();
-        self.agent.run(request)
     }
 }
