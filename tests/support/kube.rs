@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::server::Server;
+use super::server::{Server, respond_json as respond};
 
 /// One request as the API saw it.
 #[derive(Debug, Clone)]
@@ -421,17 +421,6 @@ fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
         code,
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason, "code": code}),
     )
-}
-
-fn respond(stream: &TcpStream, code: u16, body: &Value) {
-    let text = body.to_string();
-    let mut out = stream;
-    let _ = write!(
-        out,
-        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-        text.len()
-    );
-    let _ = out.flush();
 }
 
 fn serve(stream: TcpStream, state: &Arc<(Mutex<State>, Condvar)>) {

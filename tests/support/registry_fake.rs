@@ -11,13 +11,12 @@
 //! a status N times for an operation, stopped (connections closed), a hook after each POST.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
 
-use super::server::{Server, read_request};
+use super::server::{Server, read_request, respond_json};
 
 const API: &str = "/api/model_registry/v1alpha3";
 
@@ -455,12 +454,5 @@ fn serve(stream: TcpStream, state: &Mutex<State>, spec: &dyn Spec) {
 }
 
 fn answer(stream: &TcpStream, (code, body): (u16, Value)) {
-    let text = body.to_string();
-    let mut out = stream;
-    let _ = write!(
-        out,
-        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-        text.len()
-    );
-    let _ = out.flush();
+    respond_json(stream, code, &body);
 }

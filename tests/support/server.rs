@@ -140,6 +140,18 @@ impl PlainHttp {
     }
 }
 
+/// Answers with a JSON body and closes the connection (the Kubernetes and registry stand-ins).
+pub fn respond_json(stream: &TcpStream, code: u16, body: &serde_json::Value) {
+    let text = body.to_string();
+    let mut out = stream;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = out.flush();
+}
+
 /// A request's head: method, target, and headers with lowercased names. `None` when the
 /// connection closed before a request line (the accept loop's own wake-up call).
 pub fn read_head(stream: &TcpStream) -> Option<(String, String, HashMap<String, String>)> {
