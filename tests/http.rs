@@ -895,6 +895,95 @@ fn a_rerun_after_sigkill_fetches_at_most_a_checkpoint_per_part_again() {
 }
 
 #[test]
+fn a_parted_file_has_its_space_reserved_before_its_bytes_arrive() {
+    use std::os::unix::fs::MetadataExt;
+    // 128 MiB in two ranged parts, paced so that the run is killed long before the end: the
+    // temporary file already holds blocks for all of it (fallocate), where a sparse one
+    // would hold only what had arrived.
+    let size = 128u64 << 20;
+    let site = Site::new(&[("big.bin", &bytes(size as usize, 13))]);
+    let slow = Behaviour {
+        pace: Some(std::time::Duration::from_millis(1)),
+        ..Behaviour::default()
+    };
+    let web = Web::start(&site.www(), slow);
+    let uri = format!("{}/big.bin", web.url());
+    let temp = site.dest().join(".big.bin.mrsi-part");
+    let journal = site.dest().join(".big.bin.mrsi-parts");
+    let started = || web.sent() > 0 && journal.exists();
+    let out = signalled_run(&[&uri, &site.dest_str()], started, "-KILL");
+    assert_eq!(out.code, -1, "{out:#?}");
+    let meta = std::fs::metadata(&temp).unwrap();
+    assert!(
+        web.sent() < size,
+        "the run finished before the kill: {out:#?}"
+    );
+    assert_eq!(meta.len(), size);
+    assert!(
+        meta.blocks() * 512 >= size,
+        "{} of {size} bytes reserved after {} arrived",
+        meta.blocks() * 512,
+        web.sent()
+    );
+}
+
+#[test]
+fn a_file_larger_than_the_free_space_fails_before_its_first_byte() {
+    use std::os::unix::fs::MetadataExt;
+    // The server lists an object twice the size of the whole disk DEST_DIR is on: the run
+    // fails at the plan, with the disk's own words, having asked for no byte of it and
+    // taken no block.
+    let dest = TempDir::new("too-large");
+    let fs = rustix::fs::statvfs(dest.path()).unwrap();
+    let huge = fs.f_blocks * fs.f_frsize * 2;
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let server = {
+        let asked = asked.clone();
+        crate::support::server::Server::start("127.0.0.1:0", move |stream| {
+            use std::io::Write;
+            let Some((method, _, headers, _)) = crate::support::server::read_request(&stream)
+            else {
+                return;
+            };
+            let range = headers.get("range").cloned();
+            asked.lock().unwrap().push(format!("{method} {range:?}"));
+            let head = match range.as_deref() {
+                Some("bytes=0-0") => format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-0/{huge}\r\n\
+                     Content-Length: 1\r\nConnection: close\r\n\r\nx"
+                ),
+                _ => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {huge}\r\nAccept-Ranges: bytes\r\n\
+                     Connection: close\r\n\r\n"
+                ),
+            };
+            let _ = (&stream).write_all(head.as_bytes());
+        })
+    };
+    let uri = format!("http://{}/big.bin", server.addr());
+    let out = run(&[&uri, &dest.path().display().to_string()], &[]);
+    assert_ne!(out.code, 0, "{out:#?}");
+    let last = out.last_line();
+    assert!(
+        last.contains("No space left on device") && last.contains(".big.bin.mrsi-part"),
+        "{out:#?}"
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert!(
+        asked
+            .iter()
+            .all(|a| a.starts_with("HEAD") || a.ends_with("Some(\"bytes=0-0\")")),
+        "data was asked for: {asked:?}"
+    );
+    assert!(!dest.path().join("big.bin").exists());
+    let taken: u64 = std::fs::read_dir(dest.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().blocks())
+        .sum();
+    assert_eq!(taken, 0, "{:?}", names(dest.path()));
+}
+
+#[test]
 fn a_signal_during_a_blocked_call_still_ends_the_run_with_its_line() {
     // A registry that accepts the connection and never answers: the run is blocked in a read
     // that looks at no flag, and the watchdog ends it.

@@ -57,8 +57,8 @@ use std::io::{self, Write};
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 
 use crate::digest::{Algorithm, Digest, Sha256, hex, sha256_of_file};
@@ -442,6 +442,12 @@ struct Parted {
     // end): a task's `part` numbers one of them. None for a fresh file, whose parts are all
     // missing and derived from their number.
     resumed: Option<Box<[Range<u64>]>>,
+    // Taken around each write that goes through the page cache, so that the file's parts
+    // take turns here rather than on the kernel's lock of the inode, which every such write
+    // holds: under one CPU, 16 workers contending there cost a third more CPU (2 GiB into
+    // tmpfs: 2.0-2.4 against 1.5-1.6 CPU s). Direct writes do not take it: they wait for
+    // the disk, and into reserved space (`reserve`) the kernel lets them run side by side.
+    writing: Mutex<()>,
 }
 
 // A file's (device, inode): the same name may later hold another file.
@@ -516,12 +522,12 @@ impl FileJob {
                             made,
                             journal,
                             resumed,
+                            writing: Mutex::new(()),
                         }
                     }
                     None => {
                         let file = dest::create_fresh(&temp)?;
-                        file.set_len(size)
-                            .map_err(|e| Error::io("allocate", &temp, e))?;
+                        reserve(&file, &temp, size)?;
                         let made = identity(&file, &temp)?;
                         let mut j = dest::create_fresh(&journal_path)?;
                         writeln!(j, "{header}")
@@ -532,6 +538,7 @@ impl FileJob {
                             made,
                             journal,
                             resumed: None,
+                            writing: Mutex::new(()),
                         }
                     }
                 }));
@@ -725,6 +732,38 @@ fn hash_kept(path: &Path, size: Option<u64>) -> Result<Sha256, Error> {
     sha256_of_file(&file, len).map_err(|e| Error::io("read", path, e))
 }
 
+// Gives the fresh temporary file of a parted file its `size`, with the space reserved where
+// the file system can (`fallocate`). Two gains: a disk too small for the file fails here,
+// before any byte is fetched, and ext4 and XFS let aligned direct writes into reserved space
+// run side by side, where writes into a hole take the file's lock for the whole disk write
+// (one core, 2 GiB model folder: 1,320 against 1,070 MiB/s). Where it is not supported (some
+// network and FUSE file systems), the file is made sparse instead.
+fn reserve(file: &File, temp: &Path, size: u64) -> Result<(), Error> {
+    use rustix::io::Errno;
+    let refused = |e: Errno| Error::io("allocate", temp, e.into());
+    // A size past what is free fails without trying: fallocate fills the disk before it
+    // gives up, and other writers (this run's own parts) would meet the full disk meanwhile.
+    if let Ok(fs) = rustix::fs::fstatvfs(file)
+        && fs.f_blocks > 0
+        && fs.f_bfree.saturating_mul(fs.f_frsize) < size
+    {
+        return Err(refused(Errno::NOSPC));
+    }
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, size) {
+        Ok(()) => Ok(()),
+        Err(e) if e == Errno::NOSPC || e == Errno::DQUOT || e == Errno::FBIG => {
+            // What it reserved before it gave up is given back.
+            let _ = file.set_len(0);
+            Err(refused(e))
+        }
+        Err(e) => {
+            log::debug!("{}: no space reserved ({e})", temp.display());
+            file.set_len(size)
+                .map_err(|e| Error::io("allocate", temp, e))
+        }
+    }
+}
+
 fn identity(file: &File, path: &Path) -> Result<Identity, Error> {
     let meta = file.metadata().map_err(|e| Error::io("inspect", path, e))?;
     Ok((meta.dev(), meta.ino()))
@@ -733,12 +772,20 @@ fn identity(file: &File, path: &Path) -> Result<Identity, Error> {
 // `temp` (made by this run, or checked) opened for direct I/O: whole aligned blocks go from
 // the buffer to the disk, with no copy into the page cache, no page to allocate and none to
 // write back (measured: about half the kernel time of buffered writes). None where the file
-// system refuses it (tmpfs before Linux 6.6, some FUSE file systems): the page cache then.
+// system refuses it (tmpfs before Linux 6.6, some FUSE file systems) or only pretends (tmpfs
+// since): the page cache then.
 fn open_direct(temp: &Path, made: Identity) -> Option<File> {
     let mut options = OpenOptions::new();
     options.write(true).custom_flags(libc::O_DIRECT);
-    reopen(temp, made, &options).ok()
+    let file = reopen(temp, made, &options).ok()?;
+    // tmpfs (since Linux 6.6) takes O_DIRECT and copies into its page cache all the same; its
+    // writes are then the kind that take turns (`Parted::writing`).
+    let tmpfs = rustix::fs::fstatfs(&file).is_ok_and(|fs| fs.f_type == TMPFS_MAGIC);
+    (!tmpfs).then_some(file)
 }
+
+// `statfs`' f_type of tmpfs (linux/magic.h).
+const TMPFS_MAGIC: rustix::fs::FsWord = 0x0102_1994;
 
 // Opens a file this run made (or checked) earlier; refuses one replaced since, or given a
 // second name, which would send the writes elsewhere.
@@ -867,6 +914,7 @@ fn run_task(
             .map(|_| Digest::new(Algorithm::Md5)),
         sha256: (whole && job.check.is_some()).then(|| Digest::new(Algorithm::Sha256)),
         progress: (journal.as_ref()).map(|(path, made)| part::Progress::new(path, *made, start)),
+        turn: job.parted.as_ref().map(|parted| &parted.writing),
     };
     let result = source.read(&job.planned.key, range.clone(), &mut writer);
     // The writer's own failure is the cause; the source only saw its symptom.
@@ -947,6 +995,8 @@ struct PartWriter<'a> {
     sha256: Option<Digest>,
     // The progress of a part of a journalled file.
     progress: Option<part::Progress<'a>>,
+    // A parted file's turn to write through the page cache (`Parted::writing`).
+    turn: Option<&'a Mutex<()>>,
 }
 
 impl Write for PartWriter<'_> {
@@ -1014,6 +1064,9 @@ impl PartWriter<'_> {
                 done => return done,
             }
         }
+        let _turn = self
+            .turn
+            .map(|turn| turn.lock().unwrap_or_else(PoisonError::into_inner));
         self.file.write_all_at(buf, self.pos)
     }
 }
@@ -1061,12 +1114,52 @@ mod tests {
             md5: None,
             sha256: None,
             progress: None,
+            turn: None,
         };
         for block in blocks {
             writer.write_all(block).unwrap();
         }
         assert!(writer.failed.is_none());
         writer.direct.is_some()
+    }
+
+    #[test]
+    fn tmpfs_gets_page_cache_writes_a_disk_direct_ones() {
+        // tmpfs takes O_DIRECT since Linux 6.6 but copies into its page cache anyway: its
+        // writes must take turns (`Parted::writing`), so no direct handle is given out.
+        // /dev/shm is tmpfs wherever this runs (Debian, containers); the temporary folder
+        // of the tests is on a disk.
+        for (dir, direct) in [(PathBuf::from("/dev/shm"), false), (folder("direct"), true)] {
+            let path = dir.join(format!("mrsi-direct-{}", std::process::id()));
+            let file = File::create(&path).unwrap();
+            let made = identity(&file, &path).unwrap();
+            let got = open_direct(&path, made).is_some();
+            std::fs::remove_file(&path).unwrap();
+            assert_eq!(got, direct, "{}", dir.display());
+        }
+    }
+
+    #[test]
+    fn a_parted_file_gets_its_space_reserved_or_a_clear_refusal() {
+        let dir = folder("reserve");
+        let path = dir.join("reserved");
+        let file = File::create(&path).unwrap();
+        let size = 48 << 20;
+        reserve(&file, &path, size).unwrap();
+        let meta = file.metadata().unwrap();
+        assert_eq!(meta.len(), size);
+        // Blocks of 512 bytes: all of it reserved, where a sparse file would have none.
+        assert!(meta.blocks() * 512 >= size, "{} blocks", meta.blocks());
+        // More than the disk holds: refused before any block is taken.
+        let fs = rustix::fs::fstatvfs(&file).unwrap();
+        let huge = fs.f_blocks * fs.f_frsize * 2;
+        let other = dir.join("too-large");
+        let file = File::create(&other).unwrap();
+        let e = reserve(&file, &other, huge).unwrap_err().to_string();
+        assert!(e.contains("No space left on device"), "{e}");
+        assert!(e.contains("too-large"), "{e}");
+        assert_eq!(file.metadata().unwrap().blocks(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
