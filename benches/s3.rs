@@ -5,7 +5,7 @@
 //!     BENCH_QUICK=1 cargo bench --bench s3    # small sets, one round: checks the harness
 //!
 //! Two sets: a model folder of 4 × 512 MiB shards plus 20 small files (2 GiB), and 2,000
-//! files of 64 KiB. Three cases, each run on both sets:
+//! files of 64 KiB. Four cases, each run on both sets:
 //! - `http`: plain HTTP;
 //! - `https`: the same through TLS with a private CA, terminated by s3rver itself (node's
 //!   OpenSSL, AES-GCM): no proxy hop to add its own copies, and the server's cost is the
@@ -14,6 +14,9 @@
 //!   KServe's default 1-CPU limit, and the server on the other CPUs. The server is
 //!   `support::s3static` (sendfile, a thread per connection), not s3rver: pinned clients
 //!   waited on node, which bounded them all alike, so the case would measure the server.
+//! - `1core-mem`: the same into a memory-backed folder (`/dev/shm`, as a pod's
+//!   `emptyDir: {medium: Memory}`): no disk to bound any tool, so the client's CPU per GiB
+//!   alone decides its speed.
 //!
 //! Runs alternate between the tools, and who goes first rotates each round, so that a slow
 //! moment of the machine is shared out. Each run starts from an empty destination. For each
@@ -23,7 +26,7 @@
 //!
 //! On a 2-core machine the server and the client share the cores, so the CPU a client spends
 //! per GiB decides how fast it can go. `BENCH_ROUNDS` sets the counted runs per tool, set and
-//! case (3; 1 with `BENCH_QUICK`); `BENCH_CASES` picks cases (`http,https,1core`).
+//! case (3; 1 with `BENCH_QUICK`); `BENCH_CASES` picks cases (`http,https,1core,1core-mem`).
 
 #[allow(dead_code)]
 #[path = "../tests/support/mod.rs"]
@@ -321,25 +324,61 @@ struct Case {
     name: &'static str,
     tls: bool,
     one_core: bool,
+    // Downloads go to tmpfs (`/dev/shm`) rather than the disk.
+    memory: bool,
 }
 
-const CASES: [Case; 3] = [
+const CASES: [Case; 4] = [
     Case {
         name: "http",
         tls: false,
         one_core: false,
+        memory: false,
     },
     Case {
         name: "https",
         tls: true,
         one_core: false,
+        memory: false,
     },
     Case {
         name: "1core",
         tls: false,
         one_core: true,
+        memory: false,
+    },
+    Case {
+        name: "1core-mem",
+        tls: false,
+        one_core: true,
+        memory: true,
     },
 ];
+
+// A folder of this run on tmpfs, for the `1core-mem` case; removed when dropped.
+struct MemoryDir(PathBuf);
+
+impl MemoryDir {
+    fn new() -> MemoryDir {
+        let shm = Path::new("/dev/shm");
+        let kind = Command::new("stat")
+            .args(["-f", "-c", "%T"])
+            .arg(shm)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        assert_eq!(kind, "tmpfs", "the 1core-mem case needs /dev/shm on tmpfs");
+        let dir = shm.join(format!("mrsi-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        MemoryDir(dir)
+    }
+}
+
+impl Drop for MemoryDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 // Starts s3rver (over TLS with `certs`) and puts every set into its bucket `bench`.
 fn server(certs: Option<&Certs>, sets: &[Set]) -> S3rver {
@@ -439,14 +478,15 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 1 } else { 3 });
-    let wanted = std::env::var("BENCH_CASES").unwrap_or_else(|_| "http,https,1core".into());
+    let wanted =
+        std::env::var("BENCH_CASES").unwrap_or_else(|_| "http,https,1core,1core-mem".into());
     let cases: Vec<Case> = CASES
         .into_iter()
         .filter(|c| wanted.split(',').any(|w| w.trim() == c.name))
         .collect();
     assert!(
         !cases.is_empty(),
-        "BENCH_CASES={wanted}: no case among http, https, 1core"
+        "BENCH_CASES={wanted}: no case among http, https, 1core, 1core-mem"
     );
     // ext4 avoids reusing inodes deleted in the last half minute, and searching past them
     // makes creating files slow: a run started right after seeding, or after another
@@ -468,6 +508,7 @@ fn main() {
         .iter()
         .any(|c| c.one_core)
         .then(|| StaticS3::start(&sets));
+    let memory = cases.iter().any(|c| c.memory).then(MemoryDir::new);
     let machine = machine();
     eprintln!("machine: {machine}");
     let tools = [Tool::Ours, Tool::S5cmd, Tool::Curl];
@@ -484,6 +525,10 @@ fn main() {
             (s3.endpoint(), s3.pid())
         };
         let ca = case.tls.then_some(certs.ca.as_path());
+        let dests = match &memory {
+            Some(memory) if case.memory => memory.0.as_path(),
+            _ => work.path(),
+        };
         if case.one_core && cpus() > 1 {
             // The client has CPU 0 to itself, as a pod under a 1-CPU limit would; the server
             // (elsewhere in real life) takes the others.
@@ -508,7 +553,7 @@ fn main() {
                     let t = (round + step) % tools.len();
                     let tool = tools[t];
                     run += 1;
-                    let dest: PathBuf = work.path().join(format!("{}-{run}", set.prefix));
+                    let dest: PathBuf = dests.join(format!("{}-{run}", set.prefix));
                     std::fs::create_dir_all(&dest).unwrap();
                     let config = work.path().join("curl.cfg");
                     curl_config(&endpoint, set, &dest, &config);
@@ -536,7 +581,7 @@ fn main() {
                 }
             }
             for run in 1..=run {
-                let _ = std::fs::remove_dir_all(work.path().join(format!("{}-{run}", set.prefix)));
+                let _ = std::fs::remove_dir_all(dests.join(format!("{}-{run}", set.prefix)));
             }
             // (MiB/s, CPU s/GiB, peak RSS MiB) per tool.
             let rows: Vec<(f64, f64, f64)> = results
