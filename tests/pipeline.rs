@@ -370,17 +370,25 @@ fn finished_files_are_flushed_to_disk() {
     std::fs::create_dir_all(src.join("sub")).unwrap();
     std::fs::write(src.join("weights.bin"), b"weights").unwrap();
     std::fs::write(src.join("sub/config.json"), b"{}").unwrap();
+    std::fs::write(src.join("sub/tokenizer.json"), b"{}").unwrap();
     let dest = tmp.path().join("dest");
     let out = run(
         &[src.to_str().unwrap(), dest.to_str().unwrap()],
         &[("RUST_LOG", "debug")],
     );
     out.expect_code(0);
-    for name in ["weights.bin", "sub/config.json"] {
+    let mut last = 0;
+    for name in ["weights.bin", "sub/config.json", "sub/tokenizer.json"] {
         let line = format!(
             "debug: wrote {} (flushed to disk)",
             dest.join(name).display()
         );
-        assert!(out.stderr.contains(&line), "{line}\n{out:#?}");
+        let at = out.stderr.find(&line);
+        assert!(at.is_some(), "{line}\n{out:#?}");
+        last = last.max(at.unwrap());
     }
+    // Each folder once, after the last rename: not once per file.
+    let flushed = "debug: flushed the 2 folder(s) files went into";
+    assert!(out.stderr.find(flushed) > Some(last), "{out:#?}");
+    assert_eq!(out.stderr.matches("debug: flushed the").count(), 1);
 }

@@ -111,11 +111,6 @@ pub(crate) fn sync_file(file: &File, path: &Path) -> Result<(), Error> {
         .map_err(|e| Error::io("flush to disk", path, e))
 }
 
-/// Flushes the folder holding `path`, so a rename into it survives a crash.
-pub(crate) fn sync_parent(path: &Path) -> Result<(), Error> {
-    sync_folder(path.parent().unwrap_or(Path::new(".")))
-}
-
 /// Flushes the folder `dir`: the names renamed or linked into it survive a crash.
 pub(crate) fn sync_folder(dir: &Path) -> Result<(), Error> {
     File::open(dir)
