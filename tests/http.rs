@@ -903,7 +903,7 @@ fn a_parted_file_has_its_space_reserved_before_its_bytes_arrive() {
     let size = 128u64 << 20;
     let site = Site::new(&[("big.bin", &bytes(size as usize, 13))]);
     let slow = Behaviour {
-        pace: Some(std::time::Duration::from_millis(1)),
+        pace: Some(std::time::Duration::from_millis(5)),
         ..Behaviour::default()
     };
     let web = Web::start(&site.www(), slow);
@@ -935,7 +935,10 @@ fn a_file_larger_than_the_free_space_fails_before_its_first_byte() {
     // taken no block.
     let dest = TempDir::new("too-large");
     let fs = rustix::fs::statvfs(dest.path()).unwrap();
-    let huge = fs.f_blocks * fs.f_frsize * 2;
+    // Capped below where the plan's part count (2^32 parts) would refuse it first.
+    let huge = (fs.f_blocks.saturating_mul(fs.f_frsize))
+        .saturating_mul(2)
+        .min(1 << 50);
     let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let server = {
         let asked = asked.clone();
@@ -981,6 +984,49 @@ fn a_file_larger_than_the_free_space_fails_before_its_first_byte() {
         .map(|e| e.unwrap().metadata().unwrap().blocks())
         .sum();
     assert_eq!(taken, 0, "{:?}", names(dest.path()));
+}
+
+#[test]
+fn a_plan_that_does_not_fit_gives_back_what_it_reserved() {
+    // Two large (sparse) local files: the first fits and is reserved, the second is larger
+    // than the disk. The plan fails on the second, and the first one's reserved temporary
+    // file goes too: a pod restarting on that error must not hold the disk meanwhile.
+    use std::os::unix::fs::MetadataExt;
+    let tmp = TempDir::new("plan-too-large");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let fs = rustix::fs::statvfs(tmp.path()).unwrap();
+    let huge = (fs.f_blocks.saturating_mul(fs.f_frsize))
+        .saturating_mul(2)
+        .min(1 << 50);
+    for (name, size) in [("a.bin", 80u64 << 20), ("b.bin", huge)] {
+        std::fs::File::create(src.join(name))
+            .unwrap()
+            .set_len(size)
+            .unwrap();
+    }
+    let dest = tmp.path().join("dest");
+    let out = run(&[src.to_str().unwrap(), dest.to_str().unwrap()], &[]);
+    out.expect_code(1);
+    let last = out.last_line();
+    assert!(
+        last.starts_with("error: cannot allocate")
+            && last.contains(".b.bin.mrsi-part")
+            && last.contains("No space left on device"),
+        "{out:#?}"
+    );
+    let left: Vec<(String, u64)> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().blocks(),
+            )
+        })
+        .filter(|(name, _)| name != ".mrsi-manifest")
+        .collect();
+    assert_eq!(left, Vec::<(String, u64)>::new());
 }
 
 #[test]
