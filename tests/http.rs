@@ -743,7 +743,12 @@ fn numeric_spellings_are_checked_where_they_resolve() {
 
 /// Runs the binary with `args` until `ready` says so (polled for at most 20 s), then sends it
 /// `signal` (as the kubelet stops a pod) and returns what the run produced.
-fn signalled_run(args: &[&str], ready: impl Fn() -> bool, signal: &str) -> crate::support::Run {
+fn signalled_run(
+    args: &[&str],
+    env: &[(&str, &str)],
+    ready: impl Fn() -> bool,
+    signal: &str,
+) -> crate::support::Run {
     use std::io::Read;
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
@@ -751,6 +756,7 @@ fn signalled_run(args: &[&str], ready: impl Fn() -> bool, signal: &str) -> crate
         .env_clear()
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("RUST_BACKTRACE", "0")
+        .envs(env.iter().copied())
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -821,13 +827,24 @@ fn a_signal_stops_the_run_with_its_own_line_and_leaves_it_resumable() {
             let lines = std::fs::read_to_string(&journal).unwrap_or_default();
             lines.lines().count() >= 2 && web.seen().len() >= 2
         };
-        let out = signalled_run(&[&uri, &site.dest_str()], journalled, signal);
+        let out = signalled_run(
+            &[&uri, &site.dest_str()],
+            &[("RUST_LOG", "debug")],
+            journalled,
+            signal,
+        );
         assert_eq!(
             out.last_line(),
             format!("error: interrupted by SIG{}", &signal[1..]),
             "{out:#?}"
         );
         out.expect_code(code);
+        // The folders are flushed on the way out too (DEST_DIR, where the manifest went).
+        assert!(
+            out.stderr
+                .contains("debug: flushed the 1 folder(s) files went into"),
+            "{out:#?}"
+        );
         assert!(temp.exists(), "{out:#?}");
         assert!(!site.dest().join("big.bin").exists());
     }
@@ -871,7 +888,7 @@ fn a_rerun_after_sigkill_fetches_at_most_a_checkpoint_per_part_again() {
         let text = std::fs::read_to_string(&journal).unwrap_or_default();
         text.lines().count() >= 3
     };
-    let out = signalled_run(&[&uri, &site.dest_str()], recorded, "-KILL");
+    let out = signalled_run(&[&uri, &site.dest_str()], &[], recorded, "-KILL");
     assert_eq!(out.code, -1, "{out:#?}");
     let first = web.sent();
     assert!(first < size, "the first run finished: {out:#?}");
@@ -911,7 +928,7 @@ fn a_parted_file_has_its_space_reserved_before_its_bytes_arrive() {
     let temp = site.dest().join(".big.bin.mrsi-part");
     let journal = site.dest().join(".big.bin.mrsi-parts");
     let started = || web.sent() > 0 && journal.exists();
-    let out = signalled_run(&[&uri, &site.dest_str()], started, "-KILL");
+    let out = signalled_run(&[&uri, &site.dest_str()], &[], started, "-KILL");
     assert_eq!(out.code, -1, "{out:#?}");
     let meta = std::fs::metadata(&temp).unwrap();
     assert!(
@@ -1046,7 +1063,7 @@ fn a_signal_during_a_blocked_call_still_ends_the_run_with_its_line() {
     };
     let uri = format!("model-registry://127.0.0.1:{port}/iris");
     let connected = || !held.lock().unwrap().is_empty();
-    let out = signalled_run(&["--resolve", &uri], connected, "-TERM");
+    let out = signalled_run(&["--resolve", &uri], &[], connected, "-TERM");
     assert_eq!(out.last_line(), "error: interrupted by SIGTERM", "{out:#?}");
     out.expect_code(143);
     accepting.join().unwrap();
