@@ -361,7 +361,7 @@ struct MemoryDir(PathBuf);
 impl MemoryDir {
     fn new() -> MemoryDir {
         let shm = Path::new("/dev/shm");
-        let tmpfs = rustix::fs::statfs(shm).is_ok_and(|fs| fs.f_type == 0x0102_1994);
+        let tmpfs = rustix::fs::statfs(shm).is_ok_and(|fs| fs.f_type == libc::TMPFS_MAGIC);
         assert!(tmpfs, "the 1core-mem case needs /dev/shm on tmpfs");
         // One run's copy of the largest set at a time (each is removed after its run).
         let free = rustix::fs::statvfs(shm).map_or(0, |fs| fs.f_bavail * fs.f_frsize);

@@ -139,15 +139,12 @@ pub(crate) fn serve(
         bound.push((listener, address, paths));
     }
     for (listener, address, paths) in bound {
-        let names: Vec<&str> = [
-            (paths.probes, "/healthz, /readyz"),
-            (paths.metrics, "/metrics"),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, n)| *n)
-        .collect();
-        log::info!("serving {} on {address}", names.join(", "));
+        let names = match (paths.probes, paths.metrics) {
+            (true, true) => "/healthz, /readyz, /metrics",
+            (true, false) => "/healthz, /readyz",
+            (false, _) => "/metrics",
+        };
+        log::info!("serving {names} on {address}");
         let (health, shared) = (health.clone(), shared.clone());
         thread::Builder::new()
             .name(format!("probes {address}"))

@@ -15,8 +15,8 @@
 //!    at their offsets; the rest are one stream each. N worker threads take tasks in order.
 //! 4. Each file is written under a hidden temporary name, flushed to disk and renamed once its
 //!    size matches (its folder is flushed soon after: `Tally::renamed_into`): neither a
-//!    failure nor a node crash leaves a partial (or zero-filled) file under a final name. Each file renamed is noted in the
-//!    manifest. Byte ranges flushed to disk are noted in a journal next to the temporary
+//!    failure nor a node crash leaves a partial (or zero-filled) file under a final name.
+//!    Each file renamed is noted in the manifest. Byte ranges flushed to disk are noted in a journal next to the temporary
 //!    file (`part`, every 8 MiB of a part), so a rerun fetches only what a large object is
 //!    missing. The whole aligned blocks of a part go straight to disk (`O_DIRECT`), the rest
 //!    through the page cache, and all of a file that is read back to be hashed (step 5).
@@ -74,7 +74,8 @@ pub use verify::Pins;
 
 /// Parallel transfers when `-j` is not given: enough requests in flight to keep an object
 /// store busy on many small files (measured: 8 left s3rver idle between requests, 32 gained
-/// nothing more), at about 450 KiB of buffers each (more over TLS) (`http::BUFFER_SIZE` and ureq's).
+/// nothing more), at about 450 KiB of buffers each, more over TLS (`http::BUFFER_SIZE` and
+/// ureq's).
 pub(crate) const DEFAULT_JOBS: usize = 16;
 /// Objects larger than this are fetched as ranged parts of this size: large enough that the
 /// cost of a request (signing, the server's lookup) is noise, small enough that a 1 GiB file
@@ -158,10 +159,10 @@ pub trait Watch: Sync {
 
 impl Watch for () {}
 
-// What the workers count, passed on to the watch as it happens.
 // How long the folders of finished files may wait to be flushed (`Tally::renamed_into`).
 const FOLDER_FLUSHES: Duration = Duration::from_secs(5);
 
+// What the workers count, passed on to the watch as it happens.
 struct Tally<'a> {
     watch: &'a dyn Watch,
     bytes: AtomicU64,
@@ -385,7 +386,7 @@ pub fn download(
             .iter()
             .filter(|j| j.parted.as_ref().is_some_and(|p| p.resumed.is_none()))
         {
-            let _ = dest::remove_temporaries(&dest.join(job.planned.path()));
+            let _ = dest::remove_temporaries(&job.path(&at));
         }
         return Err(e);
     }
@@ -668,8 +669,8 @@ impl FileJob {
     }
 
     // All tasks done: check the size, flush to disk, rename into place (its folder is flushed
-    // when the transfers end), and note the file in the manifest. `file` is the last task's,
-    // if any.
+    // soon after: `Tally::renamed_into`), and note the file in the manifest. `file` is the
+    // last task's, if any.
     fn finish(
         &self,
         at: &At<'_>,
@@ -812,7 +813,6 @@ fn hash_kept(path: &Path, size: Option<u64>) -> Result<Sha256, Error> {
 // resumed one keeps the blocks it has.
 fn reserve(file: &File, temp: &Path, size: u64) -> Result<(), Error> {
     use rustix::io::Errno;
-    let refused = |e: Errno| Error::io("allocate", temp, e.into());
     // A size past what is free fails without trying: fallocate fills the disk before it
     // gives up, and other writers (this run's own parts, the node's other pods) would meet
     // the full disk meanwhile. What is free to anyone (f_bavail), not the blocks kept for
@@ -836,7 +836,7 @@ fn reserve(file: &File, temp: &Path, size: u64) -> Result<(), Error> {
         Err(e) if e == Errno::NOSPC || e == Errno::DQUOT || e == Errno::FBIG => {
             // What it reserved before it gave up is given back.
             let _ = file.set_len(0);
-            Err(refused(e))
+            Err(Error::io("allocate", temp, e.into()))
         }
         Err(e) => {
             log::debug!("{}: no space reserved ({e})", temp.display());
@@ -862,12 +862,9 @@ fn open_direct(temp: &Path, made: Identity) -> Option<File> {
     let file = reopen(temp, made, &options).ok()?;
     // tmpfs (since Linux 6.6) takes O_DIRECT and copies into its page cache all the same; its
     // writes are then the kind that take turns (`Parted::writing`).
-    let tmpfs = rustix::fs::fstatfs(&file).is_ok_and(|fs| fs.f_type == TMPFS_MAGIC);
+    let tmpfs = rustix::fs::fstatfs(&file).is_ok_and(|fs| fs.f_type == libc::TMPFS_MAGIC);
     (!tmpfs).then_some(file)
 }
-
-// `statfs`' f_type of tmpfs (linux/magic.h).
-const TMPFS_MAGIC: rustix::fs::FsWord = 0x0102_1994;
 
 // Opens a file this run made (or checked) earlier; refuses one replaced since, or given a
 // second name, which would send the writes elsewhere.
